@@ -1,0 +1,253 @@
+"""The feature cache: one HDF5 file per extraction, and its checked reader.
+
+Layout (format_version 1):
+    /train/features  (N, D) float32 (or float16 with --store-dtype float16)
+    /train/labels    (N,)   int64, in the data set's own order
+    /train/sources   (N,)   str: "data_batch_1/17" for CIFAR-10, a path relative to the data folder otherwise
+    /test/...        the same
+    root attributes: format="featurecache", format_version, dataset, data_kind, data_location,
+    data_fingerprint, backbone, pooling, image_size, model_size, weights, seed, precision,
+    class_names, feature_dim, n_train, n_test, skipped (JSON), config (JSON), versions (JSON), created.
+
+A cache is written aside (`<name>.tmp`) and renamed into place only when
+complete, so a file at the cache's path is always a finished one; an
+interrupted extraction leaves `<name>.partial/` beside it instead.
+
+h5py and numpy only: `classify` reads caches without importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from extract.errors import UserError
+
+FORMAT = "featurecache"
+FORMAT_VERSION = 1
+SPLITS = ("train", "test")
+REQUIRED_ATTRS = ("dataset", "backbone", "pooling", "image_size", "weights", "class_names")
+# settings that define a cache: a cache is reused only if all of these match
+IDENTITY_ATTRS = (
+    "data_fingerprint", "backbone", "pooling", "image_size", "weights", "seed",
+    "precision", "limit", "test_fraction", "store_dtype",
+)
+LATEST = "LATEST"  # features/LATEST names the cache the last extract run wrote
+
+
+@dataclass
+class SplitData:
+    features: np.ndarray    # (N, D) float32
+    labels: np.ndarray      # (N,) int64
+    sources: np.ndarray     # (N,) str
+
+
+@dataclass
+class Cache:
+    path: Path
+    attrs: dict
+    train: SplitData
+    test: SplitData
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.attrs["class_names"])
+
+
+def partial_dir(path: str | os.PathLike) -> Path:
+    """Where an unfinished extraction of `path` keeps its checkpoints."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+def _plain(value):
+    """HDF5 attribute -> plain Python (str, int, float, list of str)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_cache(path: str | os.PathLike, attrs: dict, splits: dict[str, list[dict]], store_dtype: str = "float32") -> Path:
+    """Assemble checkpoint parts into the final cache, atomically.
+
+    `splits[name]` is a list of parts, each a dict with "features" (n, D),
+    "labels" (n,) and "sources" (n,), concatenated in order. Parts are
+    copied one at a time, so memory holds one part, not the whole cache.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    string = h5py.string_dtype()
+    try:
+        with h5py.File(tmp, "w") as f:
+            for split, parts in splits.items():
+                n = sum(len(p["labels"]) for p in parts)
+                dim = int(attrs["feature_dim"])
+                g = f.create_group(split)
+                feats = g.create_dataset("features", (n, dim), dtype=store_dtype)
+                labels = g.create_dataset("labels", (n,), dtype="int64")
+                sources = g.create_dataset("sources", (n,), dtype=string)
+                row = 0
+                for part in parts:
+                    k = len(part["labels"])
+                    feats[row : row + k] = part["features"]
+                    labels[row : row + k] = part["labels"]
+                    sources[row : row + k] = np.asarray(part["sources"], dtype=object)
+                    row += k
+                attrs[f"n_{split}"] = n
+            for key, value in attrs.items():
+                if value is None:
+                    continue
+                if isinstance(value, (dict, tuple)) or (isinstance(value, list) and key != "class_names"):
+                    value = json.dumps(value)
+                elif key == "class_names":
+                    value = np.asarray(value, dtype=object)
+                    f.attrs.create(key, value, dtype=string)
+                    continue
+                f.attrs[key] = value
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_attrs(path: str | os.PathLike) -> dict:
+    """The root attributes of a cache, checked to be one of ours (no arrays read)."""
+    path = Path(path)
+    _check_exists(path)
+    with _open(path) as f:
+        return _attrs(f, path)
+
+
+def _check_exists(path: Path) -> None:
+    if path.is_file():
+        return
+    if partial_dir(path).is_dir():
+        raise UserError(
+            f"the cache {path} is incomplete (its extraction was interrupted); "
+            "re-run the same extract command to resume it"
+        )
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a feature cache; pass an .h5 file made by extract")
+    raise UserError(f"no features at {path}: run `make features` first (or pass --features PATH)")
+
+
+def _open(path: Path) -> h5py.File:
+    if not h5py.is_hdf5(path):
+        raise UserError(f"{path} is not an HDF5 file; pass a cache made by extract, or delete it and run `make features`")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise UserError(f"{path} is damaged ({str(e).splitlines()[0][:80]}); delete it and run extract again") from None
+
+
+def _attrs(f: h5py.File, path: Path) -> dict:
+    try:
+        attrs = {k: _plain(v) for k, v in f.attrs.items()}
+    except (OSError, KeyError, ValueError) as e:
+        raise UserError(f"{path} is damaged (unreadable attributes: {e}); delete it and run extract again") from None
+    if attrs.get("format") != FORMAT:
+        raise UserError(
+            f"{path} is not a featurecache cache (no format='{FORMAT}' attribute); "
+            "pass a file made by extract, or run `make features`"
+        )
+    if attrs.get("format_version", 0) > FORMAT_VERSION:
+        raise UserError(f"{path} was written by a newer featurecache (format {attrs['format_version']}); upgrade to read it")
+    missing = [k for k in REQUIRED_ATTRS if k not in attrs]
+    if missing:
+        raise UserError(f"{path} lacks the attribute(s) {', '.join(missing)}; delete it and run extract again")
+    for key in ("skipped", "config", "versions"):
+        if isinstance(attrs.get(key), str):
+            try:
+                attrs[key] = json.loads(attrs[key])
+            except json.JSONDecodeError:
+                pass
+    return attrs
+
+
+def read_cache(path: str | os.PathLike, expect: dict | None = None) -> Cache:
+    """Load and check a finished cache; `expect` lists attributes it must have.
+
+    Every way a file can be wrong (missing, unfinished, not HDF5, truncated,
+    foreign, inconsistent counts, non-finite values) raises `UserError`.
+    """
+    path = Path(path)
+    _check_exists(path)
+    with _open(path) as f:
+        attrs = _attrs(f, path)
+        for key, want in (expect or {}).items():
+            if attrs.get(key) != want:
+                raise UserError(
+                    f"{path} was made with {key}={attrs.get(key)!r}, not {want!r}; "
+                    "pass the matching cache or re-run extract with those settings"
+                )
+        data = {}
+        for split in SPLITS:
+            data[split] = _read_split(f, split, path, len(attrs["class_names"]))
+    dims = {s: d.features.shape[1] for s, d in data.items()}
+    if len(set(dims.values())) != 1 or ("feature_dim" in attrs and dims["train"] != attrs["feature_dim"]):
+        raise UserError(f"{path} has feature widths {dims} that disagree with its attributes; delete it and run extract again")
+    return Cache(path, attrs, data["train"], data["test"])
+
+
+def _read_split(f: h5py.File, split: str, path: Path, n_classes: int) -> SplitData:
+    try:
+        g = f[split]
+        feats = g["features"][()]
+        labels = g["labels"][()]
+        sources = g["sources"].asstr()[()] if "sources" in g else np.asarray([str(i) for i in range(len(labels))])
+    except KeyError:
+        raise UserError(
+            f"{path} has no /{split}/features and /{split}/labels; it is not a complete feature cache: "
+            "delete it and run extract again"
+        ) from None
+    except (OSError, ValueError, TypeError) as e:
+        raise UserError(f"{path} is damaged (cannot read /{split}: {str(e)[:80]}); delete it and run extract again") from None
+    if feats.ndim != 2 or labels.ndim != 1 or len(feats) != len(labels) or len(sources) != len(labels):
+        raise UserError(
+            f"{path} /{split} has {len(feats)} feature rows but {len(labels)} labels; "
+            "the file is inconsistent: delete it and run extract again"
+        )
+    if not np.issubdtype(labels.dtype, np.integer) or (len(labels) and (labels.min() < 0 or labels.max() >= n_classes)):
+        raise UserError(f"{path} /{split}/labels are not class indices 0..{n_classes - 1}; delete it and run extract again")
+    if not np.issubdtype(feats.dtype, np.floating):
+        raise UserError(f"{path} /{split}/features are not floating point; delete it and run extract again")
+    if not np.isfinite(feats).all():
+        raise UserError(
+            f"{path} /{split}/features hold NaN or infinite values (float16 overflow or a broken run); "
+            "re-run extract with --force (and --precision float32)"
+        )
+    return SplitData(feats.astype(np.float32, copy=False), labels.astype(np.int64), np.asarray(sources))
+
+
+def set_latest(features_dir: str | os.PathLike, cache: str | os.PathLike) -> None:
+    """Record `cache` as the one `classify` uses by default (features/LATEST, written atomically)."""
+    features_dir = Path(features_dir)
+    target = Path(cache).resolve()
+    try:
+        text = str(target.relative_to(features_dir.resolve()))
+    except ValueError:
+        text = str(target)
+    tmp = features_dir / (LATEST + ".tmp")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, features_dir / LATEST)
+
+
+def latest(features_dir: str | os.PathLike = "features") -> Path:
+    """The cache the last extract run wrote, for `classify`'s default `--features`."""
+    features_dir = Path(features_dir)
+    pointer = features_dir / LATEST
+    if not pointer.is_file():
+        raise UserError(f"no feature cache in {features_dir}/: run `make features` first (or pass --features PATH)")
+    name = pointer.read_text().strip()
+    return Path(name) if Path(name).is_absolute() else features_dir / name

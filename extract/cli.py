@@ -1,0 +1,118 @@
+"""`python -m extract` / `make features`: images -> features/<name>.h5.
+
+Reads CIFAR-10 (Keras' download, or --data-dir with the original python
+layout) or a folder of photos with one subfolder per class; writes one HDF5
+cache under features/ and points features/LATEST at it for `classify`.
+
+    python -m extract --data-dir ../shared/data/cifar10-subset/cifar-10-batches-py --weights none
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from extract.backbones import BACKBONES, POOLINGS, PRECISIONS
+from extract.cache import partial_dir, set_latest
+from extract.config import ExtractConfig, default_cache_path
+from extract.errors import UserError
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--data-dir", type=click.Path(path_type=str), default=None,
+              help="Local data: a cifar-10-batches-py folder, cifar-10-python.tar.gz, or a folder of photos "
+                   "with one subfolder per class (optionally under train/ and test/). "
+                   "Default: CIFAR-10 through Keras' download.")
+@click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default="vgg16", show_default=True,
+              help="Keras application used as the frozen feature extractor.")
+@click.option("--pooling", type=click.Choice(POOLINGS), default="gap", show_default=True,
+              help="gap: global average pooling (D = channels). flatten: the whole final map "
+                   "(vgg16: 512 at 32 px where the map is 1x1, so both give 512; 2,048 at 64 px).")
+@click.option("--image-size", type=click.IntRange(min=8, max=2048), default=32, show_default=True,
+              help="Resize images to N x N px inside the pipeline, batch by batch.")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="imagenet (Keras download), none (random, repeatable with --seed), or PATH to a weights file.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for random weights and for the train/test split of single-level folders.")
+@click.option("--precision", type=click.Choice(("auto",) + PRECISIONS), default="auto", show_default=True,
+              help="Compute precision; auto picks bfloat16 where the CPU/GPU runs it fast. Caches store float32.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images per batch. Default: measured per precision and size.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Use only the first N images of each split (quick runs).")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+              show_default=True, help="Share held out for testing when a photo folder has no train/ and test/.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Cache file. Default: features/<dataset>-<backbone>-<pooling>-<size>px.h5")
+@click.option("--store-dtype", type=click.Choice(("float32", "float16")), default="float32", show_default=True,
+              help="Dtype of the stored features; float16 halves huge Flatten caches.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Rows per checkpoint: an interrupted run resumes from the last one.")
+@click.option("--force", is_flag=True, help="Rebuild even if the cache exists, discarding any checkpoint.")
+def cli(**options) -> None:
+    """Run a frozen ImageNet CNN over a data set once and cache its features in HDF5.
+
+    Interrupted runs (Ctrl-C, SIGTERM, a crash) resume when the same command is
+    run again; a finished cache is reused unless --force is given.
+    """
+    cfg = ExtractConfig(**{k: v for k, v in options.items() if k != "out"},
+                        out=str(options["out"]) if options["out"] else None)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+    from extract.datasets import load_dataset
+    from extract.backbones import model_size
+
+    dataset = load_dataset(cfg.data_dir, model_size(cfg.backbone, cfg.image_size), cfg.limit, cfg.test_fraction, cfg.seed)
+    out = Path(cfg.out) if cfg.out else default_cache_path(dataset.name, cfg.backbone, cfg.pooling, cfg.image_size)
+
+    from extract import pipeline
+    from extract.precision import resolve_precision
+
+    precision = resolve_precision(cfg.precision)
+    sizes = ", ".join(f"{s} {len(d):,}" for s, d in dataset.splits.items())
+    click.echo(f"extract: {dataset.name} ({sizes} images) -> {out}", err=True)
+    click.echo("config: " + json.dumps({**cfg.to_dict(), "precision": precision}), err=True)
+
+    def make_bar(split: str, total: int, initial: int):
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=initial, desc=split, unit="img", file=sys.stderr,
+                    dynamic_ncols=True, disable=None, mininterval=0.5)
+
+    try:
+        result = pipeline.run(cfg, dataset, out, precision, make_bar=make_bar,
+                              log=lambda msg: click.echo(msg, err=True))
+    except KeyboardInterrupt:
+        click.echo(
+            f"\ninterrupted: finished checkpoints are kept in {partial_dir(out)}; "
+            "run the same command again to resume", err=True)
+        sys.exit(130)
+
+    set_latest(out.parent, out)
+    if result["status"] == "up-to-date":
+        click.echo(f"{out} is already up to date with these settings: nothing to do (--force rebuilds it)")
+        return
+    rows = result["rows"]
+    click.echo(
+        f"wrote {out}: train {rows['train']:,} x {result['feature_dim']:,}, test {rows['test']:,} x "
+        f"{result['feature_dim']:,} ({result['precision']}, batch {result['batch_size']}, "
+        f"{result['images_per_second']:.0f} img/s, {result['seconds']:.1f} s)"
+    )
+    if result["skipped"]:
+        shown = ", ".join(result["skipped"][:5]) + (" ..." if len(result["skipped"]) > 5 else "")
+        click.echo(f"skipped {len(result['skipped'])} unreadable file(s), listed in the cache's 'skipped' attribute: {shown}")
+
+
+def main() -> None:
+    cli(prog_name="python -m extract")
+
+
+__all__ = ["cli", "main", "UserError"]

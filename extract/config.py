@@ -1,0 +1,44 @@
+"""Every setting of the extract stage, with its default, in one place.
+
+The CLI fills an `ExtractConfig` from its options; the run logs it once and
+stores it in the cache's `config` attribute.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass
+class ExtractConfig:
+    data_dir: str | None = None      # None: CIFAR-10 through Keras' download
+    backbone: str = "vgg16"
+    pooling: str = "gap"             # gap | flatten
+    image_size: int = 32             # px; raised to the backbone's minimum
+    weights: str = "imagenet"        # imagenet | none | PATH
+    seed: int = 0                    # random weights with --weights none; folder train/test split
+    precision: str = "auto"          # auto | float32 | bfloat16 | float16 (compute; caches store float32)
+    batch_size: int | None = None    # None: a measured default for the precision and size
+    limit: int | None = None         # first N images of each split
+    test_fraction: float = 0.2       # single-level image folders only
+    out: str | None = None           # None: features/<dataset>-<backbone>-<pooling>-<size>px.h5
+    store_dtype: str = "float32"     # float16 halves huge Flatten caches
+    checkpoint_every: int = 1024     # rows per checkpoint part; rounded up to whole batches
+    force: bool = False              # rebuild even if a matching cache exists
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+FEATURES_DIR = Path("features")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-").lower() or "data"
+
+
+def default_cache_path(dataset: str, backbone: str, pooling: str, image_size: int, features_dir: Path = FEATURES_DIR) -> Path:
+    """A cache is named after what produced it: features/cifar10-vgg16-gap-32px.h5."""
+    return features_dir / f"{slug(dataset)}-{backbone}-{pooling}-{image_size}px.h5"

@@ -1,0 +1,286 @@
+"""The extraction run: stream images through a frozen backbone into a cache.
+
+Rows flow loader -> model -> checkpoint part, one batch at a time; the next
+batch is read on a second thread while the model runs. Every
+`checkpoint_every` rows the part is written to `<cache>.partial/` (written
+aside, then renamed), so an interrupted run loses at most one part and the
+same command resumes it. When both splits are done, the parts are assembled
+into the final HDF5 file, again written aside and renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from extract import __version__
+from extract.backbones import build_extractor, feature_dim, model_size
+from extract.cache import IDENTITY_ATTRS, SPLITS, partial_dir, read_attrs, write_cache
+from extract.config import ExtractConfig
+from extract.datasets import Dataset
+from extract.errors import UserError
+from extract.precision import default_batch_size
+
+MANIFEST = "manifest.json"
+
+
+class _NoBar:
+    def update(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def identity(cfg: ExtractConfig, dataset: Dataset, precision: str) -> dict:
+    """The settings that define a cache; a cache is reused only when all match."""
+    weights = cfg.weights
+    if weights not in ("imagenet", "none"):
+        if not Path(weights).is_file():
+            raise UserError(f"--weights {weights} is not a file; pass imagenet, none, or the path to a {cfg.backbone} weights file")
+        weights = str(Path(weights).resolve())
+    return {
+        "data_fingerprint": dataset.fingerprint,
+        "backbone": cfg.backbone,
+        "pooling": cfg.pooling,
+        "image_size": cfg.image_size,
+        "weights": weights,
+        "weights_sha256": file_sha256(weights) if weights not in ("imagenet", "none") else "",
+        "seed": cfg.seed,
+        "precision": precision,
+        "limit": cfg.limit if cfg.limit is not None else -1,
+        "test_fraction": cfg.test_fraction if dataset.kind == "folder" else -1.0,
+        "store_dtype": cfg.store_dtype,
+    }
+
+
+def _differences(have: dict, want: dict) -> list[str]:
+    keys = [k for k in IDENTITY_ATTRS + ("weights_sha256",) if k in want]
+    return [f"{k} {have.get(k)!r} != {want[k]!r}" for k in keys if have.get(k) != want[k]]
+
+
+def check_existing(out: Path, ident: dict, force: bool) -> bool:
+    """True when `out` already holds this very cache. Raises if it holds another."""
+    if not out.exists() or force:
+        return False
+    try:
+        have = read_attrs(out)
+    except UserError as e:
+        raise UserError(f"{out} exists but is not a usable cache ({e.message}); use --force to overwrite it or choose another --out") from None
+    diff = _differences(have, ident)
+    if diff:
+        raise UserError(
+            f"{out} holds a cache made with other settings ({'; '.join(diff[:3])}); "
+            "use --force to overwrite it or choose another --out"
+        )
+    return True
+
+
+def _save_part(path: Path, **arrays) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _load_part(path: Path) -> dict | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in ("features", "labels", "sources", "skipped")}
+    except Exception:  # noqa: BLE001 - an unreadable part is simply computed again
+        return None
+
+
+def _prepare_partial(partial: Path, manifest: dict, force: bool) -> dict:
+    """Create or reopen the checkpoint folder; returns the manifest in force."""
+    path = partial / MANIFEST
+    if partial.exists() and force:
+        shutil.rmtree(partial)
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = None
+        if old is not None:
+            diff = _differences(old["identity"], manifest["identity"])
+            if diff:
+                raise UserError(
+                    f"{partial} holds an interrupted extraction with other settings ({'; '.join(diff[:3])}); "
+                    "re-run it with those settings to resume, or add --force to start over"
+                )
+            return old  # batch size and part size come from the first run: resumed rows stay identical
+    partial.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, path)
+    return manifest
+
+
+def versions() -> dict:
+    import h5py
+
+    from extract.tfimport import keras, tensorflow
+
+    tf, keras = tensorflow(), keras()
+    return {
+        "featurecache": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+        "h5py": h5py.__version__, "numpy": np.__version__, "python": platform.python_version(),
+    }
+
+
+def run(
+    cfg: ExtractConfig,
+    dataset: Dataset,
+    out: Path,
+    precision: str,
+    make_bar: Callable[[str, int, int], object] | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+) -> dict:
+    """Extract features of every split of `dataset` into the cache `out`.
+
+    Returns a summary dict: status ("built" | "up-to-date"), rows, seconds,
+    images per second, resumed rows, skipped files.
+    """
+    out = Path(out)
+    ident = identity(cfg, dataset, precision)
+    if check_existing(out, ident, cfg.force):
+        return {"status": "up-to-date", "out": str(out)}
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.parent / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to {out.parent} ({e.strerror}); choose a writable --out") from None
+
+    msize = model_size(cfg.backbone, cfg.image_size)
+    if msize != cfg.image_size:
+        log(f"{cfg.backbone} needs at least {msize} px: resizing {cfg.image_size} px images up to {msize} px")
+    batch_size = cfg.batch_size or default_batch_size(precision, msize)
+    part_rows = -(-max(cfg.checkpoint_every, 1) // batch_size) * batch_size
+    manifest = _prepare_partial(
+        partial_dir(out),
+        {"identity": ident, "batch_size": batch_size, "part_rows": part_rows},
+        cfg.force,
+    )
+    batch_size, part_rows = manifest["batch_size"], manifest["part_rows"]
+
+    input_size = dataset.image_size or msize
+    model = build_extractor(cfg.backbone, cfg.pooling, input_size, cfg.image_size, cfg.weights, cfg.seed, precision)
+    dim = feature_dim(cfg.backbone, cfg.pooling, cfg.image_size)
+    predict = _compiled(model, input_size)
+
+    started = time.perf_counter()
+    computed, resumed = 0, {}
+    parts: dict[str, list[dict]] = {}
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        for split in SPLITS:
+            data = dataset.splits[split]
+            n = len(data)
+            parts[split] = []
+            starts = range(0, n, part_rows)
+            done = [_load_part(partial_dir(out) / f"{split}-{k:05d}.npz") for k in range(len(starts))]
+            # resume after the last part on disk; parts are only ever written in order
+            first_missing = next((k for k, p in enumerate(done) if p is None), len(done))
+            resumed[split] = min(first_missing * part_rows, n)
+            if resumed[split]:
+                log(f"{split}: resuming at row {resumed[split]:,} of {n:,} from {partial_dir(out)}")
+            bar = (make_bar or (lambda *a: _NoBar()))(split, n, resumed[split])
+            try:
+                for k, start in enumerate(starts):
+                    path = partial_dir(out) / f"{split}-{k:05d}.npz"
+                    if k < first_missing:
+                        parts[split].append(done[k])
+                        continue
+                    part = _extract_rows(predict, data.read, start, min(start + part_rows, n), batch_size, dim, reader, bar)
+                    _save_part(path, **part)
+                    parts[split].append(part)
+                    computed += len(part["labels"]) + len(part["skipped"])
+            finally:
+                bar.close()
+    seconds = time.perf_counter() - started
+
+    skipped = [str(s) for split in SPLITS for p in parts[split] for s in p["skipped"]]
+    attrs = {
+        "dataset": dataset.name,
+        "data_kind": dataset.kind,
+        "data_location": dataset.location,
+        **ident,
+        "model_size": msize,
+        "class_names": dataset.class_names,
+        "feature_dim": dim,
+        "batch_size": batch_size,
+        "skipped": skipped,
+        "config": cfg.to_dict(),
+        "versions": versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_cache(out, attrs, parts, store_dtype=cfg.store_dtype)
+    shutil.rmtree(partial_dir(out), ignore_errors=True)
+    return {
+        "status": "built",
+        "out": str(out),
+        "rows": {s: int(sum(len(p["labels"]) for p in parts[s])) for s in SPLITS},
+        "feature_dim": dim,
+        "precision": precision,
+        "batch_size": batch_size,
+        "seconds": seconds,
+        "images_per_second": computed / seconds if seconds > 0 else 0.0,
+        "resumed_rows": resumed,
+        "skipped": skipped,
+    }
+
+
+def _compiled(model, input_size: int):
+    """One traced graph for every batch size (no retracing for the last, short batch)."""
+    from extract.tfimport import tensorflow
+
+    tf = tensorflow()
+
+    @tf.function(input_signature=[tf.TensorSpec([None, input_size, input_size, 3], tf.uint8)], reduce_retracing=True)
+    def predict(images):
+        return model(images, training=False)
+
+    return lambda images: predict(images).numpy()
+
+
+def _extract_rows(predict, read, start: int, stop: int, batch_size: int, dim: int, reader: ThreadPoolExecutor, bar) -> dict:
+    """Features of rows [start, stop), batch by batch; the next batch loads while this one runs."""
+    bounds = [(a, min(a + batch_size, stop)) for a in range(start, stop, batch_size)]
+    feats, labels, sources, skipped = [], [], [], []
+    pending = reader.submit(read, *bounds[0])
+    for i in range(len(bounds)):
+        batch = pending.result()
+        if i + 1 < len(bounds):
+            pending = reader.submit(read, *bounds[i + 1])
+        if len(batch.labels):
+            feats.append(predict(batch.images))  # (b, D) float32
+        labels.append(batch.labels)
+        sources.extend(batch.sources)
+        skipped.extend(batch.skipped)
+        bar.update(len(batch.labels) + len(batch.skipped))
+    features = np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)  # (n, D)
+    assert features.shape[1] == dim, f"model gave {features.shape[1]} features, expected {dim}"
+    return {
+        "features": features.astype(np.float32, copy=False),
+        "labels": np.concatenate(labels).astype(np.int64),
+        "sources": np.asarray(sources, dtype=str),
+        "skipped": np.asarray(skipped, dtype=str),
+    }

@@ -1,0 +1,51 @@
+"""Import TensorFlow and Keras once, without their C++ start-up chatter.
+
+TensorFlow writes oneDNN notices and "no CUDA driver" lines straight to file
+descriptor 2 while it loads, whatever TF_CPP_MIN_LOG_LEVEL says. They are not
+for our users: stderr is pointed at /dev/null for the import and the first
+device query only. Python errors are raised after it is restored, as usual.
+Set FEATURECACHE_TF_LOGS=1 to see everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+
+
+@contextlib.contextmanager
+def _quiet_fd2():
+    if os.environ.get("FEATURECACHE_TF_LOGS"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@functools.lru_cache(maxsize=None)
+def tensorflow():
+    """The `tensorflow` module, imported quietly, with the GPU list already probed."""
+    with _quiet_fd2():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")
+        import keras  # noqa: F401 - loads the Keras backend inside the quiet window
+    return tf
+
+
+def keras():
+    tensorflow()
+    import keras as k
+
+    return k
