@@ -1,0 +1,47 @@
+"""Shared test inputs: real fixture images, the larger real subsets, and one tiny cache.
+
+Tests never touch the network: every extraction uses --weights none.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+os.environ.setdefault("KERAS_HOME", str(Path(__file__).parent / ".keras-home-unused"))
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CIFAR_FIXTURE = FIXTURES / "cifar-10-batches-py"     # 100 train + 20 test real CIFAR-10 images
+PHOTOS_FIXTURE = FIXTURES / "cats-vs-dogs"            # real photos, plus gray/RGBA/EXIF/broken files
+SHARED_DATA = ROOT.parent / "shared" / "data"         # larger real subsets, when present
+CIFAR_SUBSET = SHARED_DATA / "cifar10-subset" / "cifar-10-batches-py"
+
+
+@pytest.fixture(scope="session")
+def cifar_fixture() -> Path:
+    return CIFAR_FIXTURE
+
+
+@pytest.fixture(scope="session")
+def photos_fixture() -> Path:
+    return PHOTOS_FIXTURE
+
+
+def run_extract(args: list[str]):
+    """Run the extract CLI in-process; returns click's Result."""
+    from extract.cli import cli
+
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """A real cache of the 120 fixture CIFAR-10 images: random VGG16 weights, GAP, 32 px."""
+    out = tmp_path_factory.mktemp("features") / "cifar10-vgg16-gap-32px.h5"
+    result = run_extract(["--data-dir", str(CIFAR_FIXTURE), "--weights", "none", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
