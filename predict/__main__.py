@@ -1,0 +1,3 @@
+from predict.cli import main
+
+main()

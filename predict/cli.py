@@ -1,0 +1,112 @@
+"""`python -m predict` / `make predict`: new images -> predicted class and probability.
+
+Reads a saved classify run (its run record JSON and the model file beside it)
+and image files or folders; writes nothing. Features are extracted with the
+settings stored in the run's feature cache (backbone, pooling, image size,
+weights, seed, precision), so a prediction sees exactly what training saw.
+
+    python -m predict --run reports/cats-vs-dogs-subset-vgg16-gap-32px-lr-run.json photos/ --json
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from extract.datasets import IMAGE_SUFFIXES
+from extract.errors import UserError
+
+
+def collect_images(paths: tuple[Path, ...]) -> list[Path]:
+    """Image files named directly, plus those found under named folders (sorted)."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise UserError(f"{p} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}); pass images or a folder of them")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UserError(f"{p} does not exist; pass image files or folders")
+    return files
+
+
+def predict_images(run, files: list[Path], batch_size: int = 32) -> tuple[list[dict], list[str]]:
+    """Per image: predicted class, its probability and all class probabilities.
+
+    Returns (predictions, skipped files). The backbone is rebuilt from the
+    run's cache attributes; images are decoded at the size the cache's
+    extraction read them (32 px for CIFAR-10, the model size for photo folders).
+    """
+    from extract.backbones import build_extractor, model_size
+    from extract.datasets import load_image
+    from extract.pipeline import _compiled
+
+    a = run.cache_attrs
+    msize = int(a.get("model_size") or model_size(a["backbone"], int(a["image_size"])))
+    input_size = 32 if a.get("data_kind") == "cifar10" else msize
+    weights = a["weights"]
+    if weights not in ("imagenet", "none") and not Path(weights).is_file():
+        raise UserError(f"the run's cache used weights {weights}, which is gone; restore that file to predict with this run")
+    model = build_extractor(a["backbone"], a["pooling"], input_size, int(a["image_size"]), weights,
+                            int(a.get("seed", 0)), a.get("precision", "float32"))
+    features_of = _compiled(model, input_size)
+
+    results, skipped = [], []
+    names = run.class_names
+    for start in range(0, len(files), batch_size):
+        images, kept = [], []
+        for f in files[start : start + batch_size]:
+            try:
+                images.append(load_image(f, input_size))
+                kept.append(f)
+            except Exception:  # noqa: BLE001 - not an image or broken: reported, not fatal
+                skipped.append(str(f))
+        if not images:
+            continue
+        proba = run.predict_proba(features_of(np.stack(images)))  # (b, C)
+        for f, p in zip(kept, proba):
+            k = int(np.argmax(p))
+            results.append({
+                "image": str(f),
+                "class": names[k],
+                "probability": float(p[k]),
+                "probabilities": {n: float(v) for n, v in zip(names, p)},
+            })
+    return results, skipped
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--run", "run_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Run record JSON written by classify (reports/...-run.json).")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+def cli(run_path: Path, images: tuple[Path, ...], as_json: bool, batch_size: int) -> None:
+    """Predict the class of each image with a saved classify run.
+
+    IMAGES are image files or folders (searched recursively). Only run files
+    written by classify are loaded; see the README on which files are safe.
+    """
+    from classify.saved import load_run
+
+    run = load_run(run_path)
+    files = collect_images(images)
+    results, skipped = predict_images(run, files, batch_size)
+    if as_json:
+        click.echo(json.dumps({"run": str(run_path), "predictions": results, "skipped": skipped}, indent=1))
+        return
+    width = max((len(r["image"]) for r in results), default=5)
+    for r in results:
+        click.echo(f"{r['image']:<{width}}  {r['class']:<12} {r['probability']:.3f}")
+    if skipped:
+        click.echo(f"skipped {len(skipped)} unreadable file(s): {', '.join(skipped)}", err=True)
+
+
+def main() -> None:
+    cli(prog_name="python -m predict")
