@@ -14,7 +14,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from extract.errors import UserError
+from extract.errors import UserError, reason
 from extract.tfimport import keras as _keras
 
 
@@ -82,14 +82,14 @@ def build_extractor(
             pooling="avg" if pooling == "gap" else None,
         )
     except Exception as e:  # noqa: BLE001 - classified below into the user's two possible mistakes
-        reason = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        why = reason(e, 160)
         if weights == "imagenet":
             raise UserError(
-                f"could not get the ImageNet weights for {backbone} ({reason}); put {spec.weights_file} "
+                f"could not get the ImageNet weights for {backbone} ({why}); put {spec.weights_file} "
                 f"in ~/.keras/models/, pass --weights PATH to a local copy, or --weights none for random weights"
             ) from None
         raise UserError(
-            f"--weights {weights} does not fit {backbone} without its top ({reason}); "
+            f"--weights {weights} does not fit {backbone} without its top ({why}); "
             f"pass a {backbone} include_top=False weights file such as {spec.weights_file}"
         ) from None
     finally:

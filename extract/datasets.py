@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from extract.errors import UserError
+from extract.errors import UserError, reason
 
 CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer",
@@ -240,9 +240,8 @@ def download_cifar10() -> Path:
             )
         )
     except Exception as e:  # noqa: BLE001 - no network, proxy, disk full: all mean "use local files"
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise UserError(
-            f"could not download CIFAR-10 ({reason}); pass --data-dir PATH to a local "
+            f"could not download CIFAR-10 ({reason(e)}); pass --data-dir PATH to a local "
             f"{CIFAR10_DIRNAME} folder or cifar-10-python.tar.gz (make features DATA_DIR=PATH)"
         ) from None
     for candidate in (path, path / CIFAR10_DIRNAME, path.parent / CIFAR10_DIRNAME):

@@ -13,3 +13,10 @@ class UserError(click.ClickException):
 
     def __init__(self, message: str):
         super().__init__(" ".join(message.split()))  # always one line
+
+
+def reason(exc: BaseException, limit: int = 100) -> str:
+    """A short, one-line cause for an error message ("[Errno -2] Name or service not known")."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    text = text.rsplit(" -- ", 1)[-1]  # Keras' "URL fetch failure on URL: None -- <cause>"
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
