@@ -135,10 +135,15 @@ def _parse_cifar_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
             f"{where} has data of shape {shape}, expected (n, 3072) uint8 rows; "
             "point --data-dir at the original python version of CIFAR-10"
         )
+    data = np.asarray(data)  # a plain ndarray, not a subclass that reshapes differently
     try:
-        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError):
-        raise UserError(f"{where} has labels that are not integers; replace the file") from None
+        labels = np.asarray(labels)
+    except (TypeError, ValueError, OverflowError):  # ragged lists and the like
+        labels = np.asarray(None)
+    # refuse floats (0.5 would silently become 0) and ints beyond int64 (object arrays)
+    if labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
+        raise UserError(f"{where} has labels that are not integers; replace the file")
+    labels = labels.astype(np.int64)
     if len(labels) != len(data):
         raise UserError(f"{where} has {len(data)} images but {len(labels)} labels; replace the file")
     if len(labels) and (labels.min() < 0 or labels.max() > 9):

@@ -173,6 +173,11 @@ def run(
     msize = model_size(cfg.backbone, cfg.image_size)
     if msize != cfg.image_size:
         log(f"{cfg.backbone} needs at least {msize} px: resizing {cfg.image_size} px images up to {msize} px")
+    # build the model first: weights that cannot be had or do not fit fail before any checkpoint exists
+    input_size = dataset.image_size or msize
+    model = build_extractor(cfg.backbone, cfg.pooling, input_size, cfg.image_size, cfg.weights, cfg.seed, precision)
+    dim = feature_dim(cfg.backbone, cfg.pooling, cfg.image_size)
+
     batch_size = cfg.batch_size or default_batch_size(precision, msize)
     part_rows = -(-max(cfg.checkpoint_every, 1) // batch_size) * batch_size
     manifest = _prepare_partial(
@@ -181,10 +186,6 @@ def run(
         cfg.force,
     )
     batch_size, part_rows = manifest["batch_size"], manifest["part_rows"]
-
-    input_size = dataset.image_size or msize
-    model = build_extractor(cfg.backbone, cfg.pooling, input_size, cfg.image_size, cfg.weights, cfg.seed, precision)
-    dim = feature_dim(cfg.backbone, cfg.pooling, cfg.image_size)
     predict = _compiled(model, input_size)
 
     started = time.perf_counter()
