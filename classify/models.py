@@ -1,0 +1,168 @@
+"""The classifiers: a name-to-builder table, one function per model.
+
+No TensorFlow here; the MLP's builder imports `classify.mlp` (and Keras) only
+when it is called.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from classify import saved
+from classify.config import C_GRID, ClassifyConfig
+
+CURVE_ROWS = 5000  # training rows scored at each curve point (all of them when fewer)
+
+
+@dataclass
+class Trained:
+    """A fitted model, as the rest of classify sees it."""
+
+    predict_proba: Callable[[np.ndarray], np.ndarray]  # raw features (n, D) float32 -> (n, C)
+    save: Callable[[Path], None]                       # writes the model in saved.FORMATS[format]
+    format: str                                        # "linear" | "forest" | "keras"
+    # progress curves: x_label, x, train_loss, val_loss, train_acc, val_acc (equal-length lists)
+    history: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)        # what training chose or found (C, sweep, epochs run)
+
+
+def log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-15, None))))
+
+
+def accuracy(y: np.ndarray, proba: np.ndarray) -> float:
+    return float(np.mean(proba.argmax(axis=1) == y))
+
+
+class _Curves:
+    """Loss and accuracy on (a sample of) the training rows and on the validation rows, point by point."""
+
+    def __init__(self, x_label: str, X_fit, y_fit, X_val, y_val, seed: int):
+        take = np.random.default_rng(seed).permutation(len(y_fit))[:CURVE_ROWS]
+        self.fit_rows, self.val_rows = (X_fit[take], y_fit[take]), (X_val, y_val)
+        self.history = {"x_label": x_label, "x": [], "train_loss": [], "val_loss": [], "train_acc": [], "val_acc": []}
+
+    def add(self, x: int, proba_of: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.history["x"].append(int(x))
+        for split, (X, y) in (("train", self.fit_rows), ("val", self.val_rows)):
+            p = proba_of(X)
+            self.history[f"{split}_loss"].append(log_loss(y, p))
+            self.history[f"{split}_acc"].append(accuracy(y, p))
+
+
+# --------------------------------------------------------------------------- logistic regression
+
+
+def _lr(C: float, max_iter: int, seed: int, warm_start: bool = False) -> LogisticRegression:
+    # lbfgs fits the multinomial model directly and converges fast on standardised features
+    return LogisticRegression(C=C, max_iter=max_iter, solver="lbfgs", warm_start=warm_start, random_state=seed)
+
+
+def choose_C(X_fit, y_fit, X_val, y_val, grid, max_iter: int, seed: int) -> tuple[float, list[dict]]:
+    """Fit one LR per C on the fit rows and keep the best validation accuracy (lower val loss breaks ties).
+
+    Sees training and validation rows only. Returns (C, sweep), sweep = [{C, val_accuracy, val_loss}].
+    """
+    scaler = StandardScaler().fit(X_fit)
+    Xf, Xv = scaler.transform(X_fit), scaler.transform(X_val)
+    sweep = []
+    model = _lr(grid[0], max_iter, seed, warm_start=True)
+    for C in sorted(grid):  # weakest regularisation last, each fit starting from the previous solution
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.set_params(C=C).fit(Xf, y_fit)
+        p = expand_proba(model, Xv, int(max(y_fit.max(), y_val.max())) + 1)
+        sweep.append({"C": float(C), "val_accuracy": accuracy(y_val, p), "val_loss": log_loss(y_val, p)})
+    best = max(sweep, key=lambda s: (s["val_accuracy"], -s["val_loss"]))
+    return best["C"], sweep
+
+
+def expand_proba(model, X, n_classes: int) -> np.ndarray:
+    return saved.expand(model.predict_proba(X), model.classes_, n_classes)
+
+
+def fit_lr(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curves: bool = True) -> Trained:
+    """Logistic regression on standardised features; with curves, lbfgs runs in warm-started steps
+    of max_iter/20 iterations so loss and accuracy can be drawn against solver iterations."""
+    details = {}
+    C = cfg.C
+    if C == "auto":
+        C, details["C_sweep"] = choose_C(X_fit, y_fit, X_val, y_val, C_GRID, cfg.max_iter, cfg.seed)
+    details["C"] = float(C)
+    scaler = StandardScaler().fit(X_fit)
+    Xf = scaler.transform(X_fit)
+    step = max(1, cfg.max_iter // 20) if curves else cfg.max_iter
+    model = _lr(C, step, cfg.seed, warm_start=True)
+    track = _Curves("solver iteration", Xf, y_fit, scaler.transform(X_val), y_val, cfg.seed) if curves else None
+    done, converged = 0, False
+    while done < cfg.max_iter and not converged:
+        model.max_iter = min(step, cfg.max_iter - done)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # reported once, below, as details["converged"]
+            model.fit(Xf, y_fit)
+        ran = int(np.max(model.n_iter_))
+        done += ran
+        converged = ran < model.max_iter
+        if track:
+            track.add(done, lambda X: expand_proba(model, X, n_classes))
+    details.update(iterations=done, converged=converged)
+    weights = {"coef": model.coef_, "intercept": model.intercept_, "classes": model.classes_,
+               "mean": scaler.mean_, "scale": scaler.scale_}
+    return Trained(
+        predict_proba=lambda X: saved.linear_proba(np.asarray(X, dtype=np.float64), weights, n_classes),
+        save=lambda path: saved.save_linear(path, weights),
+        format="linear",
+        history=track.history if track else {},
+        details=details,
+    )
+
+
+# --------------------------------------------------------------------------- random forest
+
+
+def fit_rf(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curves: bool = True) -> Trained:
+    """Random forest on raw features (trees need no scaling), on all cores; with curves, trees are
+    added in ten warm-started steps and each step is scored."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    model = RandomForestClassifier(n_estimators=cfg.n_estimators, max_depth=cfg.max_depth, n_jobs=-1,
+                                   random_state=cfg.seed, warm_start=True)
+    proba = lambda X: expand_proba(model, X, n_classes)  # noqa: E731
+    track = None
+    if curves:
+        track = _Curves("trees", X_fit, y_fit, X_val, y_val, cfg.seed)
+        for n in np.unique(np.linspace(cfg.n_estimators / 10, cfg.n_estimators, 10).round().astype(int).clip(1)):
+            model.set_params(n_estimators=int(n)).fit(X_fit, y_fit)
+            track.add(n, proba)
+    else:
+        model.fit(X_fit, y_fit)
+    return Trained(proba, lambda path: saved.save_forest(path, model), "forest",
+                   track.history if track else {}, {"trees": len(model.estimators_)})
+
+
+# --------------------------------------------------------------------------- Keras MLP
+
+
+def fit_mlp(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curves: bool = True) -> Trained:
+    """Dense/ReLU/Dropout layers on standardised features, SGD (or Adam) with exponential decay,
+    early stopping on validation loss keeping the best weights. Imports Keras."""
+    from classify.mlp import fit_mlp as fit
+
+    return fit(X_fit, y_fit, X_val, y_val, n_classes, cfg)
+
+
+# name -> builder(X_fit (n, D), y_fit (n,), X_val, y_val, n_classes, cfg, curves) -> Trained;
+# builders see training and validation rows only, never the test rows.
+MODELS: dict[str, Callable[..., Trained]] = {
+    "lr": fit_lr,
+    "rf": fit_rf,
+    "mlp": fit_mlp,
+}

@@ -1,0 +1,107 @@
+"""PNG figures: training curves, confusion matrix, misclassified gallery, comparison and learning curve.
+
+Each function draws from plain data and saves to the path it is given
+(matplotlib's Agg backend; no display needed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def curves(history: dict, path: Path, title: str) -> None:
+    """Two panels, loss and accuracy, training vs validation, over the model's own progress."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric, label in ((axes[0], "loss", "log loss"), (axes[1], "acc", "accuracy")):
+        for split, style in (("train", "-o"), ("val", "-s")):
+            ax.plot(history["x"], history[f"{split}_{metric}"], style, markersize=3,
+                    label="training" if split == "train" else "validation")
+        ax.set_xlabel(history["x_label"])
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_title("loss")
+    axes[1].set_title("accuracy")
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def confusion(matrix: np.ndarray, class_names: list[str], path: Path, title: str) -> None:
+    """Counts, true class down, predicted class across."""
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n, 0.8 + 0.6 * n))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = matrix.max() if matrix.size else 0
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if matrix[i, j] > top / 2 else "black")
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def gallery(items: list[dict], path: Path, title: str, columns: int = 6) -> None:
+    """Misclassified test images, each captioned true -> predicted (probability)."""
+    rows = -(-len(items) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, item in zip(axes.flat, items):
+        ax.imshow(item["image"])
+        ax.set_title(f"true {item['true']}\npred {item['predicted']} ({item['probability']:.2f})", fontsize=8)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def comparison(rows: list[dict], path: Path) -> None:
+    """Grouped bars: test accuracy per cache, one bar per model."""
+    caches = list(dict.fromkeys(r["cache"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(caches) * len(models) / 2 + 2), 4))
+    for k, model in enumerate(models):
+        xs, ys = [], []
+        for i, cache in enumerate(caches):
+            for r in rows:
+                if r["cache"] == cache and r["model"] == model:
+                    xs.append(i + (k - (len(models) - 1) / 2) * width)
+                    ys.append(float(r["accuracy"]))
+        bars = ax.bar(xs, ys, width, label=model)
+        ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    ax.set_xticks(range(len(caches)), caches, rotation=15, ha="right")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    ax.set_title("classifiers on cached features")
+    _save(fig, path)
+
+
+def learning_curve(points: list[dict], path: Path, title: str) -> None:
+    """Mean test accuracy (band: min..max over seeds) against training-set size, log x."""
+    sizes = sorted({p["train_size"] for p in points})
+    acc = [[p["accuracy"] for p in points if p["train_size"] == s] for s in sizes]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(sizes, [np.mean(a) for a in acc], "-o", label="mean over seeds")
+    ax.fill_between(sizes, [min(a) for a in acc], [max(a) for a in acc], alpha=0.25, label="min..max")
+    ax.set_xscale("log")
+    ax.set_xlabel("training-set size (rows, validation included)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    ax.set_title(title)
+    _save(fig, path)

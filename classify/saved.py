@@ -1,0 +1,193 @@
+"""Saved classifiers: written in formats that load without running code, and read back for `predict`.
+
+A run writes its model beside its run record (`<name>-run.json`):
+
+    lr   <name>-model.h5      HDF5 arrays: coef, intercept, classes, scaler mean and scale
+    rf   <name>-model.skops   skops, loaded trusting only scikit-learn's tree type
+    mlp  <name>-model.keras   Keras v3 archive, loaded with safe_mode=True (no lambdas, no custom code)
+
+Which files are safe to load: run records (plain JSON) and these three model
+formats, through `load_run`. None of them is a pickle, and nothing here ever
+unpickles. `load_run` also refuses files this tool did not write: the run
+record must say format="featurecache-run", and the model file must have the
+SHA-256 the record holds, so a model swapped in beside a record is rejected.
+
+    run = load_run("reports/cifar10-vgg16-gap-32px-lr-run.json")
+    proba = run.predict_proba(features)      # (n, D) float32 -> (n, C), standardisation included
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import numpy as np
+
+from extract.errors import UserError, reason
+
+RUN_FORMAT = "featurecache-run"
+MODEL_FORMAT = "featurecache-model"
+FORMAT_VERSION = 1
+# skops types a forest file may hold beyond skops' own defaults; anything else is refused
+FOREST_TRUSTED = {"sklearn.tree._tree.Tree"}
+
+
+# --------------------------------------------------------------------------- arrays -> probabilities
+
+
+def expand(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n, k) probabilities over the classes a model saw -> (n, n_classes), zeros for the unseen."""
+    if proba.shape[1] == n_classes and np.array_equal(classes, np.arange(n_classes)):
+        return proba
+    out = np.zeros((len(proba), n_classes), dtype=proba.dtype)
+    out[:, classes] = proba
+    return out
+
+
+def linear_proba(features: np.ndarray, w: dict, n_classes: int) -> np.ndarray:
+    """Standardise, then multinomial (softmax) or binary (sigmoid) logistic regression; (n, C)."""
+    z = ((features - w["mean"]) / w["scale"]) @ w["coef"].T + w["intercept"]   # (n, k) or (n, 1)
+    if z.shape[1] == 1:  # scikit-learn's binary case: one coefficient row for class 1
+        p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
+        proba = np.stack([1.0 - p1, p1], axis=1)
+    else:
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        proba = e / e.sum(axis=1, keepdims=True)
+    return expand(proba, w["classes"], n_classes)
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def save_linear(path: Path, weights: dict) -> None:
+    """LR: coef (k, D), intercept (k,), classes (k,), mean (D,), scale (D,) as HDF5 datasets."""
+    with h5py.File(path, "w") as f:
+        for key in ("coef", "intercept", "classes", "mean", "scale"):
+            f.create_dataset(key, data=np.asarray(weights[key]))
+        f.attrs["format"] = MODEL_FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["kind"] = "linear"
+
+
+def save_forest(path: Path, forest) -> None:
+    import skops.io
+
+    skops.io.dump(forest, path)
+
+
+def save_keras(path: Path, model) -> None:
+    model.save(path)  # path ends in .keras: the safe v3 format
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _load_linear(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != MODEL_FORMAT or f.attrs.get("kind") != "linear":
+                raise UserError(f"{path} is not a linear model written by classify; re-run `python -m classify --model lr`")
+            w = {k: f[k][()] for k in ("coef", "intercept", "classes", "mean", "scale")}
+    except (OSError, KeyError) as e:
+        raise UserError(f"{path} is not a readable model file ({reason(e, 60)}); re-run classify to write it again") from None
+    return lambda x: linear_proba(np.asarray(x, dtype=np.float64), w, n_classes)
+
+
+def _load_forest(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+    import skops.io
+
+    try:
+        untrusted = set(skops.io.get_untrusted_types(file=path))
+    except Exception as e:  # noqa: BLE001 - not a zip, not skops: refuse, never guess
+        raise UserError(f"{path} is not a forest file written by classify ({reason(e, 60)}); re-run classify --model rf") from None
+    if untrusted - FOREST_TRUSTED:
+        raise UserError(
+            f"{path} holds types classify does not write ({', '.join(sorted(untrusted - FOREST_TRUSTED))}); "
+            "refusing to load it: re-run classify --model rf"
+        )
+    forest = skops.io.load(path, trusted=sorted(untrusted))
+    return lambda x: expand(forest.predict_proba(x), forest.classes_, n_classes)
+
+
+def _load_keras(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+    from extract.tfimport import keras
+
+    try:
+        model = keras().saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:  # noqa: BLE001 - unsafe or broken archives are refused as one
+        raise UserError(f"{path} is not a Keras model classify can load safely ({reason(e, 80)}); re-run classify --model mlp") from None
+    return lambda x: np.asarray(model.predict(np.asarray(x, dtype=np.float32), batch_size=1024, verbose=0))
+
+
+# format name -> (file suffix, loader(path, n_classes) -> predict_proba)
+FORMATS = {
+    "linear": (".h5", _load_linear),
+    "forest": (".skops", _load_forest),
+    "keras": (".keras", _load_keras),
+}
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class SavedRun:
+    record: dict                   # the run record JSON
+    class_names: list[str]
+    cache_attrs: dict              # the source cache's attributes: backbone, pooling, image_size, weights, ...
+    _proba: Callable[[np.ndarray], np.ndarray]
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """(n, D) features from the same extraction settings -> (n, C) class probabilities."""
+        features = np.asarray(features, dtype=np.float32)
+        want = self.cache_attrs.get("feature_dim")
+        if features.ndim != 2 or (want and features.shape[1] != int(want)):
+            raise UserError(
+                f"features of shape {features.shape} do not fit this run, trained on {want}-wide features; "
+                "extract them with the run's cache settings"
+            )
+        return self._proba(features)
+
+
+def load_run(run_json_path: str | os.PathLike) -> SavedRun:
+    """Read a run record written by classify and the model beside it, refusing anything else."""
+    path = Path(run_json_path)
+    if not path.is_file():
+        raise UserError(f"no run record at {path}: pass a reports/<name>-run.json written by `python -m classify`")
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path} is not a run record (not JSON: {reason(e, 60)}); pass a <name>-run.json written by classify") from None
+    if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
+        raise UserError(f"{path} is not a run record written by classify (no format='{RUN_FORMAT}'); pass a <name>-run.json from reports/")
+    if record.get("format_version", 0) > FORMAT_VERSION:
+        raise UserError(f"{path} was written by a newer featurecache; upgrade to load it")
+    name = str(record.get("model_file", ""))
+    kind = record.get("model_format")
+    if not name or Path(name).name != name or kind not in FORMATS or not name.endswith(FORMATS[kind][0]):
+        raise UserError(f"{path} names no model file classify could have written; re-run classify")
+    model_path = path.parent / name
+    if not model_path.is_file():
+        raise UserError(f"the model file {model_path} named by {path} is missing; keep it beside the run record or re-run classify")
+    if sha256(model_path) != record.get("model_sha256"):
+        raise UserError(
+            f"{model_path} is not the model its run record {path.name} describes (checksum differs); "
+            "re-run classify rather than loading a replaced file"
+        )
+    class_names = list(record["class_names"])
+    proba = FORMATS[kind][1](model_path, len(class_names))
+    return SavedRun(record, class_names, dict(record["cache"]["attrs"]), proba)

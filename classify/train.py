@@ -1,0 +1,93 @@
+"""One training run on a loaded cache: split, fit, score on the test rows. Returns plain data.
+
+Nothing here prints or writes files; `classify.cli`, `classify.compare` and
+`classify.learning_curve` do that with what these functions return.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+from classify.config import ClassifyConfig
+from classify.data import Rows, split_rows
+from classify.models import MODELS, Trained
+from extract.cache import Cache
+from extract.errors import UserError
+
+GALLERY_SIZE = 24
+
+
+@dataclass
+class RunResult:
+    trained: Trained
+    rows: Rows                 # indices into the cache's training split
+    proba: np.ndarray          # (n_test, C) test-row probabilities
+    metrics: dict              # accuracy, macro_f1, train/predict seconds, row counts
+    report_text: str           # scikit-learn classification report with class names
+    report: dict               # the same as a dict
+    confusion: np.ndarray      # (C, C) counts, rows = true class
+
+
+def evaluate(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> tuple[dict, str, dict, np.ndarray]:
+    """Accuracy, macro F1, the classification report (text and dict) and the confusion matrix."""
+    pred = proba.argmax(axis=1)
+    labels = list(range(len(class_names)))
+    kw = {"labels": labels, "target_names": class_names, "zero_division": 0, "digits": 4}
+    metrics = {
+        "accuracy": float(accuracy_score(y_true, pred)),
+        "macro_f1": float(f1_score(y_true, pred, labels=labels, average="macro", zero_division=0)),
+    }
+    return (metrics, classification_report(y_true, pred, **kw),
+            classification_report(y_true, pred, output_dict=True, **kw),
+            confusion_matrix(y_true, pred, labels=labels))
+
+
+def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -> RunResult:
+    """Fit cfg.model on the cache's training rows (validation carved from them), score the test rows."""
+    if len(cache.test.labels) == 0:
+        raise UserError(f"{cache.path} has no test rows to report on; extract a cache with a test split")
+    rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed, cfg.train_size)
+    X, y = cache.train.features, cache.train.labels   # (N, D) float32, (N,)
+    n_classes = len(cache.class_names)
+    start = time.perf_counter()
+    trained = MODELS[cfg.model](X[rows.fit], y[rows.fit], X[rows.val], y[rows.val], n_classes, cfg, curves)
+    train_time = time.perf_counter() - start
+    start = time.perf_counter()
+    proba = trained.predict_proba(cache.test.features)   # (n_test, C): the only use of the test rows
+    predict_time = time.perf_counter() - start
+    metrics, text, report, confusion = evaluate(cache.test.labels, proba, cache.class_names)
+    metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
+                   n_fit=len(rows.fit), n_val=len(rows.val), n_test=len(cache.test.labels))
+    return RunResult(trained, rows, proba, metrics, text, report, confusion)
+
+
+def gallery_items(cache: Cache, proba: np.ndarray, limit: int = GALLERY_SIZE) -> tuple[list[dict], str | None]:
+    """The most confident mistakes on the test rows, with their pictures.
+
+    Returns (items, why_not): items = [{image (h, w, 3) uint8, true, predicted, probability, source}],
+    why_not says why there is no gallery (no sources, data moved) or is None.
+    """
+    from extract.datasets import source_image
+
+    kind, location = cache.attrs.get("data_kind"), cache.attrs.get("data_location")
+    if not kind or not location:
+        return [], "the cache does not record where its images came from"
+    pred = proba.argmax(axis=1)
+    wrong = np.flatnonzero(pred != cache.test.labels)
+    if len(wrong) == 0:
+        return [], "no test image was misclassified"
+    wrong = wrong[np.argsort(-proba[wrong, pred[wrong]], kind="stable")][:limit]
+    names = cache.class_names
+    items = []
+    for i in wrong:
+        try:
+            image = source_image(kind, location, str(cache.test.sources[i]))
+        except (UserError, OSError, ValueError) as e:
+            return [], f"the images behind the cache are not readable at {location} ({str(e)[:80]})"
+        items.append({"image": image, "true": names[cache.test.labels[i]], "predicted": names[pred[i]],
+                      "probability": float(proba[i, pred[i]]), "source": str(cache.test.sources[i])})
+    return items, None
