@@ -1,0 +1,140 @@
+"""`python -m bench` / `make bench`: seed style vs this project, one command, same real images.
+
+Reads CIFAR-10 in its python layout (default ../shared/data/cifar10-subset/cifar-10-batches-py,
+5,000 train + 1,000 test images) with random seeded weights (`--weights none`); writes
+<out-dir>/bench.json, <out-dir>/bench.md and the logs of every step; prints the table.
+
+    python -m bench --sizes 32,64 --out-dir reports/bench
+    python -m bench --quick            # a smoke run on a few images, in well under a minute of compute
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from bench.report import build_report, format_table, write_report
+from bench.runner import StepFailed, job, run_step
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-subset" / "cifar-10-batches-py"
+
+
+def _sizes(ctx, param, value: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give sizes in px separated by commas, e.g. 32,64") from None
+    if not sizes or min(sizes) < 8:
+        raise click.BadParameter(f"{value!r}: sizes must be at least 8 px")
+    return sizes
+
+
+def classifiers(cache: Path, work: Path, tag: str) -> dict:
+    """Time `python -m classify.compare` (LR, RF, MLP) on a cache in a fresh process."""
+    out_dir = work / f"{tag}-reports"
+    step = run_step([sys.executable, "-m", "classify.compare", "--features", str(cache), "--out-dir", str(out_dir)],
+                    work / f"{tag}.log")
+    from bench.report import read_classify_runs
+
+    return {**step, "models": read_classify_runs(out_dir)}
+
+
+def lr_only(cache: Path, work: Path, tag: str) -> dict:
+    out_dir = work / f"{tag}-reports"
+    step = run_step([sys.executable, "-m", "classify", "--model", "lr", "--features", str(cache), "--out-dir", str(out_dir)],
+                    work / f"{tag}.log")
+    from bench.report import read_classify_runs
+
+    return {**step, "models": read_classify_runs(out_dir)}
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--data-dir", type=click.Path(exists=True, path_type=Path), default=DEFAULT_DATA, show_default=True,
+              help="CIFAR-10 python-layout folder (cifar-10-batches-py).")
+@click.option("--sizes", default="32,64", show_default=True, callback=_sizes,
+              help="Image sizes in px for the images/s and GFLOP/s comparison.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Use only the first N images of each split (default: all).")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Epochs of the seed style's end-to-end training (run for real, not scaled).")
+@click.option("--memory-sizes", default="32,128", show_default=True, callback=_sizes,
+              help="Sizes of the peak-memory comparison (first is the base).")
+@click.option("--memory-limit", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Images per split in the memory comparison (500 -> 1,000 images).")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/bench"),
+              show_default=True, help="Where bench.json, bench.md and the step logs go.")
+@click.option("--quick", is_flag=True,
+              help="Smoke run: 100 images per split, 32 px, 1 epoch, 32 vs 64 px memory, small matmuls.")
+@click.option("--keep-caches", is_flag=True, help="Keep the caches the bench builds (in <out-dir>/work).")
+def cli(data_dir: Path, sizes: list[int], limit: int | None, epochs: int, memory_sizes: list[int],
+        memory_limit: int, out_dir: Path, quick: bool, keep_caches: bool) -> None:
+    """Benchmark the seed style (VGG16 float32 on one big array, 10 epochs end to end) against
+    extract-once + LR/RF/MLP on the cache, and check the performance targets of issue 4."""
+    if quick:
+        sizes, limit, epochs, memory_sizes, memory_limit = [32], limit or 100, 1, [32, 64], min(memory_limit, limit or 100)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = out_dir / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    data = str(Path(data_dir).resolve())
+    lim = ["--limit", str(limit)] if limit else []
+    steps: dict[str, dict] = {}
+    started = time.perf_counter()
+
+    def step(tag: str, fn, *args):
+        click.echo(f"bench: {tag} ...", err=True)
+        steps[tag] = fn(*args)
+        shown = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in steps[tag].items()
+                 if k in ("images", "seconds", "wall_s", "peak_rss_mb", "precision", "batch_size", "load_before")}
+        click.echo(f"bench: {tag} done {json.dumps(shown)}", err=True)
+
+    all_sizes = sorted(set(sizes) | set(memory_sizes))
+    try:
+        mm = "512,1024" if quick else "2048,4096"
+        step("peak", job, "peak", ["--sizes", ",".join(map(str, all_sizes)), "--matmul-sizes", mm], work, "peak")
+        # pairs run back to back so each ratio compares runs under the same machine load
+        for s in sizes:
+            step(f"seed_predict_{s}", job, "seed-predict", ["--data-dir", data, "--size", str(s), *lim], work, f"seed_predict_{s}")
+            step(f"extract_{s}", job, "extract",
+                 ["--data-dir", data, "--size", str(s), "--out", str(work / f"cifar10-{s}px-auto.h5"), *lim],
+                 work, f"extract_{s}")
+        base = sizes[0]
+        step(f"extract_{base}_float32", job, "extract",
+             ["--data-dir", data, "--size", str(base), "--precision", "float32",
+              "--out", str(work / f"cifar10-{base}px-float32.h5"), *lim], work, f"extract_{base}_float32")
+        for s in memory_sizes:
+            step(f"memory_extract_{s}", job, "extract",
+                 ["--data-dir", data, "--size", str(s), "--limit", str(memory_limit),
+                  "--out", str(work / f"memory-{s}px.h5")], work, f"memory_extract_{s}")
+        step(f"seed_train_{base}", job, "seed-train",
+             ["--data-dir", data, "--size", str(base), "--epochs", str(epochs), *lim], work, f"seed_train_{base}")
+        try:
+            step("classify_auto", classifiers, work / f"cifar10-{base}px-auto.h5", work, "classify_auto")
+            step("classify_lr_float32", lr_only, work / f"cifar10-{base}px-float32.h5", work, "classify_lr_float32")
+        except StepFailed as e:
+            click.echo(f"bench: the classifiers could not run, reported as missing: {e}", err=True)
+    except StepFailed as e:
+        raise click.ClickException(str(e)) from None
+
+    report = build_report(steps, sizes=sizes, base=base, memory_sizes=memory_sizes, epochs=epochs, quick=quick)
+    report["command"] = "python -m bench " + " ".join(sys.argv[1:])
+    report["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report["bench_wall_s"] = time.perf_counter() - started
+    paths = write_report(report, out_dir)
+    click.echo(format_table(report))
+    click.echo(f"wrote {paths['json']} and {paths['md']} (step logs in {work})")
+    if not keep_caches:
+        for h5 in work.glob("*.h5"):
+            h5.unlink()
+
+
+def main() -> None:
+    cli(prog_name="python -m bench")

@@ -1,0 +1,213 @@
+"""Turn the measured steps into ratios, target verdicts, a table, JSON and Markdown.
+
+Plain functions on plain dicts: `build_report(steps, ...)` returns a dict that
+is written as JSON as is; `format_table` renders it for the terminal and the
+Markdown file alike.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# issue 4's targets: (key, description, threshold, direction)
+TARGETS = {
+    "speed_32": (">= 1.7x", 1.7),
+    "speed_64": (">= 3x", 3.0),
+    "peak_64": (">= 85%", 0.85),
+    "end_to_end": (">= 10x", 10.0),
+    "lr_accuracy": ("<= 0.5 points", 0.5),
+    "memory": ("<= 1.3x", 1.3),
+}
+
+
+def read_classify_runs(out_dir: Path) -> dict:
+    """{model: {test_accuracy, train_seconds}} from classify's `*-run.json` records under out_dir."""
+    models = {}
+    for path in sorted(Path(out_dir).rglob("*-run.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        cfg = rec.get("config", {})
+        model = rec.get("model") or cfg.get("model") or path.stem.rsplit("-", 2)[-2]
+        metrics = rec.get("metrics", {})
+        timings = rec.get("timings", {})
+        acc = metrics.get("test_accuracy", metrics.get("accuracy"))
+        secs = timings.get("fit_s", timings.get("train_s", timings.get("fit_seconds", metrics.get("fit_seconds"))))
+        models[model] = {"test_accuracy": acc, "train_seconds": secs, "record": str(path)}
+    return models
+
+
+def _ratio(a, b):
+    return a / b if a and b else None
+
+
+def _target(key: str, value, note: str = "") -> dict:
+    text, threshold = TARGETS[key]
+    if value is None:
+        return {"target": key, "wanted": text, "value": None, "met": False, "note": note or "not measured"}
+    met = value <= threshold if text.startswith("<=") else value >= threshold
+    return {"target": key, "wanted": text, "value": value, "met": met, "note": note}
+
+
+def build_report(steps: dict, sizes: list[int], base: int, memory_sizes: list[int], epochs: int, quick: bool) -> dict:
+    peak = steps["peak"]
+    flops = {int(k): v for k, v in peak["vgg16_flops"].items()}
+    peaks = {dt: p["gflops"] for dt, p in peak["peak"].items()}
+    rows, targets, notes = [], [], []
+
+    def extract_ips(s):
+        e = steps[s]
+        return e["images"] / e["seconds"]
+
+    def seed_ips(s):
+        p = steps[f"seed_predict_{s}"]
+        return p["images"] / p["predict_s"]
+
+    def peak_for(precision):
+        return peaks["bfloat16"] if precision == "bfloat16" else peaks["float32"]
+
+    for s in sizes:
+        ours, seed = extract_ips(f"extract_{s}"), seed_ips(s)
+        e = steps[f"extract_{s}"]
+        rows.append({"section": "throughput", "measure": f"images/s at {s} px",
+                     "seed": seed, "seed_how": "float32 model.predict",
+                     "ours": ours, "ours_how": f"extract {e['precision']}, batch {e['batch_size']}",
+                     "ratio": _ratio(ours, seed)})
+    f32 = steps.get(f"extract_{base}_float32")
+    if f32:
+        ours = extract_ips(f"extract_{base}_float32")
+        rows.append({"section": "throughput", "measure": f"images/s at {base} px, both float32",
+                     "seed": seed_ips(base), "seed_how": "float32 model.predict",
+                     "ours": ours, "ours_how": f"extract float32, batch {f32['batch_size']}",
+                     "ratio": _ratio(ours, seed_ips(base))})
+    for s in sizes:
+        e = steps[f"extract_{s}"]
+        g_seed, g_ours = seed_ips(s) * flops[s] / 1e9, extract_ips(f"extract_{s}") * flops[s] / 1e9
+        rows.append({"section": "compute", "measure": f"GFLOP/s at {s} px ({flops[s] / 1e9:.3f} GFLOP/image)",
+                     "seed": g_seed, "seed_how": f"{g_seed / peaks['float32']:.0%} of float32 peak",
+                     "ours": g_ours, "ours_how": f"{g_ours / peak_for(e['precision']):.0%} of {e['precision']} peak",
+                     "ratio": _ratio(g_ours, g_seed)})
+    rows.append({"section": "compute", "measure": "measured matmul peak GFLOP/s",
+                 "seed": peaks["float32"], "seed_how": f"float32, n={peak['peak']['float32']['n']}",
+                 "ours": peaks["bfloat16"], "ours_how": f"bfloat16, n={peak['peak']['bfloat16']['n']}",
+                 "ratio": _ratio(peaks["bfloat16"], peaks["float32"])})
+    for s in sizes:
+        p, e = steps[f"seed_predict_{s}"], steps[f"extract_{s}"]
+        rows.append({"section": "memory", "measure": f"peak RSS MB, all {p['images']:,} images at {s} px",
+                     "seed": p["peak_rss_mb"], "seed_how": f"float32 array {p['array_mb']:.0f} MB",
+                     "ours": e["peak_rss_mb"], "ours_how": "extract, batch by batch",
+                     "ratio": _ratio(p["peak_rss_mb"], e["peak_rss_mb"])})
+    m0, m1 = (steps.get(f"memory_extract_{s}") for s in memory_sizes[:2])
+    if m0 and m1:
+        rows.append({"section": "memory", "measure": f"extract peak RSS MB, {m0['images']:,} images, "
+                                                     f"{memory_sizes[1]} px vs {memory_sizes[0]} px",
+                     "seed": m0["peak_rss_mb"], "seed_how": f"{memory_sizes[0]} px (batch {m0['batch_size']})",
+                     "ours": m1["peak_rss_mb"], "ours_how": f"{memory_sizes[1]} px (batch {m1['batch_size']})",
+                     "ratio": _ratio(m1["peak_rss_mb"], m0["peak_rss_mb"])})
+        targets.append(_target("memory", _ratio(m1["peak_rss_mb"], m0["peak_rss_mb"]),
+                               f"{m1['peak_rss_mb']:.0f} MB at {memory_sizes[1]} px vs {m0['peak_rss_mb']:.0f} MB "
+                               f"at {memory_sizes[0]} px"))
+
+    train = steps[f"seed_train_{base}"]
+    seed_wall = train["prepare_s"] + train["fit_s"] + train["evaluate_s"]
+    clf = steps.get("classify_auto")
+    ext = steps[f"extract_{base}"]
+    if clf:
+        ours_wall = ext["wall_s"] + clf["wall_s"]
+        rows.append({"section": "end to end", "measure": f"wall s at {base} px, to a trained classifier",
+                     "seed": seed_wall, "seed_how": f"{epochs} epochs fit + evaluate",
+                     "ours": ours_wall, "ours_how": f"extract {ext['wall_s']:.0f} s + LR/RF/MLP {clf['wall_s']:.0f} s",
+                     "ratio": _ratio(seed_wall, ours_wall)})
+        for model, m in sorted(clf["models"].items()):
+            rows.append({"section": "end to end", "measure": f"{model} train s / test accuracy",
+                         "seed": None, "seed_how": "",
+                         "ours": m.get("train_seconds"), "ours_how": _pct(m.get("test_accuracy")), "ratio": None})
+    rows.append({"section": "end to end", "measure": "seed head test accuracy (random backbone)",
+                 "seed": train["test_accuracy"] * 100, "seed_how": f"after {epochs} epochs", "ours": None,
+                 "ours_how": "", "ratio": None})
+    targets.insert(0, _target("end_to_end", _ratio(seed_wall, ours_wall) if clf else None,
+                              "seed: in-process fit+evaluate; ours: whole processes incl. TensorFlow start-up"))
+
+    lr_bf = (clf or {}).get("models", {}).get("lr", {}).get("test_accuracy")
+    lr_f32 = (steps.get("classify_lr_float32") or {}).get("models", {}).get("lr", {}).get("test_accuracy")
+    if lr_bf is not None and lr_f32 is not None:
+        diff = abs(lr_bf - lr_f32) * 100
+        rows.append({"section": "accuracy", "measure": f"LR test accuracy, {base} px cache",
+                     "seed": lr_f32 * 100, "seed_how": "float32 cache", "ours": lr_bf * 100,
+                     "ours_how": f"{ext['precision']} cache", "ratio": None})
+        targets.insert(0, _target("lr_accuracy", diff, f"{lr_bf:.2%} ({ext['precision']}) vs {lr_f32:.2%} (float32)"))
+    else:
+        targets.insert(0, _target("lr_accuracy", None, "classify did not run"))
+
+    s64 = 64 if 64 in sizes else None
+    tgt = [_target("speed_32", _ratio(extract_ips("extract_32"), seed_ips(32)) if 32 in sizes else None)]
+    if s64:
+        e = steps["extract_64"]
+        tgt.append(_target("speed_64", _ratio(extract_ips("extract_64"), seed_ips(64))))
+        frac = extract_ips("extract_64") * flops[64] / 1e9 / peak_for(e["precision"])
+        tgt.append(_target("peak_64", frac, f"{e['precision']} at 64 px vs the {e['precision']} matmul peak"))
+    else:
+        tgt += [_target("speed_64", None), _target("peak_64", None)]
+    targets = tgt + targets
+    if quick:
+        notes.append("--quick: a smoke run on a few images; the figures are not meaningful")
+    loads = [v.get("load_before") for v in steps.values() if isinstance(v, dict) and "load_before" in v]
+    if loads and max(loads) > 0.5 * (peak.get("cores") or 1):
+        notes.append(f"other work was running: load average before steps ranged {min(loads):.1f}-{max(loads):.1f} "
+                     f"on {peak.get('cores')} cores; ratios within one run are what count")
+    return {
+        "machine": {k: peak.get(k) for k in ("cpu", "cores", "cpu_bf16", "gpu_capability", "tensorflow")},
+        "peak_gflops": peaks, "vgg16_flops_per_image": flops,
+        "rows": rows, "targets": targets, "notes": notes, "steps": steps,
+    }
+
+
+def _pct(x):
+    return f"{x:.1%}" if isinstance(x, (int, float)) else ""
+
+
+def _num(x):
+    if x is None:
+        return ""
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
+
+
+def _value(key: str, v) -> str:
+    if v is None:
+        return "n/a"
+    if key == "peak_64":
+        return f"{v:.0%}"
+    if key == "lr_accuracy":
+        return f"{v:.2f} points"
+    return f"{v:.2f}x"
+
+
+def format_table(report: dict) -> str:
+    """A Markdown table (readable in a terminal too), then one line per target: met/missed."""
+    m = report["machine"]
+    lines = [f"machine: {m['cpu']}, {m['cores']} cores, bf16 {'yes' if m['cpu_bf16'] else 'no'}, "
+             f"TensorFlow {m['tensorflow']}", "",
+             "| measure | seed style | | this project | | ratio |", "|---|---:|---|---:|---|---:|"]
+    for r in report["rows"]:
+        ratio = f"**{r['ratio']:.2f}x**" if r["ratio"] else ""
+        lines.append(f"| {r['measure']} | {_num(r['seed'])} | {r['seed_how']} | {_num(r['ours'])} | {r['ours_how']} | {ratio} |")
+    lines += ["", "targets:"]
+    for t in report["targets"]:
+        verdict = "met" if t["met"] else "missed"
+        note = f" ({t['note']})" if t["note"] else ""
+        lines.append(f"- {t['target']}: {_value(t['target'], t['value'])}, wanted {t['wanted']}: **{verdict}**{note}")
+    for n in report["notes"]:
+        lines.append(f"- note: {n}")
+    return "\n".join(lines)
+
+
+def write_report(report: dict, out_dir: Path) -> dict:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "bench.json", "md": out_dir / "bench.md"}
+    paths["json"].write_text(json.dumps(report, indent=1, default=str))
+    header = f"# make bench\n\n`{report.get('command', 'python -m bench')}` ({report.get('created', '')})\n\n"
+    paths["md"].write_text(header + format_table(report) + "\n")
+    return paths

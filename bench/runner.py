@@ -1,0 +1,39 @@
+"""Run one bench step in a fresh process; its wall time and peak resident memory are its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+def run_step(argv: list[str], log: Path, json_out: Path | None = None, env: dict | None = None) -> dict:
+    """Run `argv` with output to `log`; returns {wall_s, peak_rss_mb, load_before, load_after, **json_out}."""
+    load_before = os.getloadavg()[0]
+    t = time.perf_counter()
+    with open(log, "wb") as f:
+        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        # wait4 gives this child's own rusage (RUSAGE_CHILDREN would be the max over all children so far)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-15:]
+        raise StepFailed(f"{' '.join(argv[2:5])} ... failed (exit {p.returncode}); log {log}:\n" + "\n".join(tail))
+    result = json.loads(json_out.read_text()) if json_out else {}
+    return {**result, "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
+
+
+def job(name: str, args: list[str], workdir: Path, tag: str) -> dict:
+    """`python -m bench.jobs NAME ARGS --json workdir/TAG.json`."""
+    out = workdir / f"{tag}.json"
+    return run_step([sys.executable, "-m", "bench.jobs", name, *args, "--json", str(out)],
+                    workdir / f"{tag}.log", out)
