@@ -80,8 +80,9 @@ def write_cache(path: str | os.PathLike, attrs: dict, splits: dict[str, list[dic
     """Assemble checkpoint parts into the final cache, atomically.
 
     `splits[name]` is a list of parts, each a dict with "features" (n, D),
-    "labels" (n,) and "sources" (n,), concatenated in order. Parts are
-    copied one at a time, so memory holds one part, not the whole cache.
+    "labels" (n,) and "sources" (n,), or the path of an .npz file holding
+    them, concatenated in order. Parts on disk are read one at a time, so
+    memory holds one part, not the whole cache.
     """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -89,7 +90,7 @@ def write_cache(path: str | os.PathLike, attrs: dict, splits: dict[str, list[dic
     try:
         with h5py.File(tmp, "w") as f:
             for split, parts in splits.items():
-                n = sum(len(p["labels"]) for p in parts)
+                n = sum(len(_part(p, ("labels",))["labels"]) for p in parts)
                 dim = int(attrs["feature_dim"])
                 g = f.create_group(split)
                 feats = g.create_dataset("features", (n, dim), dtype=store_dtype)
@@ -97,6 +98,7 @@ def write_cache(path: str | os.PathLike, attrs: dict, splits: dict[str, list[dic
                 sources = g.create_dataset("sources", (n,), dtype=string)
                 row = 0
                 for part in parts:
+                    part = _part(part)
                     k = len(part["labels"])
                     feats[row : row + k] = part["features"]
                     labels[row : row + k] = part["labels"]
@@ -119,6 +121,14 @@ def write_cache(path: str | os.PathLike, attrs: dict, splits: dict[str, list[dic
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _part(part, keys=("features", "labels", "sources")) -> dict:
+    """A part as arrays; an .npz path is read only for the members asked for."""
+    if isinstance(part, dict):
+        return part
+    with np.load(part, allow_pickle=False) as z:
+        return {k: z[k] for k in keys}
 
 
 def read_attrs(path: str | os.PathLike) -> dict:

@@ -66,7 +66,35 @@ def cli(**options) -> None:
     cfg = ExtractConfig(**{k: v for k, v in options.items() if k != "out"},
                         out=str(options["out"]) if options["out"] else None)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    where: dict[str, Path] = {}
+    try:
+        out, result = _extract(cfg, where)
+    except KeyboardInterrupt:
+        # one line; the newline first only ends a progress bar drawn on a terminal
+        lead = "\n" if sys.stderr.isatty() else ""
+        if "out" in where:
+            click.echo(f"{lead}interrupted: finished checkpoints are kept in {partial_dir(where['out'])}; "
+                       "run the same command again to resume", err=True)
+        else:
+            click.echo(f"{lead}interrupted before any features were computed", err=True)
+        sys.exit(130)
 
+    set_latest(out.parent, out)
+    if result["status"] == "up-to-date":
+        click.echo(f"{out} is already up to date with these settings: nothing to do (--force rebuilds it)")
+        return
+    rows = result["rows"]
+    click.echo(
+        f"wrote {out}: train {rows['train']:,} x {result['feature_dim']:,}, test {rows['test']:,} x "
+        f"{result['feature_dim']:,} ({result['precision']}, batch {result['batch_size']}, "
+        f"{result['images_per_second']:.0f} img/s, {result['seconds']:.1f} s)"
+    )
+    if result["skipped"]:
+        shown = ", ".join(result["skipped"][:5]) + (" ..." if len(result["skipped"]) > 5 else "")
+        click.echo(f"skipped {len(result['skipped'])} unreadable file(s), listed in the cache's 'skipped' attribute: {shown}")
+
+
+def _extract(cfg: ExtractConfig, where: dict) -> tuple[Path, dict]:
     from extract.datasets import load_dataset
     from extract.backbones import model_size
 
@@ -87,28 +115,9 @@ def cli(**options) -> None:
         return tqdm(total=total, initial=initial, desc=split, unit="img", file=sys.stderr,
                     dynamic_ncols=True, disable=None, mininterval=0.5)
 
-    try:
-        result = pipeline.run(cfg, dataset, out, precision, make_bar=make_bar,
-                              log=lambda msg: click.echo(msg, err=True))
-    except KeyboardInterrupt:
-        click.echo(
-            f"\ninterrupted: finished checkpoints are kept in {partial_dir(out)}; "
-            "run the same command again to resume", err=True)
-        sys.exit(130)
-
-    set_latest(out.parent, out)
-    if result["status"] == "up-to-date":
-        click.echo(f"{out} is already up to date with these settings: nothing to do (--force rebuilds it)")
-        return
-    rows = result["rows"]
-    click.echo(
-        f"wrote {out}: train {rows['train']:,} x {result['feature_dim']:,}, test {rows['test']:,} x "
-        f"{result['feature_dim']:,} ({result['precision']}, batch {result['batch_size']}, "
-        f"{result['images_per_second']:.0f} img/s, {result['seconds']:.1f} s)"
-    )
-    if result["skipped"]:
-        shown = ", ".join(result["skipped"][:5]) + (" ..." if len(result["skipped"]) > 5 else "")
-        click.echo(f"skipped {len(result['skipped'])} unreadable file(s), listed in the cache's 'skipped' attribute: {shown}")
+    where["out"] = out
+    result = pipeline.run(cfg, dataset, out, precision, make_bar=make_bar, log=lambda msg: click.echo(msg, err=True))
+    return out, result
 
 
 def main() -> None:

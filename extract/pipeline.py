@@ -100,11 +100,28 @@ def _save_part(path: Path, **arrays) -> None:
     os.replace(tmp, path)
 
 
-def _load_part(path: Path) -> dict | None:
+def _load_part(path: Path, rows: int, dim: int) -> dict | None:
+    """Check a checkpoint part of `rows` rows (kept + skipped) and `dim` features on disk.
+
+    Returns its row count and skipped files (not its features: memory holds at
+    most one part), or None when it is missing or unusable and must be computed again."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in ("features", "labels", "sources", "skipped")}
+            part = {k: z[k] for k in ("features", "labels", "sources", "skipped")}
     except Exception:  # noqa: BLE001 - an unreadable part is simply computed again
+        return None
+    n = len(part["labels"])
+    ok = (part["features"].shape == (n, dim) and part["features"].dtype == np.float32
+          and part["labels"].ndim == 1 and len(part["sources"]) == n and n + len(part["skipped"]) == rows)
+    return {"n": n, "skipped": [str(s) for s in part["skipped"]]} if ok else None
+
+
+def _read_manifest(partial: Path) -> dict | None:
+    try:
+        manifest = json.loads((partial / MANIFEST).read_text())
+        int(manifest["batch_size"]), int(manifest["part_rows"]), dict(manifest["identity"])
+        return manifest
+    except (OSError, ValueError, TypeError, KeyError):
         return None
 
 
@@ -113,12 +130,12 @@ def _prepare_partial(partial: Path, manifest: dict, force: bool) -> dict:
     path = partial / MANIFEST
     if partial.exists() and force:
         shutil.rmtree(partial)
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            old = None
-        if old is not None:
+    if partial.exists():
+        old = _read_manifest(partial)
+        if old is None:
+            # parts of unknown batch size and settings cannot be trusted: start over
+            shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
+        else:
             diff = _differences(old["identity"], manifest["identity"])
             if diff:
                 raise UserError(
@@ -161,6 +178,10 @@ def run(
     out = Path(out)
     ident = identity(cfg, dataset, precision)
     if check_existing(out, ident, cfg.force):
+        stale = _read_manifest(partial_dir(out))
+        if stale is not None and not _differences(stale["identity"], ident):
+            # killed after the cache was renamed into place but before its checkpoints were removed
+            shutil.rmtree(partial_dir(out), ignore_errors=True)
         return {"status": "up-to-date", "out": str(out)}
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -190,14 +211,17 @@ def run(
 
     started = time.perf_counter()
     computed, resumed = 0, {}
-    parts: dict[str, list[dict]] = {}
+    parts: dict[str, list[Path]] = {}      # checkpoint files, assembled at the end
+    rows: dict[str, int] = {}
+    skipped: list[str] = []
     with ThreadPoolExecutor(max_workers=1) as reader:
         for split in SPLITS:
             data = dataset.splits[split]
             n = len(data)
-            parts[split] = []
+            parts[split], rows[split] = [], 0
             starts = range(0, n, part_rows)
-            done = [_load_part(partial_dir(out) / f"{split}-{k:05d}.npz") for k in range(len(starts))]
+            done = [_load_part(partial_dir(out) / f"{split}-{k:05d}.npz", min(part_rows, n - a), dim)
+                    for k, a in enumerate(starts)]
             # resume after the last part on disk; parts are only ever written in order
             first_missing = next((k for k, p in enumerate(done) if p is None), len(done))
             resumed[split] = min(first_missing * part_rows, n)
@@ -208,17 +232,20 @@ def run(
                 for k, start in enumerate(starts):
                     path = partial_dir(out) / f"{split}-{k:05d}.npz"
                     if k < first_missing:
-                        parts[split].append(done[k])
-                        continue
-                    part = _extract_rows(predict, data.read, start, min(start + part_rows, n), batch_size, dim, reader, bar)
-                    _save_part(path, **part)
-                    parts[split].append(part)
-                    computed += len(part["labels"]) + len(part["skipped"])
+                        summary = done[k]
+                    else:
+                        part = _extract_rows(predict, data.read, start, min(start + part_rows, n), batch_size, dim, reader, bar)
+                        _save_part(path, **part)
+                        summary = {"n": len(part["labels"]), "skipped": [str(x) for x in part["skipped"]]}
+                        computed += len(part["labels"]) + len(part["skipped"])
+                        del part
+                    parts[split].append(path)
+                    rows[split] += summary["n"]
+                    skipped.extend(summary["skipped"])
             finally:
                 bar.close()
     seconds = time.perf_counter() - started
 
-    skipped = [str(s) for split in SPLITS for p in parts[split] for s in p["skipped"]]
     attrs = {
         "dataset": dataset.name,
         "data_kind": dataset.kind,
@@ -238,7 +265,7 @@ def run(
     return {
         "status": "built",
         "out": str(out),
-        "rows": {s: int(sum(len(p["labels"]) for p in parts[s])) for s in SPLITS},
+        "rows": rows,
         "feature_dim": dim,
         "precision": precision,
         "batch_size": batch_size,
