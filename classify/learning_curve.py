@@ -1,0 +1,96 @@
+"""`python -m classify.learning_curve --model M` / `make learning-curve MODEL=M`: accuracy vs training-set size.
+
+Reads one cache (default: the one features/LATEST names) once; for each
+training-set size (log-spaced from --min-size to every training row) and each
+of --seeds seeds, trains M on a stratified subset of that many rows (its
+validation split carved from them) and scores the test rows. Writes under
+--out-dir (default reports/):
+
+    <cache>-<model>-learning-curve.csv   train_size, seed, accuracy, macro_f1, train_time_s, n_fit, n_val
+    <cache>-<model>-learning-curve.png   mean test accuracy (and min..max over seeds) against size, log x
+
+    python -m classify.learning_curve --model lr --seeds 3 --points 6
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+
+import click
+import numpy as np
+
+from classify import plots
+from classify.cli import CONTEXT, cache_path, echo_config, make_config, training_options
+from classify.models import MODELS
+from extract.errors import UserError
+
+
+def sizes_for(n_train: int, min_size: int, points: int) -> list[int]:
+    """Log-spaced training-set sizes from min_size to n_train, both included, without repeats."""
+    low = min(min_size, n_train)
+    return sorted({int(round(s)) for s in np.geomspace(low, n_train, points)} | {n_train})
+
+
+def learning_curve(cache, cfg, sizes: list[int], seeds: int) -> list[dict]:
+    """One dict per (size, seed): train_size, seed, accuracy, macro_f1, train_time_s, n_fit, n_val."""
+    from classify.train import train_and_evaluate
+
+    points = []
+    for size in sizes:
+        for k in range(seeds):
+            run = dataclasses.replace(cfg, train_size=size, seed=cfg.seed + k)
+            m = train_and_evaluate(cache, run, curves=False).metrics
+            points.append({"train_size": size, "seed": run.seed, "accuracy": round(m["accuracy"], 4),
+                           "macro_f1": round(m["macro_f1"], 4), "train_time_s": m["train_time_s"],
+                           "n_fit": m["n_fit"], "n_val": m["n_val"]})
+    return points
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--model", type=click.Choice(sorted(MODELS)), default="lr", show_default=True)
+@click.option("--features", type=click.Path(path_type=str), default=None,
+              help="Feature cache (.h5). Default: the one features/LATEST names.")
+@click.option("--min-size", type=click.IntRange(min=2), default=100, show_default=True, help="Smallest training-set size.")
+@click.option("--points", type=click.IntRange(min=2), default=6, show_default=True, help="Number of sizes, log-spaced.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds (subsets) per size.")
+@training_options
+def cli(model: str, features: str | None, min_size: int, points: int, seeds: int, **options) -> None:
+    """Test accuracy against training-set size, a few seeds per size; writes a PNG and a CSV."""
+    from classify.outputs import Staged, check_out_dir
+    from extract.cache import read_cache
+
+    path = cache_path(features)
+    out_dir = check_out_dir(options["out_dir"])
+    cache = read_cache(path)
+    options.pop("train_size", None)  # each point sets its own
+    cfg = make_config(model=model, features=str(path), **options)
+    echo_config(cfg)
+    sizes = sizes_for(len(cache.train.labels), min_size, points)
+    click.echo(f"learning curve: {model} on {path}, sizes {sizes}, {seeds} seed(s) each", err=True)
+    rows = learning_curve(cache, cfg, sizes, seeds)
+    base = out_dir / f"{path.stem}-{model}-learning-curve"
+    csv_path, png_path = base.with_suffix(".csv"), base.with_suffix(".png")
+    text = io.StringIO()
+    writer = csv.DictWriter(text, list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    try:
+        with Staged() as staged:
+            staged.aside(csv_path).write_text(text.getvalue())
+            plots.learning_curve(rows, staged.aside(png_path), f"{model} on {path.stem}")
+    except OSError as e:
+        raise UserError(f"could not write the learning curve in {out_dir} ({e}); earlier files are unchanged") from None
+    for size in sizes:
+        acc = [r["accuracy"] for r in rows if r["train_size"] == size]
+        click.echo(f"  {size:>7,} rows: test accuracy {np.mean(acc):.4f} (min {min(acc):.4f}, max {max(acc):.4f})")
+    click.echo(f"  csv: {csv_path}\n  png: {png_path}")
+
+
+def main() -> None:
+    cli(prog_name="python -m classify.learning_curve")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""classify.data (training subsets, validation splits), plus the helpers the other classify tests import:
+small caches with known structure and a CLI runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from classify.data import split_rows, stratified_subset
+from extract.cache import write_cache
+from extract.errors import UserError
+
+
+def blob_cache(path: Path, n_train: int = 300, n_test: int = 90, dim: int = 16, classes: int = 3,
+               spread: float = 4.0, seed: int = 0, test_labels=None) -> Path:
+    """Gaussian clusters, one per class: well separated with the default spread, so accuracy must be high."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, spread, (classes, dim))
+
+    def split(n: int, labels=None) -> dict:
+        y = np.arange(n) % classes
+        x = centres[y] + rng.normal(size=(n, dim))
+        y = y if labels is None else np.asarray(labels)
+        return {"features": x.astype(np.float32), "labels": y.astype(np.int64),
+                "sources": np.asarray([str(i) for i in range(n)], dtype=object)}
+
+    attrs = {"dataset": "blobs", "backbone": "none", "pooling": "gap", "image_size": 1, "weights": "none",
+             "seed": seed, "precision": "float32", "feature_dim": dim,
+             "class_names": [f"class{k}" for k in range(classes)]}
+    return write_cache(path, attrs, {"train": [split(n_train)], "test": [split(n_test, test_labels)]})
+
+
+def invoke(command, args: list[str]):
+    """Run a click command in-process; exceptions stay in result.exception for the test to inspect."""
+    return CliRunner().invoke(command, [str(a) for a in args])
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+# --------------------------------------------------------------------------- classify.data
+
+
+def test_train_size_subset_is_stratified_seeded_and_exact():
+    labels = np.repeat(np.arange(4), [100, 50, 30, 20])           # unbalanced: 50/25/15/10 %
+    a = stratified_subset(labels, 40, seed=1)
+    assert len(a) == 40 and len(set(a)) == 40
+    np.testing.assert_array_equal(np.bincount(labels[a]), [20, 10, 6, 4])  # proportions kept exactly here
+    np.testing.assert_array_equal(a, stratified_subset(labels, 40, seed=1))
+    assert not np.array_equal(a, stratified_subset(labels, 40, seed=2))
+    np.testing.assert_array_equal(stratified_subset(labels, 200, seed=0), np.arange(200))
+
+
+def test_train_size_too_large_or_too_small_is_a_user_error():
+    labels = np.arange(60) % 3
+    with pytest.raises(UserError, match="more than the 60 training rows"):
+        stratified_subset(labels, 61, 0)
+    with pytest.raises(UserError, match="too small for 3 classes"):
+        stratified_subset(labels, 5, 0)
+
+
+def test_validation_split_is_disjoint_stratified_and_seeded():
+    labels = np.arange(200) % 4
+    rows = split_rows(labels, 0.25, seed=3)
+    assert len(rows.val) == 50 and len(rows.fit) == 150
+    assert not set(rows.fit) & set(rows.val)
+    assert set(np.bincount(labels[rows.val])) <= {12, 13}   # 50 over 4 classes of equal size
+    np.testing.assert_array_equal(rows.val, split_rows(labels, 0.25, seed=3).val)
+    sub = split_rows(labels, 0.25, seed=3, train_size=40)
+    assert len(sub.fit) + len(sub.val) == 40 and len(sub.val) == 10
