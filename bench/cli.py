@@ -49,7 +49,8 @@ def classifiers(cache: Path, work: Path, tag: str) -> dict:
 
 def lr_only(cache: Path, work: Path, tag: str) -> dict:
     out_dir = work / f"{tag}-reports"
-    step = run_step([sys.executable, "-m", "classify", "--model", "lr", "--features", str(cache), "--out-dir", str(out_dir)],
+    step = run_step([sys.executable, "-m", "classify.compare", "--model", "lr", "--features", str(cache),
+                     "--out-dir", str(out_dir)],
                     work / f"{tag}.log")
     from bench.report import read_classify_runs
 

@@ -22,21 +22,15 @@ TARGETS = {
 
 
 def read_classify_runs(out_dir: Path) -> dict:
-    """{model: {test_accuracy, train_seconds}} from classify's `*-run.json` records under out_dir."""
-    models = {}
-    for path in sorted(Path(out_dir).rglob("*-run.json")):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        cfg = rec.get("config", {})
-        model = rec.get("model") or cfg.get("model") or path.stem.rsplit("-", 2)[-2]
-        metrics = rec.get("metrics", {})
-        timings = rec.get("timings", {})
-        acc = metrics.get("test_accuracy", metrics.get("accuracy"))
-        secs = timings.get("fit_s", timings.get("train_s", timings.get("fit_seconds", metrics.get("fit_seconds"))))
-        models[model] = {"test_accuracy": acc, "train_seconds": secs, "record": str(path)}
-    return models
+    """{model: {test_accuracy, train_seconds}} from the comparison.csv `classify.compare` writes in out_dir."""
+    import csv
+
+    path = Path(out_dir) / "comparison.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        return {r["model"]: {"test_accuracy": float(r["accuracy"]), "train_seconds": float(r["train_time_s"])}
+                for r in csv.DictReader(f)}
 
 
 def _ratio(a, b):

@@ -1,0 +1,69 @@
+"""`python -m bench.sweep`: measure extraction speed per precision, image size, batch size and
+model-call variant, to choose the defaults in extract/precision.py and extract/pipeline.py.
+
+Runs VGG16 (random weights) as `extract` builds it, on random uint8 32 px images, in short
+interleaved rounds, and keeps each configuration's best round: on a machine shared with other
+work, the best round is the one least disturbed. Prints one line per configuration; writes nothing.
+
+    python -m bench.sweep --sizes 32,64 --precisions bfloat16,float32 --batches 32,64,128,256
+"""
+
+from __future__ import annotations
+
+import time
+
+import click
+import numpy as np
+
+
+def _variants(model, input_size: int, names: list[str]) -> dict:
+    from extract.pipeline import _compiled
+    from extract.tfimport import tensorflow
+
+    tf = tensorflow()
+    out = {}
+    for name in names:
+        if name == "pipeline":  # what extract runs now
+            out[name] = _compiled(model, input_size)
+        elif name in ("plain", "jit"):
+            fn = tf.function(lambda x: model(x, training=False), jit_compile=(name == "jit"),
+                             input_signature=[tf.TensorSpec([None, input_size, input_size, 3], tf.uint8)])
+            out[name] = lambda x, fn=fn: fn(x).numpy()
+    return out
+
+
+@click.command()
+@click.option("--sizes", default="32,64")
+@click.option("--precisions", default="bfloat16,float32")
+@click.option("--batches", default="32,64,128,256")
+@click.option("--variants", default="pipeline", help="pipeline (extract's own), plain (tf.function), jit (XLA)")
+@click.option("--rounds", type=int, default=4)
+@click.option("--seconds", type=float, default=1.0, help="per configuration per round")
+def main(sizes: str, precisions: str, batches: str, variants: str, rounds: int, seconds: float) -> None:
+    from extract.backbones import build_extractor
+
+    rng = np.random.default_rng(0)
+    bs = [int(b) for b in batches.split(",")]
+    images = rng.integers(0, 256, (max(bs), 32, 32, 3), dtype=np.uint8)
+    for size in (int(s) for s in sizes.split(",")):
+        for precision in precisions.split(","):
+            model = build_extractor("vgg16", "gap", 32, size, "none", 0, precision)
+            fns = _variants(model, 32, variants.split(","))
+            best: dict = {}
+            for name, fn in fns.items():
+                for b in bs:
+                    fn(images[:b])  # trace / warm up
+            for _ in range(rounds):
+                for name, fn in fns.items():
+                    for b in bs:
+                        n, t = 0, time.perf_counter()
+                        while time.perf_counter() - t < seconds:
+                            fn(images[:b])
+                            n += b
+                        best[name, b] = max(best.get((name, b), 0.0), n / (time.perf_counter() - t))
+            for (name, b), ips in best.items():
+                click.echo(f"{size:>4} px  {precision:<9} {name:<9} batch {b:>4}: {ips:7.1f} img/s", err=False)
+
+
+if __name__ == "__main__":
+    main()
