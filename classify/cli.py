@@ -150,7 +150,10 @@ def notes(cfg: ClassifyConfig, details: dict) -> list[str]:
 @training_options
 def cli(**options) -> None:
     """Train one classifier on a feature cache; write curves, reports, a confusion matrix, a gallery,
-    a run record and the model under --out-dir. Test rows are used only for the final report."""
+    a run record and the model under --out-dir. Test rows are used only for the final report.
+
+    Saved models load without running code (LR: HDF5 arrays, RF: skops with a type allowlist,
+    MLP: .keras with safe_mode); `classify.saved.load_run` refuses files this tool did not write."""
     from classify.outputs import check_name, check_out_dir, run_paths, write_run
     from classify.train import train_and_evaluate
     from extract.cache import read_cache
