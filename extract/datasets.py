@@ -11,6 +11,7 @@ A loader checks what it reads and raises `UserError` naming the file at fault.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -227,8 +228,14 @@ def _cifar_reader(files: _CifarFiles, spans, labels) -> Callable[[int, int], Bat
 def cifar10_image(location: str, source: str) -> np.ndarray:
     """The (32, 32, 3) uint8 image a cache row's source ("data_batch_1/17") names."""
     name, index = source.rsplit("/", 1)
+    return _cifar_batch_pixels(location, name)[int(index)]
+
+
+@functools.lru_cache(maxsize=2)
+def _cifar_batch_pixels(location: str, name: str) -> np.ndarray:
+    """One batch file's pixels, kept while a gallery reads many rows of it (~30 MB each)."""
     files = _CifarFiles(Path(location))
-    return _parse_cifar_batch(files.read_bytes(name), files.where(name))[0][int(index)]
+    return _parse_cifar_batch(files.read_bytes(name), files.where(name))[0]
 
 
 def download_cifar10() -> Path:
