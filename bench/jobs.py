@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -22,12 +21,10 @@ import click
 import numpy as np
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 def _write(path: str, result: dict) -> None:
-    result["self_peak_rss_mb"] = _rss_mb()
+    from bench.runner import peak_rss_mb
+
+    result["self_peak_rss_mb"] = peak_rss_mb()
     Path(path).write_text(json.dumps(result, indent=1))
 
 

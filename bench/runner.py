@@ -14,8 +14,30 @@ class StepFailed(RuntimeError):
     pass
 
 
+def peak_rss_mb() -> float:
+    """This process' own peak resident memory (VmHWM), in MiB.
+
+    Not `ru_maxrss`: on Linux a child's ru_maxrss starts from its parent's resident size at
+    fork (the forked address space is counted before exec replaces it), so a small job
+    started by a big process would report the big one's size.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_step(argv: list[str], log: Path, json_out: Path | None = None, env: dict | None = None) -> dict:
-    """Run `argv` with output to `log`; returns {wall_s, peak_rss_mb, load_before, load_after, **json_out}."""
+    """Run `argv` with output to `log`; returns {wall_s, peak_rss_mb, load_before, load_after, **json_out}.
+
+    peak_rss_mb is what the step measured itself (`peak_rss_mb()`, written to its JSON as
+    self_peak_rss_mb); without it, wait4's ru_maxrss, an upper bound (see `peak_rss_mb`).
+    """
     load_before = os.getloadavg()[0]
     t = time.perf_counter()
     with open(log, "wb") as f:
@@ -28,7 +50,8 @@ def run_step(argv: list[str], log: Path, json_out: Path | None = None, env: dict
         tail = log.read_text(errors="replace").strip().splitlines()[-15:]
         raise StepFailed(f"{' '.join(argv[2:5])} ... failed (exit {p.returncode}); log {log}:\n" + "\n".join(tail))
     result = json.loads(json_out.read_text()) if json_out else {}
-    return {**result, "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024,
+    rss = result.get("self_peak_rss_mb", usage.ru_maxrss / 1024)
+    return {**result, "wall_s": wall, "peak_rss_mb": rss,
             "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
 
 

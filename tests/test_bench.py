@@ -1,0 +1,145 @@
+"""The bench's pieces on tiny inputs: FLOP counting, the report (JSON, Markdown, verdicts),
+per-process memory measurement, and one real step on the fixture images. No timings are asserted."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from bench.report import build_report, format_table, read_classify_runs, write_report
+from bench.runner import StepFailed, run_step
+
+# VGG16 convolutions at 32 px: (map side, in channels, out channels), all 3x3, 'same' padding
+VGG16_CONVS_32 = (
+    [(32, 3, 64), (32, 64, 64), (16, 64, 128), (16, 128, 128)]
+    + [(8, 128, 256), (8, 256, 256), (8, 256, 256)]
+    + [(4, 256, 512), (4, 512, 512), (4, 512, 512)]
+    + [(2, 512, 512)] * 3
+)
+
+
+def test_vgg16_flops_at_32px_equal_a_hand_count_of_its_convolutions():
+    from bench.flops import layer_flops, vgg16_flops
+    from extract.backbones import build_extractor
+
+    hand = sum(2 * side * side * 9 * c_in * c_out for side, c_in, c_out in VGG16_CONVS_32)
+    assert vgg16_flops(32) == hand
+    # the extractor extract builds (uint8 in, backbone nested inside) counts the same 13 layers
+    model = build_extractor("vgg16", "gap", 32, 32, "none")
+    rows = layer_flops(model)
+    assert [r["kind"] for r in rows] == ["Conv2D"] * 13
+    assert sum(r["flops"] for r in rows) == hand
+    assert vgg16_flops(64) == 4 * hand  # every map is 4x the area; no dense layers without the top
+
+
+def test_dense_layers_count_inputs_times_units():
+    from bench.flops import model_flops
+    from extract.tfimport import keras
+
+    k = keras()
+    model = k.Sequential([k.Input((512,)), k.layers.Dense(10)])
+    assert model_flops(model) == 2 * 512 * 10
+
+
+def _steps(speed64: float = 150.0) -> dict:
+    """Measured steps as the bench gathers them, with made-up numbers."""
+    e = {"precision": "bfloat16", "batch_size": 128, "peak_rss_mb": 800.0, "wall_s": 20.0, "load_before": 0.1}
+    s = {"prepare_s": 1.0, "array_mb": 70.0, "peak_rss_mb": 1200.0, "wall_s": 30.0, "load_before": 0.1}
+    return {
+        "peak": {"cpu": "test cpu", "cores": 2, "cpu_bf16": True, "gpu_capability": None, "tensorflow": "x",
+                 "peak": {"float32": {"gflops": 200.0, "n": 4096}, "bfloat16": {"gflops": 400.0, "n": 4096}},
+                 "vgg16_flops": {"32": 626_000_000, "64": 2_504_000_000, "128": 10_016_000_000}},
+        "seed_predict_32": {**s, "images": 6000, "predict_s": 20.0},       # 300 img/s
+        "extract_32": {**e, "images": 6000, "seconds": 10.0},              # 600 img/s: 2x
+        "seed_predict_64": {**s, "images": 6000, "predict_s": 60.0},       # 100 img/s
+        "extract_64": {**e, "images": 6000, "seconds": 6000 / speed64},
+        "extract_32_float32": {**e, "precision": "float32", "images": 6000, "seconds": 18.0},
+        "memory_extract_32": {**e, "images": 1000, "seconds": 2.0, "peak_rss_mb": 800.0},
+        "memory_extract_128": {**e, "images": 1000, "seconds": 30.0, "peak_rss_mb": 960.0},
+        "seed_train_32": {"prepare_s": 1.0, "fit_s": 300.0, "evaluate_s": 4.0, "test_accuracy": 0.3,
+                          "wall_s": 310.0, "load_before": 0.1},
+        "classify_auto": {"wall_s": 10.0, "load_before": 0.1, "models": {
+            "lr": {"test_accuracy": 0.40, "train_seconds": 1.0}, "rf": {"test_accuracy": 0.35, "train_seconds": 3.0},
+            "mlp": {"test_accuracy": 0.42, "train_seconds": 5.0}}},
+        "classify_lr_float32": {"wall_s": 5.0, "models": {"lr": {"test_accuracy": 0.403, "train_seconds": 1.0}}},
+    }
+
+
+def test_report_ratios_and_verdicts():
+    report = build_report(_steps(), sizes=[32, 64], base=32, memory_sizes=[32, 128], epochs=10, quick=False)
+    t = {x["target"]: x for x in report["targets"]}
+    assert t["speed_32"]["value"] == pytest.approx(2.0) and t["speed_32"]["met"]
+    assert t["speed_64"]["value"] == pytest.approx(1.5) and not t["speed_64"]["met"]
+    assert t["peak_64"]["value"] == pytest.approx(150 * 2.504 / 400) and t["peak_64"]["met"]
+    assert t["end_to_end"]["value"] == pytest.approx(305 / 30) and t["end_to_end"]["met"]
+    assert t["lr_accuracy"]["value"] == pytest.approx(0.3) and t["lr_accuracy"]["met"]
+    assert t["memory"]["value"] == pytest.approx(1.2) and t["memory"]["met"]
+    assert report["notes"] == []  # load was low: no "other work was running" note
+
+
+def test_table_says_met_or_missed_and_files_are_written(tmp_path):
+    report = build_report(_steps(speed64=320.0), sizes=[32, 64], base=32, memory_sizes=[32, 128], epochs=10, quick=True)
+    report["command"] = "python -m bench --quick"
+    table = format_table(report)
+    assert "| images/s at 64 px | 100 |" in table and "**3.20x**" in table
+    assert "- speed_64: 3.20x, wanted >= 3x: **met**" in table
+    assert "- peak_64: 200%, wanted >= 85%: **met**" in table
+    assert "--quick" in table  # the note that a quick run's figures mean nothing
+    paths = write_report(report, tmp_path)
+    data = json.loads(paths["json"].read_text())
+    assert {t["target"] for t in data["targets"]} == {"speed_32", "speed_64", "peak_64", "end_to_end", "lr_accuracy", "memory"}
+    assert paths["md"].read_text().startswith("# make bench\n\n`python -m bench --quick`")
+
+
+def test_missing_classifiers_are_reported_as_missed():
+    steps = _steps()
+    del steps["classify_auto"], steps["classify_lr_float32"]
+    report = build_report(steps, sizes=[32, 64], base=32, memory_sizes=[32, 128], epochs=10, quick=False)
+    t = {x["target"]: x for x in report["targets"]}
+    assert t["end_to_end"]["value"] is None and not t["end_to_end"]["met"]
+    assert not t["lr_accuracy"]["met"] and "n/a" in format_table(report)
+
+
+def test_read_classify_runs_reads_the_comparison_csv(tmp_path):
+    (tmp_path / "comparison.csv").write_text(
+        "cache,model,accuracy,macro_f1,train_time_s\nc,lr,0.4100,0.4,1.25\nc,rf,0.3500,0.3,2.5\n")
+    assert read_classify_runs(tmp_path) == {"lr": {"test_accuracy": 0.41, "train_seconds": 1.25},
+                                            "rf": {"test_accuracy": 0.35, "train_seconds": 2.5}}
+    assert read_classify_runs(tmp_path / "none") == {}
+
+
+def _child(tmp_path, name: str, mb: int) -> dict:
+    code = (f"import json; from bench.runner import peak_rss_mb; b = bytearray({mb} * 2**20); "
+            f"b[::4096] = b'x' * len(b[::4096]); "
+            f"open({str(tmp_path / name)!r}, 'w').write(json.dumps({{'self_peak_rss_mb': peak_rss_mb()}}))")
+    return run_step([sys.executable, "-c", code], tmp_path / f"{name}.log", tmp_path / name)
+
+
+def test_run_step_measures_the_child_own_peak_memory(tmp_path):
+    from extract.tfimport import tensorflow
+
+    tensorflow()  # make this (parent) process big: a child's ru_maxrss would start from its size
+    big, small = _child(tmp_path, "big.json", 300), _child(tmp_path, "small.json", 1)
+    assert big["peak_rss_mb"] >= 300 > small["peak_rss_mb"]
+    with pytest.raises(StepFailed, match="exit 3"):
+        run_step([sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path / "fail.log")
+
+
+def test_cli_refuses_bad_sizes():
+    from bench.cli import cli
+
+    result = CliRunner().invoke(cli, ["--sizes", "32,big"])
+    assert result.exit_code == 2 and "give sizes in px" in result.output
+
+
+@pytest.mark.slow
+def test_extract_step_on_fixture_images(tmp_path, cifar_fixture):
+    from bench.runner import job
+
+    r = job("extract", ["--data-dir", str(cifar_fixture), "--size", "32", "--limit", "8",
+                        "--out", str(tmp_path / "c.h5")], tmp_path, "extract")
+    assert r["images"] == 16 and r["precision"] in ("bfloat16", "float32") and r["peak_rss_mb"] > 0
+    assert (tmp_path / "c.h5").is_file()
