@@ -9,6 +9,10 @@ Layout (format_version 1):
     data_fingerprint, backbone, pooling, image_size, model_size, weights, seed, precision,
     class_names, feature_dim, n_train, n_test, skipped (JSON), config (JSON), versions (JSON), created.
 
+Files are written with HDF5 1.10 metadata (checksummed object headers) and
+fletcher32 checksums on features and labels, so damage is reported as an
+error instead of being read as numbers (or crashing the HDF5 library).
+
 A cache is written aside (`<name>.tmp`) and renamed into place only when
 complete, so a file at the cache's path is always a finished one; an
 interrupted extraction leaves `<name>.partial/` beside it instead.
@@ -27,6 +31,9 @@ import h5py
 import numpy as np
 
 from extract.errors import UserError
+
+# what h5py raises on a damaged file, depending on where the damage is
+_DAMAGE = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, OverflowError)
 
 FORMAT = "featurecache"
 FORMAT_VERSION = 1
@@ -88,13 +95,15 @@ def write_cache(path: str | os.PathLike, attrs: dict, splits: dict[str, list[dic
     tmp = path.with_name(path.name + ".tmp")
     string = h5py.string_dtype()
     try:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
             for split, parts in splits.items():
                 n = sum(len(_part(p, ("labels",))["labels"]) for p in parts)
                 dim = int(attrs["feature_dim"])
                 g = f.create_group(split)
-                feats = g.create_dataset("features", (n, dim), dtype=store_dtype)
-                labels = g.create_dataset("labels", (n,), dtype="int64")
+                # fletcher32: a flipped bit in the numbers is an error on reading, not a silent change
+                feats = g.create_dataset("features", (n, dim), dtype=store_dtype, chunks=(max(1, min(n, 256)), dim),
+                                         fletcher32=True)
+                labels = g.create_dataset("labels", (n,), dtype="int64", chunks=(max(1, min(n, 65536)),), fletcher32=True)
                 sources = g.create_dataset("sources", (n,), dtype=string)
                 row = 0
                 for part in parts:
@@ -157,20 +166,29 @@ def _open(path: Path) -> h5py.File:
         raise UserError(f"{path} is not an HDF5 file; pass a cache made by extract, or delete it and run `make features`")
     try:
         return h5py.File(path, "r")
-    except OSError as e:
-        raise UserError(f"{path} is damaged ({str(e).splitlines()[0][:80]}); delete it and run extract again") from None
+    except _DAMAGE as e:
+        raise UserError(f"{path} is damaged ({(str(e).splitlines() or [type(e).__name__])[0][:80]}); "
+                        "delete it and run extract again") from None
 
 
 def _attrs(f: h5py.File, path: Path) -> dict:
     try:
         attrs = {k: _plain(v) for k, v in f.attrs.items()}
-    except (OSError, KeyError, ValueError) as e:
-        raise UserError(f"{path} is damaged (unreadable attributes: {e}); delete it and run extract again") from None
+    except _DAMAGE as e:
+        raise UserError(f"{path} is damaged (unreadable attributes: {str(e)[:80]}); delete it and run extract again") from None
     if attrs.get("format") != FORMAT:
         raise UserError(
             f"{path} is not a featurecache cache (no format='{FORMAT}' attribute); "
             "pass a file made by extract, or run `make features`"
         )
+    kinds = {"format_version": int, "image_size": int, "feature_dim": int, "n_train": int, "n_test": int,
+             "dataset": str, "backbone": str, "pooling": str, "weights": str}
+    wrong = [k for k, kind in kinds.items() if k in attrs and (type(attrs[k]) is not kind)]
+    names = attrs.get("class_names")
+    if names is not None and (not isinstance(names, list) or not names or not all(isinstance(c, str) for c in names)):
+        wrong.append("class_names")
+    if wrong:
+        raise UserError(f"{path} is damaged (attribute(s) {', '.join(wrong)} of the wrong type); delete it and run extract again")
     if attrs.get("format_version", 0) > FORMAT_VERSION:
         raise UserError(f"{path} was written by a newer featurecache (format {attrs['format_version']}); upgrade to read it")
     missing = [k for k in REQUIRED_ATTRS if k not in attrs]
@@ -221,9 +239,14 @@ def _read_split(f: h5py.File, split: str, path: Path, n_classes: int) -> SplitDa
             f"{path} has no /{split}/features and /{split}/labels; it is not a complete feature cache: "
             "delete it and run extract again"
         ) from None
-    except (OSError, ValueError, TypeError) as e:
+    except _DAMAGE as e:
         raise UserError(f"{path} is damaged (cannot read /{split}: {str(e)[:80]}); delete it and run extract again") from None
-    if feats.ndim != 2 or labels.ndim != 1 or len(feats) != len(labels) or len(sources) != len(labels):
+    if feats.ndim != 2 or labels.ndim != 1 or np.ndim(sources) != 1:
+        raise UserError(
+            f"{path} /{split} has features of shape {feats.shape} and labels of shape {labels.shape}, "
+            "not (N, D) and (N,); the file is damaged: delete it and run extract again"
+        )
+    if len(feats) != len(labels) or len(sources) != len(labels):
         raise UserError(
             f"{path} /{split} has {len(feats)} feature rows but {len(labels)} labels; "
             "the file is inconsistent: delete it and run extract again"
