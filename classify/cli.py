@@ -18,7 +18,6 @@ and writes, under reports/ (names from the cache and model, or
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 

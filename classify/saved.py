@@ -18,7 +18,6 @@ SHA-256 the record holds, so a model swapped in beside a record is rejected.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
+from extract.cache import file_sha256 as sha256
 from extract.errors import UserError, reason
 
 RUN_FORMAT = "featurecache-run"
@@ -134,14 +134,6 @@ FORMATS = {
 
 
 # --------------------------------------------------------------------------- runs
-
-
-def sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -22,6 +22,7 @@ h5py and numpy only: `classify` reads caches without importing TensorFlow.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -64,6 +65,15 @@ class Cache:
     @property
     def class_names(self) -> list[str]:
         return list(self.attrs["class_names"])
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (weights files, saved models)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def partial_dir(path: str | os.PathLike) -> Path:

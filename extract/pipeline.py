@@ -10,7 +10,6 @@ into the final HDF5 file, again written aside and renamed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -25,7 +24,7 @@ import numpy as np
 
 from extract import __version__
 from extract.backbones import build_extractor, feature_dim, model_size
-from extract.cache import IDENTITY_ATTRS, SPLITS, partial_dir, read_attrs, write_cache
+from extract.cache import file_sha256, IDENTITY_ATTRS, SPLITS, partial_dir, read_attrs, write_cache
 from extract.config import ExtractConfig
 from extract.datasets import Dataset
 from extract.errors import UserError
@@ -37,14 +36,6 @@ MANIFEST = "manifest.json"
 class _NoBar:
     def update(self, n: int) -> None: ...
     def close(self) -> None: ...
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def identity(cfg: ExtractConfig, dataset: Dataset, precision: str) -> dict:

@@ -31,6 +31,23 @@ def photos_fixture() -> Path:
     return PHOTOS_FIXTURE
 
 
+def invoke_extract(*args):
+    """Run the extract CLI in-process with any path-like arguments; returns click's Result."""
+    from extract.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def error_line(r, exit_code: int | None = None) -> str:
+    """The one "Error: ..." line a user mistake gives: the last line on stderr, and no traceback."""
+    lines = r.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("Error: "), r.output
+    assert sum(line.startswith("Error") for line in lines) == 1 and "Traceback" not in r.output, r.output
+    if exit_code is not None:
+        assert r.exit_code == exit_code, r.output
+    return lines[-1]
+
+
 def run_extract(args: list[str]):
     """Run the extract CLI in-process; returns click's Result."""
     from extract.cli import cli

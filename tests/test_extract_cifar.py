@@ -17,26 +17,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
+from conftest import error_line
+from conftest import invoke_extract as invoke
 from extract.cache import read_cache
-from extract.cli import cli
 from extract.datasets import CIFAR10_CLASSES, load_cifar10, load_dataset
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def error_line(r) -> str:
-    """The one "Error: ..." line a user mistake gives: the last line on stderr, and no traceback."""
-    lines = r.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("Error: "), r.output
-    assert sum(line.startswith("Error") for line in lines) == 1 and "Traceback" not in r.output, r.output
-    return lines[-1]
 
 
 def pickles(names):

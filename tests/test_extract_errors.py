@@ -18,26 +18,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
+from conftest import error_line
+from conftest import invoke_extract as invoke
 from extract.cache import partial_dir, read_cache
-from extract.cli import cli
 from extract.errors import UserError
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cifar-10-batches-py"
 DEFAULT_NAME = "cifar10-vgg16-gap-32px.h5"
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def error_line(r) -> str:
-    """The one "Error: ..." line a user mistake gives: the last line on stderr, and no traceback."""
-    lines = r.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("Error: "), r.output
-    assert sum(line.startswith("Error") for line in lines) == 1 and "Traceback" not in r.output, r.output
-    return lines[-1]
 
 
 def snapshot(folder: Path) -> dict[str, str]:

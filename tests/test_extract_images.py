@@ -8,27 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
+from conftest import error_line
+from conftest import invoke_extract as invoke
 from extract.cache import read_cache
-from extract.cli import cli
 from extract.datasets import load_dataset, load_image, load_image_folder
 from extract.errors import UserError
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "cats-vs-dogs"
 CATS = PHOTOS / "train" / "cats"
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def error_line(r) -> str:
-    lines = r.stderr.strip().splitlines()
-    assert r.exit_code == 1 and lines and lines[-1].startswith("Error: "), r.output
-    assert "Traceback" not in r.output
-    return lines[-1]
 
 
 def files_under(folder: Path) -> list[str]:
