@@ -1,8 +1,9 @@
 """What the hardware runs well: compute precision and batch size defaults.
 
 `auto` picks bfloat16 on CPUs with AVX-512 BF16 or AMX (oneDNN runs VGG16
-about 1.9x faster than float32 there, at 32 and at 64 px; see `default_batch_size`), bfloat16 on GPUs of compute
-capability 8.0 and up, float16 on 7.x, float32 otherwise.
+about 1.9x faster than float32 there, at 32 and at 64 px; see
+`default_batch_size`), bfloat16 on GPUs of compute capability 8.0 and up,
+float16 on 7.x, float32 otherwise.
 """
 
 from __future__ import annotations
