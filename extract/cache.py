@@ -10,8 +10,11 @@ Layout (format_version 1):
     class_names, feature_dim, n_train, n_test, skipped (JSON), config (JSON), versions (JSON), created.
 
 Files are written with HDF5 1.10 metadata (checksummed object headers) and
-fletcher32 checksums on features and labels, so damage is reported as an
-error instead of being read as numbers (or crashing the HDF5 library).
+fletcher32 checksums on features, labels and sources, so damage is reported
+as an error instead of being read as numbers (or crashing the HDF5 library).
+Strings (sources and attributes) are fixed-length UTF-8, stored inline under
+those checksums; h5py hands them back as bytes, `read_cache` as str. Caches
+with variable-length strings, as the first writer made them, still read.
 
 A cache is written aside (`<name>.tmp`) and renamed into place only when
 complete, so a file at the cache's path is always a finished one; an
@@ -103,25 +106,27 @@ def write_cache(path: str | os.PathLike, attrs: dict, splits: dict[str, list[dic
     """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    string = h5py.string_dtype()
     try:
         with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
             for split, parts in splits.items():
-                n = sum(len(_part(p, ("labels",))["labels"]) for p in parts)
+                heads = [_part(p, ("labels", "sources")) for p in parts]  # small: labels and names only
+                n = sum(len(h["labels"]) for h in heads)
+                width = max([len(s.encode()) for h in heads for s in h["sources"]] + [1])
                 dim = int(attrs["feature_dim"])
                 g = f.create_group(split)
                 # fletcher32: a flipped bit in the numbers is an error on reading, not a silent change
                 feats = g.create_dataset("features", (n, dim), dtype=store_dtype, chunks=(max(1, min(n, 256)), dim),
                                          fletcher32=True)
                 labels = g.create_dataset("labels", (n,), dtype="int64", chunks=(max(1, min(n, 65536)),), fletcher32=True)
-                sources = g.create_dataset("sources", (n,), dtype=string)
+                sources = g.create_dataset("sources", (n,), dtype=h5py.string_dtype("utf-8", width),
+                                           chunks=(max(1, min(n, 65536)),), fletcher32=True)
                 row = 0
                 for part in parts:
                     part = _part(part)
                     k = len(part["labels"])
                     feats[row : row + k] = part["features"]
                     labels[row : row + k] = part["labels"]
-                    sources[row : row + k] = np.asarray(part["sources"], dtype=object)
+                    sources[row : row + k] = _fixed_utf8(part["sources"], sources.dtype.itemsize)
                     row += k
                 attrs[f"n_{split}"] = n
             for key, value in attrs.items():
@@ -129,17 +134,27 @@ def write_cache(path: str | os.PathLike, attrs: dict, splits: dict[str, list[dic
                     continue
                 if isinstance(value, (dict, tuple)) or (isinstance(value, list) and key != "class_names"):
                     value = json.dumps(value)
-                elif key == "class_names":
-                    value = np.asarray(value, dtype=object)
-                    f.attrs.create(key, value, dtype=string)
+                if key == "class_names" or isinstance(value, str):
+                    value = _fixed_utf8(value)
+                    f.attrs.create(key, value, dtype=value.dtype)
                     continue
                 f.attrs[key] = value
-            f.attrs["format"] = FORMAT
+            f.attrs.create("format", _fixed_utf8(FORMAT), dtype=_fixed_utf8(FORMAT).dtype)
             f.attrs["format_version"] = FORMAT_VERSION
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _fixed_utf8(values, width: int | None = None) -> np.ndarray:
+    """Strings as fixed-length UTF-8, stored inline where the checksums cover them.
+
+    Variable-length strings live in HDF5's global heap, which the checksums
+    do not cover: one flipped byte there made h5py hang reading an attribute.
+    """
+    encoded = np.char.encode(np.asarray(values, dtype=str), "utf-8")
+    return encoded.astype(h5py.string_dtype("utf-8", width or max(encoded.dtype.itemsize, 1)))
 
 
 def _part(part, keys=("features", "labels", "sources")) -> dict:
@@ -181,9 +196,22 @@ def _open(path: Path) -> h5py.File:
                         "delete it and run extract again") from None
 
 
+# Our attributes are small: a damaged header can claim an attribute of billions
+# of elements, and reading it would hang or exhaust memory, so sizes are checked first.
+MAX_ATTR_ELEMENTS = 100_000
+
+
+def _read_attr(f: h5py.File, name: str, path: Path):
+    aid = f.attrs.get_id(name)
+    elements = int(np.prod(aid.shape, dtype=np.float64)) if aid.shape else 1
+    if elements > MAX_ATTR_ELEMENTS or aid.get_storage_size() > 8 * MAX_ATTR_ELEMENTS:
+        raise UserError(f"{path} is damaged (attribute {name!r} claims {elements:,} elements); delete it and run extract again")
+    return _plain(f.attrs[name])
+
+
 def _attrs(f: h5py.File, path: Path) -> dict:
     try:
-        attrs = {k: _plain(v) for k, v in f.attrs.items()}
+        attrs = {k: _read_attr(f, k, path) for k in f.attrs}
     except _DAMAGE as e:
         raise UserError(f"{path} is damaged (unreadable attributes: {str(e)[:80]}); delete it and run extract again") from None
     if attrs.get("format") != FORMAT:

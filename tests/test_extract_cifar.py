@@ -122,7 +122,8 @@ def test_cache_layout_and_attributes(gap_cache):
             assert f[f"{split}/sources"].shape == (n,) and h5py.check_string_dtype(f[f"{split}/sources"].dtype)
             np.testing.assert_array_equal(f[f"{split}/labels"][()], data.splits[split].labels)
             assert list(f[f"{split}/sources"].asstr()[()]) == data.splits[split].sources
-        attrs = dict(f.attrs)
+        # strings are fixed-length UTF-8 (checksummed inline), which h5py returns as bytes
+        attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in f.attrs.items()}
     assert attrs["format"] == "featurecache" and attrs["format_version"] == 1
     assert attrs["dataset"] == "cifar10" and attrs["data_kind"] == "cifar10"
     assert attrs["backbone"] == "vgg16" and attrs["pooling"] == "gap"
