@@ -6,12 +6,14 @@ Tests never touch the network: every extraction uses --weights none.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-os.environ.setdefault("KERAS_HOME", str(Path(__file__).parent / ".keras-home-unused"))
+# an empty Keras home: tests never see a user's downloaded data or weights, and write nothing into the repo
+os.environ.setdefault("KERAS_HOME", tempfile.mkdtemp(prefix="featurecache-test-keras-"))
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
