@@ -48,6 +48,15 @@ def model_size(backbone: str, image_size: int) -> int:
     return max(image_size, BACKBONES[backbone].min_size)
 
 
+def check_weights(weights: str, backbone: str) -> str:
+    """`weights` as given, or a weights file's absolute path; a missing file is the user's mistake."""
+    if weights in ("imagenet", "none"):
+        return weights
+    if not Path(weights).is_file():
+        raise UserError(f"--weights {weights} is not a file; pass imagenet, none, or the path to a {backbone} weights file")
+    return str(Path(weights).resolve())
+
+
 def build_extractor(
     backbone: str,
     pooling: str,
@@ -67,10 +76,9 @@ def build_extractor(
     keras = _keras()
     spec = BACKBONES[backbone]
     size = model_size(backbone, image_size)
+    weights = check_weights(weights, backbone)
     if weights == "none":
         keras.utils.set_random_seed(seed)
-    elif weights != "imagenet" and not Path(weights).is_file():
-        raise UserError(f"--weights {weights} is not a file; pass imagenet, none, or the path to a {backbone} weights file")
 
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(_POLICY[precision])

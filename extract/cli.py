@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from extract.backbones import BACKBONES, POOLINGS, PRECISIONS
+from extract.backbones import BACKBONES, POOLINGS, PRECISIONS, model_size
 from extract.cache import partial_dir, set_latest
 from extract.config import ExtractConfig, default_cache_path
 from extract.errors import UserError
@@ -96,7 +96,6 @@ def cli(**options) -> None:
 
 def _extract(cfg: ExtractConfig, where: dict) -> tuple[Path, dict]:
     from extract.datasets import load_dataset
-    from extract.backbones import model_size
 
     dataset = load_dataset(cfg.data_dir, model_size(cfg.backbone, cfg.image_size), cfg.limit, cfg.test_fraction, cfg.seed)
     out = Path(cfg.out) if cfg.out else default_cache_path(dataset.name, cfg.backbone, cfg.pooling, cfg.image_size)

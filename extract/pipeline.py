@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from extract import __version__
-from extract.backbones import build_extractor, feature_dim, model_size
+from extract.backbones import check_weights, build_extractor, feature_dim, model_size
 from extract.cache import file_sha256, IDENTITY_ATTRS, SPLITS, partial_dir, read_attrs, write_cache
 from extract.config import ExtractConfig
 from extract.datasets import Dataset
@@ -40,11 +40,7 @@ class _NoBar:
 
 def identity(cfg: ExtractConfig, dataset: Dataset, precision: str) -> dict:
     """The settings that define a cache; a cache is reused only when all match."""
-    weights = cfg.weights
-    if weights not in ("imagenet", "none"):
-        if not Path(weights).is_file():
-            raise UserError(f"--weights {weights} is not a file; pass imagenet, none, or the path to a {cfg.backbone} weights file")
-        weights = str(Path(weights).resolve())
+    weights = check_weights(cfg.weights, cfg.backbone)
     return {
         "data_fingerprint": dataset.fingerprint,
         "backbone": cfg.backbone,
