@@ -9,7 +9,7 @@ and writes, under reports/ (names from the cache and model, or
     <cache>-<model>-gallery.png      most confident mistakes, when the cache records its images' sources
     <cache>-<model>-report.txt/.json scikit-learn classification report with class names
     <cache>-<model>-run.json         run record: every setting, the cache and its attributes, metrics, timings
-    <cache>-<model>-model.{h5,skops,keras}  the fitted model, in a format that loads without running code
+    <cache>-<model>-model.{h5,keras}  the fitted model, in a format that loads without running code
 
     python -m classify --model lr --C auto
 
@@ -81,10 +81,10 @@ TRAINING_OPTIONS = [
     ("--dropout", click.FloatRange(0, 1, max_open=True), D.dropout, "MLP: dropout after each hidden layer."),
     ("--epochs", click.IntRange(min=1), D.epochs, "MLP: epochs at most (early stopping may end sooner)."),
     ("--batch-size", click.IntRange(min=1), D.batch_size, "MLP: rows per gradient step."),
-    ("--learning-rate", positive, D.learning_rate, "MLP: initial learning rate."),
+    ("--learning-rate", positive, None, "MLP: initial learning rate (default: 0.001 with adam, 0.01 with sgd)."),
     ("--decay-steps", click.IntRange(min=1), D.decay_steps, "MLP: steps per decay period (ExponentialDecay)."),
     ("--decay-rate", click.FloatRange(0, 1, min_open=True), D.decay_rate, "MLP: learning-rate factor per decay period."),
-    ("--optimizer", click.Choice(("sgd", "adam")), D.optimizer, "MLP: SGD with momentum, or Adam."),
+    ("--optimizer", click.Choice(("adam", "sgd")), D.optimizer, "MLP: Adam, or SGD with momentum."),
     ("--momentum", click.FloatRange(0, 1, max_open=True), D.momentum, "MLP: SGD momentum."),
     ("--patience", click.IntRange(min=1), D.patience, "MLP: epochs without a better validation loss before stopping."),
 ]
@@ -151,7 +151,7 @@ def cli(**options) -> None:
     """Train one classifier on a feature cache; write curves, reports, a confusion matrix, a gallery,
     a run record and the model under --out-dir. Test rows are used only for the final report.
 
-    Saved models load without running code (LR: HDF5 arrays, RF: skops with a type allowlist,
+    Saved models load without running code (LR and RF: HDF5 arrays, walked in numpy for RF;
     MLP: .keras with safe_mode); `classify.saved.load_run` refuses files this tool did not write."""
     from classify.outputs import check_name, check_out_dir, run_paths, write_run
     from classify.train import train_and_evaluate

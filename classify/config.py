@@ -3,7 +3,7 @@
 The CLI fills a `ClassifyConfig` from its options; a run logs it once and
 saves it in its run record. Defaults are chosen to be quick on 50,000 x 512
 features on a laptop: lbfgs on standardised features, a forest on all cores,
-an MLP with batches of 256.
+an MLP trained with Adam in batches of 256.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ MODEL_PARAMS = {
             "optimizer", "momentum", "patience"),
 }
 C_GRID = tuple(10.0 ** k for k in range(-4, 2))  # --C auto: 1e-4 .. 1e1, chosen on the validation split
+LEARNING_RATES = {"adam": 0.001, "sgd": 0.01}    # the MLP's initial learning rate when none is given
 
 
 @dataclass
@@ -42,12 +43,18 @@ class ClassifyConfig:
     dropout: float = 0.3
     epochs: int = 30
     batch_size: int = 256
-    learning_rate: float = 0.01
+    learning_rate: float | None = None   # None: LEARNING_RATES[optimizer]
     decay_steps: int = 1000              # ExponentialDecay: lr * decay_rate ** (step / decay_steps)
     decay_rate: float = 0.9
-    optimizer: str = "sgd"               # sgd (with momentum) | adam
+    optimizer: str = "adam"              # adam | sgd (with momentum). Adam: the same validation accuracy
+                                         # as SGD 0.01 on the 6,000-image subset in half the epochs
+                                         # (11 vs 22, mean of 3 seeds; see classify/mlp.py)
     momentum: float = 0.9                # sgd only
     patience: int = 5                    # early stopping on validation loss, best weights restored
+
+    def __post_init__(self) -> None:
+        if self.learning_rate is None:
+            self.learning_rate = LEARNING_RATES.get(self.optimizer, LEARNING_RATES["adam"])
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -129,23 +129,40 @@ def fit_lr(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curv
 
 
 def fit_rf(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curves: bool = True) -> Trained:
-    """Random forest on raw features (trees need no scaling), on all cores; with curves, trees are
-    added in ten warm-started steps and each step is scored."""
+    """Random forest on raw features (trees need no scaling), on all cores; with curves, the forest
+    is scored after its first n/10, 2n/10, ... trees (the forest of its first k trees is exactly the
+    forest `n_estimators=k` with the same seed would grow: scikit-learn seeds tree i alike both ways)."""
     from sklearn.ensemble import RandomForestClassifier
 
     model = RandomForestClassifier(n_estimators=cfg.n_estimators, max_depth=cfg.max_depth, n_jobs=-1,
-                                   random_state=cfg.seed, warm_start=True)
-    proba = lambda X: expand_proba(model, X, n_classes)  # noqa: E731
+                                   random_state=cfg.seed)
+    model.fit(X_fit, y_fit)
     track = None
     if curves:
         track = _Curves("trees", X_fit, y_fit, X_val, y_val, cfg.seed)
+        sums = _TreeSums(model, n_classes)
         for n in np.unique(np.linspace(cfg.n_estimators / 10, cfg.n_estimators, 10).round().astype(int).clip(1)):
-            model.set_params(n_estimators=int(n)).fit(X_fit, y_fit)
-            track.add(n, proba)
-    else:
-        model.fit(X_fit, y_fit)
-    return Trained(proba, lambda path: saved.save_forest(path, model), "forest",
+            track.add(n, lambda X, n=n: sums.proba(X, int(n)))
+    return Trained(lambda X: expand_proba(model, X, n_classes), lambda path: saved.save_forest(path, model), "forest",
                    track.history if track else {}, {"trees": len(model.estimators_)})
+
+
+class _TreeSums:
+    """Probabilities of the forest's first n trees on a fixed set of rows, for growing n, scoring
+    each tree once (a forest's probability is the mean of its trees')."""
+
+    def __init__(self, model, n_classes: int):
+        self.model, self.n_classes = model, n_classes
+        self.sums: dict[int, tuple[int, np.ndarray]] = {}  # id(rows) -> (trees summed, (n, k) sum)
+
+    def proba(self, X: np.ndarray, n: int) -> np.ndarray:
+        done, total = self.sums.get(id(X), (0, 0.0))
+        assert n >= done, "trees are added, never removed"
+        X32 = np.asarray(X, dtype=np.float32)
+        for tree in self.model.estimators_[done:n]:
+            total = total + tree.predict_proba(X32)  # (n_rows, len(classes_))
+        self.sums[id(X)] = (n, total)
+        return saved.expand(total / n, self.model.classes_, self.n_classes)
 
 
 # --------------------------------------------------------------------------- Keras MLP

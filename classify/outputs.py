@@ -22,7 +22,7 @@ from classify.train import RunResult, gallery_items
 from extract.cache import Cache
 from extract.errors import UserError, reason
 
-MODEL_SUFFIX = {"lr": ".h5", "rf": ".skops", "mlp": ".keras"}
+MODEL_SUFFIX = {"lr": ".h5", "rf": ".h5", "mlp": ".keras"}
 
 
 def check_out_dir(out_dir: str | os.PathLike) -> Path:

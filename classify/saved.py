@@ -3,7 +3,8 @@
 A run writes its model beside its run record (`<name>-run.json`):
 
     lr   <name>-model.h5      HDF5 arrays: coef, intercept, classes, scaler mean and scale
-    rf   <name>-model.skops   skops, loaded trusting only scikit-learn's tree type
+    rf   <name>-model.h5      HDF5 arrays: every tree's nodes (children, feature, threshold, leaf
+                              class fractions), walked by `forest_proba` in numpy
     mlp  <name>-model.keras   Keras v3 archive, loaded with safe_mode=True (no lambdas, no custom code)
 
 Which files are safe to load: run records (plain JSON) and these three model
@@ -33,8 +34,7 @@ from extract.errors import UserError, reason
 RUN_FORMAT = "featurecache-run"
 MODEL_FORMAT = "featurecache-model"
 FORMAT_VERSION = 1
-# skops types a forest file may hold beyond skops' own defaults; anything else is refused
-FOREST_TRUSTED = {"sklearn.tree._tree.Tree"}
+FOREST_ARRAYS = ("roots", "left", "right", "feature", "threshold", "value", "classes")
 
 
 # --------------------------------------------------------------------------- arrays -> probabilities
@@ -62,6 +62,32 @@ def linear_proba(features: np.ndarray, w: dict, n_classes: int) -> np.ndarray:
     return expand(proba, w["classes"], n_classes)
 
 
+def forest_proba(features: np.ndarray, f: dict, n_classes: int, chunk: int = 2048) -> np.ndarray:
+    """A random forest's class probabilities from its saved node arrays; (n, C).
+
+    Walks every tree at once, one level per step, for `chunk` rows at a time: a row goes left
+    where its feature value is <= the node's threshold (float32 features against float64
+    thresholds, as scikit-learn compares them); the forest's probability is the mean of the
+    leaves' class fractions, as in scikit-learn's `predict_proba`.
+    """
+    X = np.asarray(features, dtype=np.float32)                  # (n, D)
+    roots, left, right = f["roots"], f["left"], f["right"]     # (T,), (nodes,), (nodes,)
+    out = np.empty((len(X), f["value"].shape[1]))
+    for start in range(0, len(X), chunk):
+        xb = X[start:start + chunk]
+        rows = np.arange(len(xb))[:, None]
+        node = np.repeat(roots[None, :], len(xb), axis=0)      # (b, T) current node of each tree
+        for _ in range(len(left)):  # children follow their parent, so every walk ends in fewer steps
+            child = left[node]
+            inner = child >= 0
+            if not inner.any():
+                break
+            go_left = xb[rows, f["feature"][node]] <= f["threshold"][node]
+            node = np.where(inner, np.where(go_left, child, right[node]), node)
+        out[start:start + len(xb)] = f["value"][node].mean(axis=1)  # (b, T, k) -> (b, k)
+    return expand(out, f["classes"], n_classes)
+
+
 # --------------------------------------------------------------------------- writers
 
 
@@ -76,9 +102,39 @@ def save_linear(path: Path, weights: dict) -> None:
 
 
 def save_forest(path: Path, forest) -> None:
-    import skops.io
-
-    skops.io.dump(forest, path)
+    """RF: all trees' nodes concatenated. roots (T,) first node of each tree; left/right (nodes,)
+    children as indices into the same arrays, -1 at leaves; feature (nodes,), threshold (nodes,);
+    value (nodes, k) class fractions at the leaves, each row normalised as scikit-learn's
+    predict_proba does, and zeros at inner nodes, which no prediction reads."""
+    trees = [e.tree_ for e in forest.estimators_]
+    starts = np.cumsum([0] + [t.node_count for t in trees])
+    left, right, value = [], [], []
+    for t, start in zip(trees, starts):
+        leaf = t.children_left < 0
+        left.append(np.where(leaf, -1, t.children_left + start))
+        right.append(np.where(leaf, -1, t.children_right + start))
+        v = t.value[:, 0, :].astype(np.float64)               # (node_count, k)
+        total = v.sum(axis=1, keepdims=True)
+        value.append(np.where(leaf[:, None], v / np.where(total == 0, 1.0, total), 0.0))
+    arrays = {
+        "roots": starts[:-1],
+        "left": np.concatenate(left),
+        "right": np.concatenate(right),
+        "feature": np.concatenate([np.maximum(t.feature, 0) for t in trees]),  # leaves: 0, never read
+        "threshold": np.concatenate([t.threshold for t in trees]).astype(np.float64),
+        "value": np.concatenate(value),
+        "classes": np.asarray(forest.classes_),
+    }
+    index = np.int32 if starts[-1] < 2**31 else np.int64
+    with h5py.File(path, "w") as f:
+        for key, data in arrays.items():
+            data = data.astype(index) if key in ("roots", "left", "right", "feature") else data
+            # leaf fractions are mostly 0 and 1: lzf makes them 5x smaller at little cost
+            f.create_dataset(key, data=data, **({"compression": "lzf"} if key == "value" else {}))
+        f.attrs["format"] = MODEL_FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["kind"] = "forest"
+        f.attrs["n_features"] = int(forest.n_features_in_)
 
 
 def save_keras(path: Path, model) -> None:
@@ -100,19 +156,41 @@ def _load_linear(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarra
 
 
 def _load_forest(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
-    import skops.io
-
+    refuse = f"{path} is not a forest model written by classify"
     try:
-        untrusted = set(skops.io.get_untrusted_types(file=path))
-    except Exception as e:  # noqa: BLE001 - not a zip, not skops: refuse, never guess
-        raise UserError(f"{path} is not a forest file written by classify ({reason(e, 60)}); re-run classify --model rf") from None
-    if untrusted - FOREST_TRUSTED:
-        raise UserError(
-            f"{path} holds types classify does not write ({', '.join(sorted(untrusted - FOREST_TRUSTED))}); "
-            "refusing to load it: re-run classify --model rf"
-        )
-    forest = skops.io.load(path, trusted=sorted(untrusted))
-    return lambda x: expand(forest.predict_proba(x), forest.classes_, n_classes)
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != MODEL_FORMAT or f.attrs.get("kind") != "forest":
+                raise UserError(f"{refuse}; re-run `python -m classify --model rf`")
+            w = {k: f[k][()] for k in FOREST_ARRAYS}
+            n_features = int(f.attrs["n_features"])
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{path} is not a readable model file ({reason(e, 60)}); re-run classify to write it again") from None
+    if not _forest_ok(w, n_features, n_classes):
+        raise UserError(f"{refuse} (its node arrays do not form trees); re-run `python -m classify --model rf`")
+    return lambda x: forest_proba(x, w, n_classes)
+
+
+def _forest_ok(w: dict, n_features: int, n_classes: int) -> bool:
+    """Shapes, types and links of the node arrays: children lie after their parent within the
+    arrays (scikit-learn numbers nodes that way), so every walk from a root ends at a leaf."""
+    nodes = len(w["left"])
+    arrays = (w["left"], w["right"], w["feature"], w["roots"], w["classes"])
+    if not all(a.ndim == 1 and a.dtype.kind in "iu" for a in arrays) or w["threshold"].shape != (nodes,):
+        return False
+    if w["value"].ndim != 2 or w["value"].shape != (nodes, len(w["classes"])) or w["right"].shape != (nodes,):
+        return False
+    if not nodes or not len(w["roots"]) or w["feature"].shape != (nodes,):
+        return False
+    idx = np.arange(nodes)
+    inner = w["left"] >= 0
+    return bool(
+        ((w["left"] > idx) | ~inner).all() and ((w["right"] > idx) | ~inner).all()
+        and (w["right"][inner] < nodes).all() and (w["left"][inner] < nodes).all() and (w["right"][~inner] < 0).all()
+        and ((w["roots"] >= 0) & (w["roots"] < nodes)).all()
+        and ((w["feature"] >= 0) & (w["feature"] < n_features)).all()
+        and ((w["classes"] >= 0) & (w["classes"] < n_classes)).all() and len(np.unique(w["classes"])) == len(w["classes"])
+        and np.isfinite(w["value"]).all() and not np.isnan(w["threshold"][inner]).any()
+    )
 
 
 def _load_keras(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -128,7 +206,7 @@ def _load_keras(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray
 # format name -> (file suffix, loader(path, n_classes) -> predict_proba)
 FORMATS = {
     "linear": (".h5", _load_linear),
-    "forest": (".skops", _load_forest),
+    "forest": (".h5", _load_forest),
     "keras": (".keras", _load_keras),
 }
 

@@ -225,3 +225,51 @@ def test_saved_linear_model_is_plain_arrays(blobs, tmp_path):
         assert f.attrs["format"] == "featurecache-model"
         assert set(f) == {"coef", "intercept", "classes", "mean", "scale"}
         assert f["coef"].shape == (3, 16) and np.issubdtype(f["coef"].dtype, np.floating)
+
+
+# --------------------------------------------------------------------------- random forest: curve and saved file
+
+
+def test_forest_curve_scores_the_forest_of_its_first_trees(tiny_cache):
+    from sklearn.ensemble import RandomForestClassifier
+
+    from classify.data import split_rows
+
+    cache = read_cache(tiny_cache)
+    cfg = ClassifyConfig(model="rf", n_estimators=20, val_fraction=0.2)
+    rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed)
+    X, y = cache.train.features, cache.train.labels
+    trained = models.fit_rf(X[rows.fit], y[rows.fit], X[rows.val], y[rows.val], 10, cfg)
+    h = trained.history
+    assert h["x"] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+    # each point is exactly what a forest of that many trees with the same seed scores
+    for k in (4, 20):
+        forest = RandomForestClassifier(n_estimators=k, random_state=cfg.seed, n_jobs=-1).fit(X[rows.fit], y[rows.fit])
+        p = np.zeros((len(rows.val), 10))
+        p[:, forest.classes_] = forest.predict_proba(X[rows.val])
+        i = h["x"].index(k)
+        assert h["val_loss"][i] == pytest.approx(models.log_loss(y[rows.val], p), rel=1e-9)
+        assert h["val_acc"][i] == pytest.approx(models.accuracy(y[rows.val], p))
+    assert h["train_acc"][-1] > h["val_acc"][-1]  # trees fit their own rows far better
+
+
+def test_saved_forest_is_plain_arrays_predicting_as_scikit_learn(tiny_cache, tmp_path):
+    from sklearn.ensemble import RandomForestClassifier
+
+    from classify import saved
+
+    cache = read_cache(tiny_cache)
+    X, y = cache.train.features, cache.train.labels
+    keep = y != 3  # a class the forest never sees still gets a (zero) column
+    forest = RandomForestClassifier(n_estimators=15, random_state=0).fit(X[keep], y[keep])
+    path = tmp_path / "forest.h5"
+    saved.save_forest(path, forest)
+    with h5py.File(path) as f:
+        assert f.attrs["format"] == "featurecache-model" and f.attrs["kind"] == "forest"
+        assert set(f) == set(saved.FOREST_ARRAYS)
+        assert all(f[k].dtype.kind in "iuf" for k in f)  # numbers only: nothing to run, nothing to unpickle
+    proba = saved._load_forest(path, 10)(cache.test.features)
+    want = np.zeros((len(cache.test.labels), 10))
+    want[:, forest.classes_] = forest.predict_proba(cache.test.features)
+    np.testing.assert_allclose(proba, want, rtol=0, atol=1e-12)
+    assert (proba[:, 3] == 0).all()

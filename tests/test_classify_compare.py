@@ -31,6 +31,7 @@ def test_compare_all_models_on_one_cache_read_once(two_caches, tmp_path, monkeyp
     monkeypatch.setattr(extract.cache, "read_cache", lambda p, *a, **k: reads.append(p) or real(p, *a, **k))
     alpha = two_caches[0]
     result = invoke(compare.cli, ["--features", alpha, "--out-dir", tmp_path, "--epochs", "3", "--hidden", "16", "--batch-size", "32",
+                                  "--learning-rate", "0.01",
                                   "--n-estimators", "10", "--max-iter", "50"])
     assert result.exit_code == 0, result.output
     assert len(reads) == 1  # one cache, three models, one read

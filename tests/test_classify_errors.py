@@ -202,18 +202,65 @@ def test_foreign_model_file_is_refused_even_with_a_matching_checksum(run_copy):
         load_run(run_copy)
 
 
-def test_untrusted_types_in_a_forest_file_are_refused(run_copy):
-    import skops.io
-    from sklearn.preprocessing import FunctionTransformer
+@pytest.fixture
+def forest_run(blobs_for_forest, tmp_path):
+    """A fresh rf run's record and model, free to tamper with."""
+    result = invoke(cli, ["--model", "rf", "--features", blobs_for_forest, "--out-dir", tmp_path,
+                          "--n-estimators", "5", "--report-name", "f"])
+    assert result.exit_code == 0, result.output
+    return tmp_path / "f-run.json"
 
-    model = run_copy.with_name("r-model.skops")
-    skops.io.dump(FunctionTransformer(func=print), model)  # would call a builtin once loaded
-    record = json.loads(run_copy.read_text())
-    record.update(model_format="forest", model_file=model.name, model_sha256=sha256(model))
-    run_copy.write_text(json.dumps(record))
-    with pytest.raises(UserError, match="holds types classify does not write") as e:
-        load_run(run_copy)
+
+@pytest.fixture(scope="module")
+def blobs_for_forest(tmp_path_factory):
+    return blob_cache(tmp_path_factory.mktemp("forest") / "blobs.h5")
+
+
+def _rewrite_forest(run_json, edit) -> None:
+    """Change the forest's node arrays with `edit(arrays)` and record the new checksum, as an attacker could."""
+    model = run_json.with_name("f-model.h5")
+    with h5py.File(model, "r") as f:
+        arrays = {k: f[k][()] for k in f}
+        attrs = dict(f.attrs)
+    edit(arrays)
+    with h5py.File(model, "w") as f:
+        for k, v in arrays.items():
+            f.create_dataset(k, data=v)
+        f.attrs.update(attrs)
+    record = json.loads(run_json.read_text())
+    record["model_sha256"] = sha256(model)
+    run_json.write_text(json.dumps(record))
+
+
+def _loop_back(a):
+    inner = np.flatnonzero(a["left"] >= 0)
+    a["left"][inner[-1]] = inner[-1]  # a node that is its own child: a walk that never ends
+
+
+@pytest.mark.parametrize("edit", [
+    _loop_back,
+    lambda a: a["right"].__setitem__(np.flatnonzero(a["right"] >= 0)[0], len(a["right"]) + 5),  # child past the end
+    lambda a: a["feature"].__setitem__(0, 999),                 # a feature the cache does not have
+    lambda a: a.update(value=a["value"][:-1]),                  # fewer class rows than nodes
+    lambda a: a.update(classes=np.array([0, 1, 7])),            # a class beyond the run's classes
+    lambda a: a.pop("threshold"),
+], ids=["loop", "child-out-of-range", "feature", "value-rows", "classes", "missing-array"])
+def test_forest_files_whose_arrays_are_not_trees_are_refused(forest_run, edit):
+    assert load_run(forest_run).predict_proba(np.zeros((2, 16), np.float32)).shape == (2, 3)
+    _rewrite_forest(forest_run, edit)
+    with pytest.raises(UserError, match="forest model written by classify|not a readable model file") as e:
+        load_run(forest_run)
     assert "\n" not in str(e.value.message)
+
+
+def test_a_linear_model_in_place_of_a_forest_is_refused(forest_run, run_copy):
+    model = forest_run.with_name("f-model.h5")
+    shutil.copy(run_copy.with_name("r-model.h5"), model)  # a real classify file, of the wrong kind
+    record = json.loads(forest_run.read_text())
+    record["model_sha256"] = sha256(model)
+    forest_run.write_text(json.dumps(record))
+    with pytest.raises(UserError, match="not a forest model written by classify"):
+        load_run(forest_run)
 
 
 @pytest.mark.parametrize("change", [
