@@ -86,7 +86,7 @@ def peak(sizes: str, matmul_sizes: str, repeats: int, json_out: str) -> None:
     """Measured matmul peak (float32, bfloat16) and VGG16 FLOPs per image at each size."""
     from bench.flops import vgg16_flops
     from bench.peak import matmul_gflops
-    from extract.precision import cpu_has_bf16, gpu_capability
+    from extract.precision import cpu_flags, cpu_has_bf16, gpu_capability
     from extract.tfimport import tensorflow
 
     tf = tensorflow()
@@ -95,6 +95,7 @@ def peak(sizes: str, matmul_sizes: str, repeats: int, json_out: str) -> None:
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
         "cpu_bf16": cpu_has_bf16(),
+        "cpu_amx": "amx_bf16" in cpu_flags(),
         "gpu_capability": gpu_capability(),
         "tensorflow": tf.__version__,
         "peak": {dt: matmul_gflops(dt, ns, repeats) for dt in ("float32", "bfloat16")},

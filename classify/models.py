@@ -6,17 +6,14 @@ when it is called.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from classify import saved
+from classify import logreg, saved
 from classify.config import C_GRID, ClassifyConfig
 
 CURVE_ROWS = 5000  # training rows scored at each curve point (all of them when fewer)
@@ -61,11 +58,6 @@ class _Curves:
 # --------------------------------------------------------------------------- logistic regression
 
 
-def _lr(C: float, max_iter: int, seed: int, warm_start: bool = False) -> LogisticRegression:
-    # lbfgs fits the multinomial model directly and converges fast on standardised features
-    return LogisticRegression(C=C, max_iter=max_iter, solver="lbfgs", warm_start=warm_start, random_state=seed)
-
-
 def choose_C(X_fit, y_fit, X_val, y_val, grid, max_iter: int, seed: int) -> tuple[float, list[dict]]:
     """Fit one LR per C on the fit rows and keep the best validation accuracy (lower val loss breaks ties).
 
@@ -73,13 +65,11 @@ def choose_C(X_fit, y_fit, X_val, y_val, grid, max_iter: int, seed: int) -> tupl
     """
     scaler = StandardScaler().fit(X_fit)
     Xf, Xv = scaler.transform(X_fit), scaler.transform(X_val)
-    sweep = []
-    model = _lr(grid[0], max_iter, seed, warm_start=True)
+    n_classes = int(max(y_fit.max(), y_val.max())) + 1
+    sweep, previous = [], None
     for C in sorted(grid):  # weakest regularisation last, each fit starting from the previous solution
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.set_params(C=C).fit(Xf, y_fit)
-        p = expand_proba(model, Xv, int(max(y_fit.max(), y_val.max())) + 1)
+        previous = logreg.fit(Xf, y_fit, C, max_iter, start=previous)
+        p = saved.expand(logreg.proba(Xv, previous.params(), len(previous.classes)), previous.classes, n_classes)
         sweep.append({"C": float(C), "val_accuracy": accuracy(y_val, p), "val_loss": log_loss(y_val, p)})
     best = max(sweep, key=lambda s: (s["val_accuracy"], -s["val_loss"]))
     return best["C"], sweep
@@ -89,9 +79,12 @@ def expand_proba(model, X, n_classes: int) -> np.ndarray:
     return saved.expand(model.predict_proba(X), model.classes_, n_classes)
 
 
+CURVE_POINTS = 20  # solver iterations scored for the LR curves, evenly spaced, the last one included
+
+
 def fit_lr(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curves: bool = True) -> Trained:
-    """Logistic regression on standardised features; with curves, lbfgs runs in warm-started steps
-    of max_iter/20 iterations so loss and accuracy can be drawn against solver iterations."""
+    """Multinomial logistic regression on standardised features (`classify.logreg`); with curves,
+    loss and accuracy are drawn at up to 20 of the solver's own iterations."""
     details = {}
     C = cfg.C
     if C == "auto":
@@ -99,22 +92,17 @@ def fit_lr(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curv
     details["C"] = float(C)
     scaler = StandardScaler().fit(X_fit)
     Xf = scaler.transform(X_fit)
-    step = max(1, cfg.max_iter // 20) if curves else cfg.max_iter
-    model = _lr(C, step, cfg.seed, warm_start=True)
-    track = _Curves("solver iteration", Xf, y_fit, scaler.transform(X_val), y_val, cfg.seed) if curves else None
-    done, converged = 0, False
-    while done < cfg.max_iter and not converged:
-        model.max_iter = min(step, cfg.max_iter - done)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)  # reported once, below, as details["converged"]
-            model.fit(Xf, y_fit)
-        ran = int(np.max(model.n_iter_))
-        done += ran
-        converged = ran < model.max_iter
-        if track:
-            track.add(done, lambda X: expand_proba(model, X, n_classes))
-    details.update(iterations=done, converged=converged)
-    weights = {"coef": model.coef_, "intercept": model.intercept_, "classes": model.classes_,
+    model = logreg.fit(Xf, y_fit, C, cfg.max_iter, keep_path=curves)
+    k = len(model.classes)
+    track = None
+    if curves:
+        track = _Curves("solver iteration", Xf, y_fit, scaler.transform(X_val), y_val, cfg.seed)
+        path = model.path or [model.params()]
+        for i in np.unique(np.linspace(0, len(path) - 1, CURVE_POINTS).round().astype(int)):
+            track.add(i + 1 if model.path else 0,
+                      lambda X, w=path[i]: saved.expand(logreg.proba(X, w, k), model.classes, n_classes))
+    details.update(iterations=model.iterations, converged=model.converged)
+    weights = {"coef": model.coef, "intercept": model.intercept, "classes": model.classes,
                "mean": scaler.mean_, "scale": scaler.scale_}
     return Trained(
         predict_proba=lambda X: saved.linear_proba(np.asarray(X, dtype=np.float64), weights, n_classes),

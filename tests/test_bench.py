@@ -62,8 +62,9 @@ def _steps(speed64: float = 150.0) -> dict:
         "seed_train_32": {"prepare_s": 1.0, "fit_s": 300.0, "evaluate_s": 4.0, "test_accuracy": 0.3,
                           "wall_s": 310.0, "load_before": 0.1},
         "classify_auto": {"wall_s": 10.0, "load_before": 0.1, "models": {
-            "lr": {"test_accuracy": 0.40, "train_seconds": 1.0}, "rf": {"test_accuracy": 0.35, "train_seconds": 3.0},
-            "mlp": {"test_accuracy": 0.42, "train_seconds": 5.0}}},
+            "lr": {"test_accuracy": 0.40, "train_seconds": 1.0, "predict_seconds": 0.1},
+            "rf": {"test_accuracy": 0.35, "train_seconds": 3.0, "predict_seconds": 0.1},
+            "mlp": {"test_accuracy": 0.42, "train_seconds": 5.0, "predict_seconds": 0.1}}},
         "classify_lr_float32": {"wall_s": 5.0, "models": {"lr": {"test_accuracy": 0.403, "train_seconds": 1.0}}},
     }
 
@@ -74,7 +75,9 @@ def test_report_ratios_and_verdicts():
     assert t["speed_32"]["value"] == pytest.approx(2.0) and t["speed_32"]["met"]
     assert t["speed_64"]["value"] == pytest.approx(1.5) and not t["speed_64"]["met"]
     assert t["peak_64"]["value"] == pytest.approx(150 * 2.504 / 400) and t["peak_64"]["met"]
-    assert t["end_to_end"]["value"] == pytest.approx(305 / 30) and t["end_to_end"]["met"]
+    assert t["end_to_end"]["value"] == pytest.approx(310 / 30) and t["end_to_end"]["met"]  # whole processes
+    compute = next(r for r in report["rows"] if r["measure"].startswith("compute s"))
+    assert compute["seed"] == pytest.approx(304) and compute["ours"] == pytest.approx(10 + 1 + 3 + 5 + 0.3)
     assert t["lr_accuracy"]["value"] == pytest.approx(0.3) and t["lr_accuracy"]["met"]
     assert t["memory"]["value"] == pytest.approx(1.2) and t["memory"]["met"]
     assert report["notes"] == []  # load was low: no "other work was running" note
@@ -105,9 +108,9 @@ def test_missing_classifiers_are_reported_as_missed():
 
 def test_read_classify_runs_reads_the_comparison_csv(tmp_path):
     (tmp_path / "comparison.csv").write_text(
-        "cache,model,accuracy,macro_f1,train_time_s\nc,lr,0.4100,0.4,1.25\nc,rf,0.3500,0.3,2.5\n")
-    assert read_classify_runs(tmp_path) == {"lr": {"test_accuracy": 0.41, "train_seconds": 1.25},
-                                            "rf": {"test_accuracy": 0.35, "train_seconds": 2.5}}
+        "cache,model,accuracy,macro_f1,train_time_s,predict_time_s\nc,lr,0.4100,0.4,1.25,0.01\nc,rf,0.3500,0.3,2.5,0.05\n")
+    assert read_classify_runs(tmp_path) == {"lr": {"test_accuracy": 0.41, "train_seconds": 1.25, "predict_seconds": 0.01},
+                                            "rf": {"test_accuracy": 0.35, "train_seconds": 2.5, "predict_seconds": 0.05}}
     assert read_classify_runs(tmp_path / "none") == {}
 
 

@@ -273,3 +273,62 @@ def test_saved_forest_is_plain_arrays_predicting_as_scikit_learn(tiny_cache, tmp
     want[:, forest.classes_] = forest.predict_proba(cache.test.features)
     np.testing.assert_allclose(proba, want, rtol=0, atol=1e-12)
     assert (proba[:, 3] == 0).all()
+
+
+# --------------------------------------------------------------------------- logistic regression: the solver
+
+
+def _standardised_tiny(tiny_cache):
+    cache = read_cache(tiny_cache)
+    scaler = StandardScaler().fit(cache.train.features)
+    return scaler.transform(cache.train.features), cache.train.labels, scaler.transform(cache.test.features)
+
+
+@pytest.mark.parametrize("C", [0.01, 1.0])
+def test_logreg_fits_what_scikit_learn_fits(tiny_cache, C):
+    from classify import logreg
+
+    X, y, X_test = _standardised_tiny(tiny_cache)
+    ours = logreg.fit(X, y, C, max_iter=2000, tol=1e-8)
+    ref = LogisticRegression(C=C, max_iter=2000, tol=1e-8).fit(X, y)
+    assert ours.converged and list(ours.classes) == list(ref.classes_)
+    np.testing.assert_allclose(ours.coef, ref.coef_, atol=2e-3 * np.abs(ref.coef_).max())
+    p = logreg.proba(X_test, ours.params(), len(ours.classes))
+    np.testing.assert_allclose(p, ref.predict_proba(X_test), atol=5e-3)  # float32 products vs float64
+    assert (p.argmax(1) == ref.predict(X_test)).mean() >= 0.95
+
+
+def test_logreg_path_is_the_solvers_descent_and_max_iter_stops_it(tiny_cache):
+    from classify import logreg
+
+    X, y, _ = _standardised_tiny(tiny_cache)
+    full = logreg.fit(X, y, 0.01, max_iter=300, keep_path=True)
+    assert full.converged and len(full.path) == full.iterations >= 5
+    np.testing.assert_array_equal(full.path[-1], full.params())
+    n, k = len(y), len(full.classes)
+    yi = np.searchsorted(full.classes, y)
+
+    def objective(w):
+        p = logreg.proba(X, w, k)
+        W = w[: k * X.shape[1]]
+        return -np.mean(np.log(p[np.arange(n), yi])) + 0.5 / (0.01 * n) * np.dot(W, W)
+
+    values = [objective(w) for w in full.path]
+    assert all(b <= a + 1e-9 for a, b in zip(values, values[1:]))  # every iteration goes downhill
+    short = logreg.fit(X, y, 0.01, max_iter=3)
+    assert short.iterations == 3 and not short.converged
+
+
+def test_lr_curve_follows_the_solver_in_one_run(blobs):
+    from classify.data import split_rows
+
+    cache = read_cache(blobs)
+    cfg = ClassifyConfig(model="lr")
+    rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed)
+    X, y = cache.train.features, cache.train.labels
+    trained = models.fit_lr(X[rows.fit], y[rows.fit], X[rows.val], y[rows.val], 3, cfg)
+    h = trained.history
+    assert h["x"][0] == 1 and h["x"][-1] == trained.details["iterations"] and len(h["x"]) <= models.CURVE_POINTS
+    # the last point is the model that was kept
+    p = trained.predict_proba(X[rows.val])
+    assert h["val_loss"][-1] == pytest.approx(models.log_loss(y[rows.val], p), rel=1e-6)
