@@ -33,16 +33,19 @@ class Fit:
     classes: np.ndarray         # (k,) the labels seen, sorted
     iterations: int
     converged: bool             # False: stopped at max_iter (or the line search gave up)
-    path: list[np.ndarray] = field(default_factory=list)  # the solver's point after each iteration
+    # (iteration, solver point) every `stride` iterations, stride doubling to keep at most
+    # 2 x path_points of them, and the last iteration's; [] unless asked for
+    path: list[tuple[int, np.ndarray]] = field(default_factory=list)
 
     def params(self) -> np.ndarray:
         return np.concatenate([self.coef.ravel(), self.intercept])
 
 
 def fit(X: np.ndarray, y: np.ndarray, C: float, max_iter: int, tol: float = 1e-4,
-        start: Fit | None = None, keep_path: bool = False) -> Fit:
+        start: Fit | None = None, path_points: int = 0) -> Fit:
     """Fit on X (n, D) float32, already standardised, and labels y (n,). `start`: a previous fit on
-    the same rows and classes to begin from (the C sweep); `keep_path`: record every iterate."""
+    the same rows and classes to begin from (the C sweep); `path_points`: keep about that many
+    evenly spaced iterates (memory stays bounded however long the solver runs)."""
     X = np.ascontiguousarray(X, dtype=np.float32)
     classes, yi = np.unique(y, return_inverse=True)
     n, D = X.shape
@@ -64,12 +67,23 @@ def fit(X: np.ndarray, y: np.ndarray, C: float, max_iter: int, tol: float = 1e-4
         return loss, np.concatenate([gW.ravel(), G.sum(axis=0)])
 
     x0 = start.params() if start is not None else np.zeros(k * D + k)
-    path: list[np.ndarray] = []
+    path: list[tuple[int, np.ndarray]] = []
+    state = {"iteration": 0, "stride": 1}
+
+    def record(xk: np.ndarray) -> None:
+        state["iteration"] += 1
+        if state["iteration"] % state["stride"] == 0:
+            path.append((state["iteration"], xk.copy()))
+        if len(path) > 2 * path_points:
+            state["stride"] *= 2
+            path[:] = [p for p in path if p[0] % state["stride"] == 0]
+
     with threadpool_limits(limits=1, user_api="blas"):
-        result = minimize(loss_grad, x0, jac=True, method="L-BFGS-B",
-                          callback=(lambda xk: path.append(xk.copy())) if keep_path else None,
+        result = minimize(loss_grad, x0, jac=True, method="L-BFGS-B", callback=record if path_points else None,
                           options={"maxiter": max_iter, "maxls": 50, "gtol": tol, "ftol": 64 * np.finfo(float).eps})
     w = result.x
+    if path_points and (not path or path[-1][0] != result.nit):
+        path.append((int(result.nit), w.copy()))
     return Fit(w[: k * D].reshape(k, D), w[k * D:], classes, int(result.nit), bool(result.status == 0), path)
 
 

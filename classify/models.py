@@ -92,15 +92,14 @@ def fit_lr(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curv
     details["C"] = float(C)
     scaler = StandardScaler().fit(X_fit)
     Xf = scaler.transform(X_fit)
-    model = logreg.fit(Xf, y_fit, C, cfg.max_iter, keep_path=curves)
+    model = logreg.fit(Xf, y_fit, C, cfg.max_iter, path_points=CURVE_POINTS if curves else 0)
     k = len(model.classes)
     track = None
     if curves:
         track = _Curves("solver iteration", Xf, y_fit, scaler.transform(X_val), y_val, cfg.seed)
-        path = model.path or [model.params()]
-        for i in np.unique(np.linspace(0, len(path) - 1, CURVE_POINTS).round().astype(int)):
-            track.add(i + 1 if model.path else 0,
-                      lambda X, w=path[i]: saved.expand(logreg.proba(X, w, k), model.classes, n_classes))
+        for i in np.unique(np.linspace(0, len(model.path) - 1, CURVE_POINTS).round().astype(int)):
+            iteration, w = model.path[i]
+            track.add(iteration, lambda X, w=w: saved.expand(logreg.proba(X, w, k), model.classes, n_classes))
     details.update(iterations=model.iterations, converged=model.converged)
     weights = {"coef": model.coef, "intercept": model.intercept, "classes": model.classes,
                "mean": scaler.mean_, "scale": scaler.scale_}

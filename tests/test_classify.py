@@ -302,9 +302,13 @@ def test_logreg_path_is_the_solvers_descent_and_max_iter_stops_it(tiny_cache):
     from classify import logreg
 
     X, y, _ = _standardised_tiny(tiny_cache)
-    full = logreg.fit(X, y, 0.01, max_iter=300, keep_path=True)
-    assert full.converged and len(full.path) == full.iterations >= 5
-    np.testing.assert_array_equal(full.path[-1], full.params())
+    full = logreg.fit(X, y, 0.01, max_iter=300, path_points=1000)
+    assert full.converged and [i for i, _ in full.path] == list(range(1, full.iterations + 1)) and full.iterations >= 5
+    np.testing.assert_array_equal(full.path[-1][1], full.params())
+    thin = logreg.fit(X, y, 0.01, max_iter=300, path_points=3)  # the same run, fewer iterates kept
+    steps = np.diff([i for i, _ in thin.path[:-1]])
+    assert len(thin.path) <= 2 * 3 + 1 and thin.path[-1][0] == full.iterations and len(set(steps)) == 1
+    np.testing.assert_array_equal(thin.path[0][1], full.path[thin.path[0][0] - 1][1])
     n, k = len(y), len(full.classes)
     yi = np.searchsorted(full.classes, y)
 
@@ -313,7 +317,7 @@ def test_logreg_path_is_the_solvers_descent_and_max_iter_stops_it(tiny_cache):
         W = w[: k * X.shape[1]]
         return -np.mean(np.log(p[np.arange(n), yi])) + 0.5 / (0.01 * n) * np.dot(W, W)
 
-    values = [objective(w) for w in full.path]
+    values = [objective(w) for _, w in full.path]
     assert all(b <= a + 1e-9 for a, b in zip(values, values[1:]))  # every iteration goes downhill
     short = logreg.fit(X, y, 0.01, max_iter=3)
     assert short.iterations == 3 and not short.converged
