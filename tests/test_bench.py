@@ -97,6 +97,18 @@ def test_table_says_met_or_missed_and_files_are_written(tmp_path):
     assert paths["md"].read_text().startswith("# make bench\n\n`python -m bench --quick`")
 
 
+def test_an_accuracy_gap_of_exactly_half_a_point_is_within_half_a_point():
+    steps = _steps()
+    steps["classify_auto"]["models"]["lr"]["test_accuracy"] = 0.387
+    steps["classify_lr_float32"]["models"]["lr"]["test_accuracy"] = 0.382  # 5 of 1,000 test images
+    report = build_report(steps, sizes=[32, 64], base=32, memory_sizes=[32, 128], epochs=10, quick=False)
+    t = {x["target"]: x for x in report["targets"]}
+    assert t["lr_accuracy"]["value"] == 0.5 and t["lr_accuracy"]["met"]
+    steps["classify_auto"]["models"]["lr"]["test_accuracy"] = 0.388
+    report = build_report(steps, sizes=[32, 64], base=32, memory_sizes=[32, 128], epochs=10, quick=False)
+    assert not {x["target"]: x for x in report["targets"]}["lr_accuracy"]["met"]
+
+
 def test_missing_classifiers_are_reported_as_missed():
     steps = _steps()
     del steps["classify_auto"], steps["classify_lr_float32"]
