@@ -62,10 +62,10 @@ def linear_proba(features: np.ndarray, w: dict, n_classes: int) -> np.ndarray:
     return expand(proba, w["classes"], n_classes)
 
 
-def forest_proba(features: np.ndarray, f: dict, n_classes: int, chunk: int = 2048) -> np.ndarray:
+def forest_proba(features: np.ndarray, f: dict, n_classes: int) -> np.ndarray:
     """A random forest's class probabilities from its saved node arrays; (n, C).
 
-    Walks every tree at once, one level per step, for `chunk` rows at a time: a row goes left
+    Walks every tree at once, one level per step, a few thousand rows at a time: a row goes left
     where its feature value is <= the node's threshold (float32 features against float64
     thresholds, as scikit-learn compares them); the forest's probability is the mean of the
     leaves' class fractions, as in scikit-learn's `predict_proba`.
@@ -73,6 +73,7 @@ def forest_proba(features: np.ndarray, f: dict, n_classes: int, chunk: int = 204
     X = np.asarray(features, dtype=np.float32)                  # (n, D)
     roots, left, right = f["roots"], f["left"], f["right"]     # (T,), (nodes,), (nodes,)
     out = np.empty((len(X), f["value"].shape[1]))
+    chunk = max(1, 2**22 // (len(roots) * f["value"].shape[1]))  # rows whose leaf fractions fill 32 MB
     for start in range(0, len(X), chunk):
         xb = X[start:start + chunk]
         rows = np.arange(len(xb))[:, None]
@@ -177,7 +178,9 @@ def _forest_ok(w: dict, n_features: int, n_classes: int) -> bool:
     arrays = (w["left"], w["right"], w["feature"], w["roots"], w["classes"])
     if not all(a.ndim == 1 and a.dtype.kind in "iu" for a in arrays) or w["threshold"].shape != (nodes,):
         return False
-    if w["value"].ndim != 2 or w["value"].shape != (nodes, len(w["classes"])) or w["right"].shape != (nodes,):
+    if w["value"].shape != (nodes, len(w["classes"])) or w["right"].shape != (nodes,):
+        return False
+    if w["value"].dtype.kind != "f" or w["threshold"].dtype.kind != "f":
         return False
     if not nodes or not len(w["roots"]) or w["feature"].shape != (nodes,):
         return False
