@@ -336,3 +336,10 @@ def test_lr_curve_follows_the_solver_in_one_run(blobs):
     # the last point is the model that was kept
     p = trained.predict_proba(X[rows.val])
     assert h["val_loss"][-1] == pytest.approx(models.log_loss(y[rows.val], p), rel=1e-6)
+
+
+def test_mlp_learning_rate_defaults_to_the_optimizers_own():
+    assert ClassifyConfig(model="mlp").optimizer == "adam" and ClassifyConfig(model="mlp").learning_rate == 0.001
+    assert ClassifyConfig(model="mlp", optimizer="sgd").learning_rate == 0.01
+    assert ClassifyConfig(model="mlp", optimizer="sgd", learning_rate=0.2).learning_rate == 0.2
+    assert ClassifyConfig(model="mlp", optimizer="sgd").hyperparameters()["learning_rate"] == 0.01  # recorded resolved
