@@ -58,7 +58,7 @@ class _Curves:
 # --------------------------------------------------------------------------- logistic regression
 
 
-def choose_C(X_fit, y_fit, X_val, y_val, grid, max_iter: int, seed: int) -> tuple[float, list[dict]]:
+def choose_C(X_fit, y_fit, X_val, y_val, grid, max_iter: int) -> tuple[float, list[dict]]:
     """Fit one LR per C on the fit rows and keep the best validation accuracy (lower val loss breaks ties).
 
     Sees training and validation rows only. Returns (C, sweep), sweep = [{C, val_accuracy, val_loss}].
@@ -88,7 +88,7 @@ def fit_lr(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curv
     details = {}
     C = cfg.C
     if C == "auto":
-        C, details["C_sweep"] = choose_C(X_fit, y_fit, X_val, y_val, C_GRID, cfg.max_iter, cfg.seed)
+        C, details["C_sweep"] = choose_C(X_fit, y_fit, X_val, y_val, C_GRID, cfg.max_iter)
     details["C"] = float(C)
     scaler = StandardScaler().fit(X_fit)
     Xf = scaler.transform(X_fit)

@@ -15,8 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _save(fig, path: Path) -> None:
-    fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
+def _save(fig, path: Path, tight: bool = True) -> None:
+    fig.savefig(path, format="png", dpi=110, bbox_inches="tight" if tight else None)
     plt.close(fig)
 
 
@@ -75,8 +75,7 @@ def gallery(items: list[dict], path: Path, title: str, columns: int = 6) -> None
                  f"true {item['true']}\npred {item['predicted']} ({item['probability']:.2f})",
                  fontsize=8, ha="center", va="bottom")
     fig.suptitle(title)
-    fig.savefig(path, format="png", dpi=110)
-    plt.close(fig)
+    _save(fig, path, tight=False)
 
 
 def comparison(rows: list[dict], path: Path) -> None:

@@ -160,9 +160,9 @@ def test_C_sweep_chooses_on_validation_rows_only(tmp_path, monkeypatch):
     calls = []
     real = models.choose_C
 
-    def spy(X_fit, y_fit, X_val, y_val, grid, max_iter, seed):
+    def spy(X_fit, y_fit, X_val, y_val, grid, max_iter):
         calls.append((X_fit.copy(), y_fit.copy(), X_val.copy(), y_val.copy()))
-        return real(X_fit, y_fit, X_val, y_val, grid, max_iter, seed)
+        return real(X_fit, y_fit, X_val, y_val, grid, max_iter)
 
     monkeypatch.setattr(models, "choose_C", spy)
     cfg = ClassifyConfig(model="lr", C="auto", val_fraction=0.3, seed=2)
