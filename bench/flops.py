@@ -41,7 +41,7 @@ def model_flops(model) -> int:
 
 def vgg16_flops(size: int, pooling: str = "avg") -> int:
     """FLOPs per image of Keras' VGG16 without its top at `size` px (built with no weights)."""
-    from extract.tfimport import keras
+    from featurecache.tfimport import keras
 
     base = keras().applications.VGG16(include_top=False, weights=None, input_shape=(size, size, 3), pooling=pooling)
     return model_flops(base)

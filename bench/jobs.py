@@ -52,7 +52,7 @@ def _load_all(data_dir: str, limit: int | None):
 
 def _seed_arrays(images: np.ndarray, size: int):
     """As the course notebooks do it: resize the whole array, then preprocess_input, all float32."""
-    from extract.tfimport import keras, tensorflow
+    from featurecache.tfimport import keras, tensorflow
 
     tf, k = tensorflow(), keras()
     x = images.astype("float32")  # (N, 32, 32, 3) float32
@@ -62,7 +62,7 @@ def _seed_arrays(images: np.ndarray, size: int):
 
 
 def _seed_vgg16(size: int, seed: int):
-    from extract.tfimport import keras
+    from featurecache.tfimport import keras
 
     k = keras()
     k.config.set_dtype_policy("float32")
@@ -86,8 +86,8 @@ def peak(sizes: str, matmul_sizes: str, repeats: int, json_out: str) -> None:
     """Measured matmul peak (float32, bfloat16) and VGG16 FLOPs per image at each size."""
     from bench.flops import vgg16_flops
     from bench.peak import matmul_gflops
-    from extract.precision import cpu_flags, cpu_has_bf16, gpu_capability
-    from extract.tfimport import tensorflow
+    from featurecache.precision import cpu_flags, cpu_has_bf16, gpu_capability
+    from featurecache.tfimport import tensorflow
 
     tf = tensorflow()
     ns = tuple(int(s) for s in matmul_sizes.split(","))
@@ -135,7 +135,7 @@ def seed_predict(data_dir: str, size: int, limit: int | None, seed: int, json_ou
 @click.option("--json", "json_out", required=True)
 def seed_train(data_dir: str, size: int, epochs: int, limit: int | None, seed: int, json_out: str) -> None:
     """Seed style end to end: frozen VGG16 + softmax head, `fit` for N epochs, then `evaluate` on test."""
-    from extract.tfimport import keras
+    from featurecache.tfimport import keras
 
     k = keras()
     data = _load_all(data_dir, limit)
@@ -170,7 +170,7 @@ def extract(data_dir: str, size: int, precision: str, batch_size: int | None, li
     from extract import pipeline
     from extract.config import ExtractConfig
     from extract.datasets import load_cifar10
-    from extract.precision import resolve_precision
+    from featurecache.precision import resolve_precision
 
     cfg = ExtractConfig(data_dir=data_dir, image_size=size, weights="none", precision=precision,
                         batch_size=batch_size, limit=limit, out=out, force=True)

@@ -12,7 +12,7 @@ import time
 def matmul_gflops(dtype: str, sizes=(2048, 4096), repeats: int = 4) -> dict:
     """Best GFLOP/s of (n x n) @ (n x n) in `dtype` over `sizes`, `repeats`, and B as is or
     transposed (oneDNN is a few % faster with one or the other): the best real matmul we can get."""
-    from extract.tfimport import tensorflow
+    from featurecache.tfimport import tensorflow
 
     tf = tensorflow()
     best = {"gflops": 0.0, "n": 0, "seconds": 0.0}

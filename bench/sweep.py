@@ -19,7 +19,7 @@ import numpy as np
 
 def _variants(model, input_size: int, names: list[str]) -> dict:
     from extract.pipeline import _compiled
-    from extract.tfimport import tensorflow
+    from featurecache.tfimport import tensorflow
 
     tf = tensorflow()
     out = {}
@@ -43,8 +43,8 @@ def _variants(model, input_size: int, names: list[str]) -> dict:
 @click.option("--rounds", type=int, default=4)
 @click.option("--seconds", type=float, default=1.0, help="per configuration per round")
 def main(sizes: str, precisions: str, batches: str, variants: str, rounds: int, seconds: float) -> None:
-    from extract.backbones import build_extractor
-    from extract.tfimport import tensorflow
+    from featurecache.backbones import build_extractor
+    from featurecache.tfimport import tensorflow
 
     import os
 

@@ -25,7 +25,7 @@ import click
 
 from classify.config import ClassifyConfig
 from classify.models import MODELS
-from extract.errors import UserError
+from featurecache.errors import UserError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -107,7 +107,7 @@ def make_config(**options) -> ClassifyConfig:
 
 def cache_path(features: str | None) -> Path:
     """--features, or what features/LATEST points to."""
-    from extract.cache import latest
+    from featurecache.cache import latest
 
     return Path(features) if features else latest("features")
 
@@ -155,7 +155,7 @@ def cli(**options) -> None:
     MLP: .keras with safe_mode); `classify.saved.load_run` refuses files this tool did not write."""
     from classify.outputs import check_name, check_out_dir, run_paths, write_run
     from classify.train import train_and_evaluate
-    from extract.cache import read_cache
+    from featurecache.cache import read_cache
 
     cfg = make_config(**options)
     check_name("--plot-name", cfg.plot_name)

@@ -29,7 +29,7 @@ import click
 from classify import plots
 from classify.cli import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
 from classify.models import MODELS
-from extract.errors import UserError
+from featurecache.errors import UserError
 
 COLUMNS = ["cache", "model", "accuracy", "macro_f1", "train_time_s", "predict_time_s", "n_fit", "n_test",
            "backbone", "pooling", "image_size", "weights", "cache_path", "hyperparameters", "run_record", "updated"]
@@ -97,7 +97,7 @@ def cli(features: tuple[str, ...], models: tuple[str, ...], **options) -> None:
     comparison table (CSV, Markdown) and bar chart; earlier rows for other caches and models are kept."""
     from classify.outputs import Staged, check_out_dir, run_paths, write_run
     from classify.train import train_and_evaluate
-    from extract.cache import read_cache
+    from featurecache.cache import read_cache
 
     paths = [cache_path(f) for f in features] if features else [cache_path(None)]
     models = models or tuple(sorted(MODELS))

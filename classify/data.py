@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from extract.errors import UserError
+from featurecache.errors import UserError
 
 
 @dataclass

@@ -24,7 +24,7 @@ import numpy as np
 from classify import plots
 from classify.cli import CONTEXT, cache_path, echo_config, make_config, training_options
 from classify.models import MODELS
-from extract.errors import UserError
+from featurecache.errors import UserError
 
 
 def sizes_for(n_train: int, min_size: int, points: int) -> list[int]:
@@ -59,7 +59,7 @@ def learning_curve(cache, cfg, sizes: list[int], seeds: int) -> list[dict]:
 def cli(model: str, features: str | None, min_size: int, points: int, seeds: int, **options) -> None:
     """Test accuracy against training-set size, a few seeds per size; writes a PNG and a CSV."""
     from classify.outputs import Staged, check_out_dir
-    from extract.cache import read_cache
+    from featurecache.cache import read_cache
 
     path = cache_path(features)
     out_dir = check_out_dir(options["out_dir"])

@@ -48,7 +48,7 @@ def fit_mlp(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig) -> 
     epoch from 245 ms to 160 ms, and Adam (1e-3) stopped after 11 epochs where SGD (0.01,
     momentum 0.9) took 22, at the same validation accuracy (0.407 vs 0.404, mean of 3 seeds).
     """
-    from extract.tfimport import keras as load_keras, tensorflow
+    from featurecache.tfimport import keras as load_keras, tensorflow
 
     keras, tf = load_keras(), tensorflow()
     keras.utils.set_random_seed(cfg.seed)

@@ -19,8 +19,8 @@ import numpy as np
 from classify import plots, saved
 from classify.config import ClassifyConfig
 from classify.train import RunResult, gallery_items
-from extract.cache import Cache
-from extract.errors import UserError, reason
+from featurecache.cache import Cache
+from featurecache.errors import UserError, reason
 
 MODEL_SUFFIX = {"lr": ".h5", "rf": ".h5", "mlp": ".keras"}
 

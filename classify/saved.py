@@ -28,8 +28,8 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from extract.cache import file_sha256 as sha256
-from extract.errors import UserError, reason
+from featurecache.cache import file_sha256 as sha256
+from featurecache.errors import UserError, reason
 
 RUN_FORMAT = "featurecache-run"
 MODEL_FORMAT = "featurecache-model"
@@ -197,7 +197,7 @@ def _forest_ok(w: dict, n_features: int, n_classes: int) -> bool:
 
 
 def _load_keras(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
-    from extract.tfimport import keras
+    from featurecache.tfimport import keras
 
     try:
         model = keras().saving.load_model(path, safe_mode=True, compile=False)

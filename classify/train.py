@@ -15,8 +15,8 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from classify.config import ClassifyConfig
 from classify.data import Rows, split_rows
 from classify.models import MODELS, Trained
-from extract.cache import Cache
-from extract.errors import UserError
+from featurecache.cache import Cache
+from featurecache.errors import UserError
 
 GALLERY_SIZE = 24
 

@@ -1,12 +1,11 @@
 """featurecache, stage 1: run a frozen ImageNet CNN over a data set once and cache its features.
 
-Importing this package is cheap: TensorFlow is imported only by `extract.pipeline`
-and `extract.backbones` when a model is built, so `classify` can read caches
-through `extract.cache` without it.
+    extract.datasets   image sources: CIFAR-10 (python layout) and photo folders, read batch by batch
+    extract.pipeline   the extraction run: loader -> Extractor -> checkpoint parts -> HDF5 cache
+    extract.config     ExtractConfig, every setting and its default
+    extract.cli        `python -m extract`
+
+Importing this package is cheap: TensorFlow is imported only when a model is built.
 """
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's Python-side info logs; see extract.tfimport
-
-__version__ = "0.1.0"
+from featurecache import __version__  # noqa: F401

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import click
 
-from extract.backbones import BACKBONES, POOLINGS, PRECISIONS, model_size
-from extract.cache import partial_dir, set_latest
+from featurecache.backbones import BACKBONES, POOLINGS, PRECISIONS, model_size
+from featurecache.cache import partial_dir, set_latest
 from extract.config import ExtractConfig, default_cache_path
-from extract.errors import UserError
+from featurecache.errors import UserError
 
 
 def _raise_interrupt(signum, frame):
@@ -101,7 +101,7 @@ def _extract(cfg: ExtractConfig, where: dict) -> tuple[Path, dict]:
     out = Path(cfg.out) if cfg.out else default_cache_path(dataset.name, cfg.backbone, cfg.pooling, cfg.image_size)
 
     from extract import pipeline
-    from extract.precision import resolve_precision
+    from featurecache.precision import resolve_precision
 
     precision = resolve_precision(cfg.precision)
     sizes = ", ".join(f"{s} {len(d):,}" for s, d in dataset.splits.items())

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from extract.errors import UserError, reason
+from featurecache.errors import UserError, reason
 
 CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer",
@@ -244,7 +244,7 @@ def download_cifar10() -> Path:
     if (cached / "test_batch").exists():
         return cached
     try:
-        from extract.tfimport import keras
+        from featurecache.tfimport import keras
 
         path = Path(
             keras().utils.get_file(

@@ -23,12 +23,12 @@ from typing import Callable
 import numpy as np
 
 from extract import __version__
-from extract.backbones import check_weights, build_extractor, feature_dim, model_size
-from extract.cache import file_sha256, IDENTITY_ATTRS, SPLITS, partial_dir, read_attrs, write_cache
+from featurecache.backbones import check_weights, build_extractor, feature_dim, model_size
+from featurecache.cache import file_sha256, IDENTITY_ATTRS, SPLITS, partial_dir, read_attrs, write_cache
 from extract.config import ExtractConfig
 from extract.datasets import Dataset
-from extract.errors import UserError
-from extract.precision import default_batch_size
+from featurecache.errors import UserError
+from featurecache.precision import default_batch_size
 
 MANIFEST = "manifest.json"
 
@@ -140,7 +140,7 @@ def _prepare_partial(partial: Path, manifest: dict, force: bool) -> dict:
 def versions() -> dict:
     import h5py
 
-    from extract.tfimport import keras, tensorflow
+    from featurecache.tfimport import keras, tensorflow
 
     tf, keras = tensorflow(), keras()
     return {
@@ -271,7 +271,7 @@ def _compiled(model, input_size: int):
     freezing the weights into constants saved the per-batch kernel casts (+5-10% at batch 32,
     nothing at 128) but doubled peak memory (1.7 GB vs 0.8 GB); 1 inter-op thread changed
     nothing; resizing in the graph costs nothing measurable against feeding resized images."""
-    from extract.tfimport import tensorflow
+    from featurecache.tfimport import tensorflow
 
     tf = tensorflow()
 

@@ -17,7 +17,7 @@ import click
 import numpy as np
 
 from extract.datasets import IMAGE_SUFFIXES
-from extract.errors import UserError
+from featurecache.errors import UserError
 
 
 def collect_images(paths: tuple[Path, ...]) -> list[Path]:
@@ -43,7 +43,7 @@ def predict_images(run, files: list[Path], batch_size: int = 32) -> tuple[list[d
     run's cache attributes; images are decoded at the size the cache's
     extraction read them (32 px for CIFAR-10, the model size for photo folders).
     """
-    from extract.backbones import build_extractor, model_size
+    from featurecache.backbones import build_extractor, model_size
     from extract.datasets import load_image
     from extract.pipeline import _compiled
 

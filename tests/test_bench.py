@@ -23,7 +23,7 @@ VGG16_CONVS_32 = (
 
 def test_vgg16_flops_at_32px_equal_a_hand_count_of_its_convolutions():
     from bench.flops import layer_flops, vgg16_flops
-    from extract.backbones import build_extractor
+    from featurecache.backbones import build_extractor
 
     hand = sum(2 * side * side * 9 * c_in * c_out for side, c_in, c_out in VGG16_CONVS_32)
     assert vgg16_flops(32) == hand
@@ -37,7 +37,7 @@ def test_vgg16_flops_at_32px_equal_a_hand_count_of_its_convolutions():
 
 def test_dense_layers_count_inputs_times_units():
     from bench.flops import model_flops
-    from extract.tfimport import keras
+    from featurecache.tfimport import keras
 
     k = keras()
     model = k.Sequential([k.Input((512,)), k.layers.Dense(10)])
@@ -134,7 +134,7 @@ def _child(tmp_path, name: str, mb: int) -> dict:
 
 
 def test_run_step_measures_the_child_own_peak_memory(tmp_path):
-    from extract.tfimport import tensorflow
+    from featurecache.tfimport import tensorflow
 
     tensorflow()  # make this (parent) process big: a child's ru_maxrss would start from its size
     big, small = _child(tmp_path, "big.json", 300), _child(tmp_path, "small.json", 1)

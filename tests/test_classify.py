@@ -19,7 +19,7 @@ from classify.config import C_GRID, ClassifyConfig
 from classify.saved import load_run
 from classify.train import train_and_evaluate
 from conftest import ROOT
-from extract.cache import read_cache
+from featurecache.cache import read_cache
 from test_classify_data import blob_cache, invoke
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-import extract.cache
+import featurecache.cache
 from classify import compare, learning_curve
 from classify.cli import cli
 from test_classify_data import blob_cache, invoke, snapshot
@@ -27,8 +27,8 @@ def two_caches(tmp_path_factory):
 
 def test_compare_all_models_on_one_cache_read_once(two_caches, tmp_path, monkeypatch):
     reads = []
-    real = extract.cache.read_cache
-    monkeypatch.setattr(extract.cache, "read_cache", lambda p, *a, **k: reads.append(p) or real(p, *a, **k))
+    real = featurecache.cache.read_cache
+    monkeypatch.setattr(featurecache.cache, "read_cache", lambda p, *a, **k: reads.append(p) or real(p, *a, **k))
     alpha = two_caches[0]
     result = invoke(compare.cli, ["--features", alpha, "--out-dir", tmp_path, "--epochs", "3", "--hidden", "16", "--batch-size", "32",
                                   "--learning-rate", "0.01",

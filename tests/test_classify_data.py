@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from classify.data import split_rows, stratified_subset
-from extract.cache import write_cache
-from extract.errors import UserError
+from featurecache.cache import write_cache
+from featurecache.errors import UserError
 
 
 def blob_cache(path: Path, n_train: int = 300, n_test: int = 90, dim: int = 16, classes: int = 3,

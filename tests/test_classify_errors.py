@@ -12,7 +12,7 @@ import pytest
 
 from classify.cli import cli
 from classify.saved import load_run, sha256
-from extract.errors import UserError
+from featurecache.errors import UserError
 from test_classify_data import blob_cache, invoke, snapshot
 
 NAMES = ["--plot-name", "p", "--report-name", "r"]  # every run below aims at the same files

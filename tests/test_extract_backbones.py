@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from extract.backbones import BACKBONES, build_extractor, feature_dim, model_size
-from extract.cache import read_cache
+from featurecache.backbones import BACKBONES, build_extractor, feature_dim, model_size
+from featurecache.cache import read_cache
 from extract.cli import cli
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cifar-10-batches-py"

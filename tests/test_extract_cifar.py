@@ -20,7 +20,7 @@ import pytest
 
 from conftest import error_line
 from conftest import invoke_extract as invoke
-from extract.cache import read_cache
+from featurecache.cache import read_cache
 from extract.datasets import CIFAR10_CLASSES, load_cifar10, load_dataset
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cifar-10-batches-py"

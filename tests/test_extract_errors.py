@@ -2,7 +2,7 @@
 and leaves earlier outputs as they were.
 
 Bad data and options go through the real command (click's CliRunner); bad
-caches go through `extract.cache.read_cache`, the reader `classify` uses.
+caches go through `featurecache.cache.read_cache`, the reader `classify` uses.
 Broken inputs are made in tmp_path from the real fixture files.
 """
 
@@ -21,8 +21,8 @@ import pytest
 
 from conftest import error_line
 from conftest import invoke_extract as invoke
-from extract.cache import partial_dir, read_cache
-from extract.errors import UserError
+from featurecache.cache import partial_dir, read_cache
+from featurecache.errors import UserError
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cifar-10-batches-py"
 DEFAULT_NAME = "cifar10-vgg16-gap-32px.h5"
@@ -196,7 +196,7 @@ def test_truncated_archive(workspace):
 
 
 def test_failed_cifar_download_says_use_data_dir(workspace, monkeypatch):
-    from extract.tfimport import keras
+    from featurecache.tfimport import keras
 
     monkeypatch.setenv("KERAS_HOME", str(workspace / "empty-keras-home"))
 
@@ -220,7 +220,7 @@ def test_weights_path_that_does_not_exist(workspace):
 
 @pytest.fixture(scope="module")
 def foreign_weights(tmp_path_factory) -> dict[str, Path]:
-    from extract.tfimport import keras
+    from featurecache.tfimport import keras
 
     k = keras()
     folder = tmp_path_factory.mktemp("weights")
@@ -242,7 +242,7 @@ def test_weights_that_do_not_fit_the_backbone(workspace, foreign_weights, which)
 
 
 def test_failed_imagenet_download_says_use_weights(workspace, monkeypatch):
-    from extract.tfimport import keras
+    from featurecache.tfimport import keras
 
     keras()
     from keras.src.utils import file_utils

@@ -28,10 +28,10 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extract.cache import FORMAT, REQUIRED_ATTRS, read_cache
+from featurecache.cache import FORMAT, REQUIRED_ATTRS, read_cache
 from extract.cli import cli
 from extract.datasets import load_cifar10
-from extract.errors import UserError
+from featurecache.errors import UserError
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cifar-10-batches-py"
 ORIGINAL = (FIXTURE / "data_batch_2").read_bytes()

@@ -12,9 +12,9 @@ from PIL import Image
 
 from conftest import error_line
 from conftest import invoke_extract as invoke
-from extract.cache import read_cache
+from featurecache.cache import read_cache
 from extract.datasets import load_dataset, load_image, load_image_folder
-from extract.errors import UserError
+from featurecache.errors import UserError
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "cats-vs-dogs"
 CATS = PHOTOS / "train" / "cats"

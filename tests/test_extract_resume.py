@@ -21,9 +21,9 @@ import pytest
 
 from click.testing import CliRunner
 
-from extract.cache import partial_dir, read_cache
+from featurecache.cache import partial_dir, read_cache
 from extract.cli import cli
-from extract.errors import UserError
+from featurecache.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cifar-10-batches-py"

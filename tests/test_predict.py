@@ -36,7 +36,7 @@ def invoke(args):
 
 def test_predict_agrees_with_the_classify_run_on_its_test_images(photo_run):
     from classify.saved import load_run
-    from extract.cache import read_cache
+    from featurecache.cache import read_cache
 
     cache_path, run_path = photo_run
     cache, run = read_cache(cache_path), load_run(run_path)

@@ -34,7 +34,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from extract.errors import UserError
+from featurecache.errors import UserError
 
 # what h5py raises on a damaged file, depending on where the damage is
 _DAMAGE = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, OverflowError)

@@ -14,8 +14,8 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from extract.errors import UserError, reason
-from extract.tfimport import keras as _keras
+from featurecache.errors import UserError, reason
+from featurecache.tfimport import keras as _keras
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def cpu_has_bf16() -> bool:
 @functools.lru_cache(maxsize=None)
 def gpu_capability() -> tuple[int, int] | None:
     """Compute capability of the first GPU TensorFlow sees, or None."""
-    from extract.tfimport import tensorflow
+    from featurecache.tfimport import tensorflow
 
     tf = tensorflow()
     gpus = tf.config.list_physical_devices("GPU")

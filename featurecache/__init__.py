@@ -1,0 +1,25 @@
+"""featurecache: the contract every stage shares.
+
+    featurecache.errors     UserError (one line, exit 1) and `reason` (a short cause)
+    featurecache.files      Staged / atomic_path / write_text (atomic writes), sha256,
+                            check_writable, versions
+    featurecache.cache      the HDF5 feature cache: format, `write_cache`, `read_cache`,
+                            `read_attrs`, `Cache`, `SplitData`, `latest`, `set_latest`
+    featurecache.backbones  the name -> Keras application table, `POOLINGS`, `PRECISIONS`
+    featurecache.extractor  `Extractor`: pixels -> features, built from extract's settings
+                            or from a cache's attributes; owns input size and weights checks
+    featurecache.precision  what the hardware runs well: precision and batch-size defaults
+    featurecache.tfimport   TensorFlow and Keras, imported once and quietly
+
+`extract` (images -> features/), `classify` (features/ -> reports/), `predict`
+and `bench` import these and nothing private of each other. Importing this
+package, `errors`, `files` or `cache` never imports TensorFlow.
+
+From Python (a notebook), see the README's "Use from Python".
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's Python-side info logs; see featurecache.tfimport
+
+__version__ = "0.2.0"
