@@ -170,20 +170,21 @@ def extract(data_dir: str, size: int, precision: str, batch_size: int | None, li
     from extract import pipeline
     from extract.config import ExtractConfig
     from extract.datasets import load_cifar10
+    from featurecache.extractor import Extractor
     from featurecache.precision import resolve_precision
 
     cfg = ExtractConfig(data_dir=data_dir, image_size=size, weights="none", precision=precision,
                         batch_size=batch_size, limit=limit, out=out, force=True)
     t0 = time.perf_counter()
     ds = load_cifar10(data_dir, limit)
-    prec = resolve_precision(cfg.precision)
+    extractor = Extractor("vgg16", "gap", size, "none", 0, resolve_precision(cfg.precision), native_size=32)
     t1 = time.perf_counter()
-    result = pipeline.run(cfg, ds, Path(out), prec)  # model build, batches, parts, HDF5 file
+    result = pipeline.run(cfg, ds, Path(out), extractor)  # model build, batches, parts, HDF5 file
     t2 = time.perf_counter()
-    rows = sum(result["rows"].values())
+    rows = sum(result.rows.values())
     _write(json_out, {
-        "images": int(rows), "size": size, "precision": prec, "batch_size": result["batch_size"],
-        "load_s": t1 - t0, "seconds": t2 - t1, "loop_s": result["seconds"],
+        "images": int(rows), "size": size, "precision": extractor.precision, "batch_size": result.batch_size,
+        "load_s": t1 - t0, "seconds": t2 - t1, "loop_s": result.seconds,
         "cache_mb": Path(out).stat().st_size / 2**20,
     })
 

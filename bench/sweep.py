@@ -17,15 +17,15 @@ import click
 import numpy as np
 
 
-def _variants(model, input_size: int, names: list[str]) -> dict:
-    from extract.pipeline import _compiled
+def variants(extractor, input_size: int, names: list[str]) -> dict:
     from featurecache.tfimport import tensorflow
 
     tf = tensorflow()
+    model = extractor.model
     out = {}
     for name in names:
         if name == "pipeline":  # what extract runs now
-            out[name] = _compiled(model, input_size)
+            out[name] = extractor
         elif name in ("plain", "jit"):
             fn = tf.function(lambda x: model(x, training=False), jit_compile=(name == "jit"),
                              input_signature=[tf.TensorSpec([None, input_size, input_size, 3], tf.uint8)])
@@ -37,13 +37,13 @@ def _variants(model, input_size: int, names: list[str]) -> dict:
 @click.option("--sizes", default="32,64")
 @click.option("--precisions", default="bfloat16,float32")
 @click.option("--batches", default="32,64,128,256")
-@click.option("--variants", default="pipeline",
+@click.option("--variants", "kinds", default="pipeline",
               help="pipeline (extract's own), plain (tf.function), jit (XLA), presized (resized outside the "
                    "graph, before the batch is fed; timing excludes that resize)")
 @click.option("--rounds", type=int, default=4)
 @click.option("--seconds", type=float, default=1.0, help="per configuration per round")
-def main(sizes: str, precisions: str, batches: str, variants: str, rounds: int, seconds: float) -> None:
-    from featurecache.backbones import build_extractor
+def main(sizes: str, precisions: str, batches: str, kinds: str, rounds: int, seconds: float) -> None:
+    from featurecache.extractor import Extractor
     from featurecache.tfimport import tensorflow
 
     import os
@@ -54,12 +54,10 @@ def main(sizes: str, precisions: str, batches: str, variants: str, rounds: int, 
     images = rng.integers(0, 256, (max(bs), 32, 32, 3), dtype=np.uint8)
     for size in (int(s) for s in sizes.split(",")):
         for precision in precisions.split(","):
-            model = build_extractor("vgg16", "gap", 32, size, "none", 0, precision)
-            fns = _variants(model, 32, [v for v in variants.split(",") if v != "presized"])
-            if "presized" in variants.split(",") and size != 32:
-                from extract.pipeline import _compiled
-
-                big = _compiled(build_extractor("vgg16", "gap", size, size, "none", 0, precision), size)
+            extractor = Extractor("vgg16", "gap", size, "none", 0, precision, native_size=32)
+            fns = variants(extractor, 32, [v for v in kinds.split(",") if v != "presized"])
+            if "presized" in kinds.split(",") and size != 32:
+                big = Extractor("vgg16", "gap", size, "none", 0, precision)
                 fns["presized"] = lambda x, big=big: big(presized[: len(x)])
             presized = np.asarray(tensorflow().image.resize(images, (size, size)).numpy().round(), np.uint8)
             best: dict = {}

@@ -109,7 +109,7 @@ def cache_path(features: str | None) -> Path:
     """--features, or what features/LATEST points to."""
     from featurecache.cache import latest
 
-    return Path(features) if features else latest("features")
+    return Path(features) if features else latest()
 
 
 def echo_config(cfg: ClassifyConfig) -> None:

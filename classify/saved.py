@@ -28,7 +28,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from featurecache.cache import file_sha256 as sha256
+from featurecache.files import sha256
 from featurecache.errors import UserError, reason
 
 RUN_FORMAT = "featurecache-run"

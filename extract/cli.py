@@ -16,9 +16,9 @@ from pathlib import Path
 
 import click
 
-from featurecache.backbones import BACKBONES, POOLINGS, PRECISIONS, model_size
-from featurecache.cache import partial_dir, set_latest
 from extract.config import ExtractConfig, default_cache_path
+from featurecache.backbones import BACKBONES, POOLINGS, PRECISIONS
+from featurecache.cache import features_dir, partial_dir, set_latest
 from featurecache.errors import UserError
 
 
@@ -31,13 +31,18 @@ def _raise_interrupt(signum, frame):
               help="Local data: a cifar-10-batches-py folder, cifar-10-python.tar.gz, or a folder of photos "
                    "with one subfolder per class (optionally under train/ and test/). "
                    "Default: CIFAR-10 through Keras' download.")
-@click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default="vgg16", show_default=True,
-              help="Keras application used as the frozen feature extractor.")
+@click.option("--backbone", default="vgg16", show_default=True, metavar="NAME|PATH.keras",
+              help=f"Frozen feature extractor: a Keras application ({', '.join(sorted(BACKBONES))}) or a .keras "
+                   "model file that takes RGB pixels in 0..255, shape (N, H, W, 3), does its own preprocessing "
+                   "and returns (N, D) or a feature map (N, h, w, C).")
+@click.option("--feature-layer", default=None, metavar="NAME",
+              help="Take the output of this inner layer of the backbone instead of its last one.")
 @click.option("--pooling", type=click.Choice(POOLINGS), default="gap", show_default=True,
               help="gap: global average pooling (D = channels). flatten: the whole final map "
                    "(vgg16: 512 at 32 px where the map is 1x1, so both give 512; 2,048 at 64 px).")
-@click.option("--image-size", type=click.IntRange(min=8, max=2048), default=32, show_default=True,
-              help="Resize images to N x N px inside the pipeline, batch by batch.")
+@click.option("--image-size", type=click.IntRange(min=8, max=2048), default=None,
+              help="Resize images to N x N px inside the pipeline, batch by batch. Default: 32 for a Keras "
+                   "application, a model file's own input size (224 when it has none).")
 @click.option("--weights", default="imagenet", show_default=True,
               help="imagenet (Keras download), none (random, repeatable with --seed), or PATH to a weights file.")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -57,6 +62,8 @@ def _raise_interrupt(signum, frame):
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Rows per checkpoint: an interrupted run resumes from the last one.")
 @click.option("--force", is_flag=True, help="Rebuild even if the cache exists, discarding any checkpoint.")
+@click.option("--no-wait", is_flag=True,
+              help="Fail at once if another extract is writing the same cache (default: wait for it).")
 def cli(**options) -> None:
     """Run a frozen ImageNet CNN over a data set once and cache its features in HDF5.
 
@@ -79,34 +86,36 @@ def cli(**options) -> None:
             click.echo(f"{lead}interrupted before any features were computed", err=True)
         sys.exit(130)
 
-    set_latest(out.parent, out)
-    if result["status"] == "up-to-date":
+    note = set_latest(features_dir(), out)
+    if note:
+        click.echo(note, err=True)
+    if result.status == "up-to-date":
         click.echo(f"{out} is already up to date with these settings: nothing to do (--force rebuilds it)")
         return
-    rows = result["rows"]
-    click.echo(
-        f"wrote {out}: train {rows['train']:,} x {result['feature_dim']:,}, test {rows['test']:,} x "
-        f"{result['feature_dim']:,} ({result['precision']}, batch {result['batch_size']}, "
-        f"{result['images_per_second']:.0f} img/s, {result['seconds']:.1f} s)"
-    )
-    if result["skipped"]:
-        shown = ", ".join(result["skipped"][:5]) + (" ..." if len(result["skipped"]) > 5 else "")
-        click.echo(f"skipped {len(result['skipped'])} unreadable file(s), listed in the cache's 'skipped' attribute: {shown}")
+    splits = ", ".join(f"{split} {n:,} x {result.feature_dim:,}" for split, n in result.rows.items())
+    speed = (f"{result.images_per_second:.0f} img/s, {result.seconds:.1f} s" if result.computed
+             else "every row resumed from checkpoints")
+    click.echo(f"wrote {out}: {splits} ({result.precision}, batch {result.batch_size}, {speed})")
+    if result.skipped:
+        shown = ", ".join(result.skipped[:5]) + (" ..." if len(result.skipped) > 5 else "")
+        click.echo(f"skipped {len(result.skipped)} unreadable file(s), listed in the cache's 'skipped' attribute: {shown}")
 
 
-def _extract(cfg: ExtractConfig, where: dict) -> tuple[Path, dict]:
-    from extract.datasets import load_dataset
-
-    dataset = load_dataset(cfg.data_dir, model_size(cfg.backbone, cfg.image_size), cfg.limit, cfg.test_fraction, cfg.seed)
-    out = Path(cfg.out) if cfg.out else default_cache_path(dataset.name, cfg.backbone, cfg.pooling, cfg.image_size)
-
+def _extract(cfg: ExtractConfig, where: dict):
     from extract import pipeline
+    from extract.datasets import load_dataset
+    from featurecache.extractor import Extractor
     from featurecache.precision import resolve_precision
 
-    precision = resolve_precision(cfg.precision)
+    extractor = Extractor(cfg.backbone, cfg.pooling, cfg.image_size, cfg.weights, cfg.seed,
+                          resolve_precision(cfg.precision), cfg.feature_layer)
+    dataset = load_dataset(cfg.data_dir, extractor.sizes.model, cfg.limit, cfg.test_fraction, cfg.seed)
+    extractor.feed(dataset.image_size)  # CIFAR-10 arrives at 32 px and is resized inside the graph
+    out = Path(cfg.out) if cfg.out else default_cache_path(dataset.name, extractor.name, cfg.pooling,
+                                                           extractor.image_size)
     sizes = ", ".join(f"{s} {len(d):,}" for s, d in dataset.splits.items())
     click.echo(f"extract: {dataset.name} ({sizes} images) -> {out}", err=True)
-    click.echo("config: " + json.dumps({**cfg.to_dict(), "precision": precision}), err=True)
+    click.echo("config: " + json.dumps({**cfg.to_dict(), "precision": extractor.precision}), err=True)
 
     def make_bar(split: str, total: int, initial: int):
         from tqdm import tqdm
@@ -115,7 +124,7 @@ def _extract(cfg: ExtractConfig, where: dict) -> tuple[Path, dict]:
                     dynamic_ncols=True, disable=None, mininterval=0.5)
 
     where["out"] = out
-    result = pipeline.run(cfg, dataset, out, precision, make_bar=make_bar, log=lambda msg: click.echo(msg, err=True))
+    result = pipeline.run(cfg, dataset, out, extractor, make_bar=make_bar, log=lambda msg: click.echo(msg, err=True))
     return out, result
 
 

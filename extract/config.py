@@ -14,10 +14,11 @@ from pathlib import Path
 @dataclass
 class ExtractConfig:
     data_dir: str | None = None      # None: CIFAR-10 through Keras' download
-    backbone: str = "vgg16"
+    backbone: str = "vgg16"          # a featurecache.backbones name, or PATH to a .keras model file
     pooling: str = "gap"             # gap | flatten
-    image_size: int = 32             # px; raised to the backbone's minimum
-    weights: str = "imagenet"        # imagenet | none | PATH
+    image_size: int | None = None    # None: 32 px for a table backbone (raised to its minimum), a model file's own
+    weights: str = "imagenet"        # imagenet | none | PATH (table backbones only)
+    feature_layer: str | None = None # take this inner layer's output instead of the backbone's
     seed: int = 0                    # random weights with --weights none; folder train/test split
     precision: str = "auto"          # auto | float32 | bfloat16 | float16 (compute; caches store float32)
     batch_size: int | None = None    # None: a measured default for the precision and size
@@ -27,18 +28,18 @@ class ExtractConfig:
     store_dtype: str = "float32"     # float16 halves huge Flatten caches
     checkpoint_every: int = 1024     # rows per checkpoint part; rounded up to whole batches
     force: bool = False              # rebuild even if a matching cache exists
+    no_wait: bool = False            # fail at once instead of waiting while another run writes the cache
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-FEATURES_DIR = Path("features")
 
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-").lower() or "data"
 
 
-def default_cache_path(dataset: str, backbone: str, pooling: str, image_size: int, features_dir: Path = FEATURES_DIR) -> Path:
+def default_cache_path(dataset: str, backbone: str, pooling: str, image_size: int) -> Path:
     """A cache is named after what produced it: features/cifar10-vgg16-gap-32px.h5."""
-    return features_dir / f"{slug(dataset)}-{backbone}-{pooling}-{image_size}px.h5"
+    from featurecache.cache import features_dir
+
+    return features_dir() / f"{slug(dataset)}-{slug(backbone)}-{pooling}-{image_size}px.h5"

@@ -1,64 +1,85 @@
 """The extraction run: stream images through a frozen backbone into a cache.
 
-Rows flow loader -> model -> checkpoint part, one batch at a time; the next
-batch is read on a second thread while the model runs. Every
+Rows flow loader -> `Extractor` -> checkpoint part, one batch at a time; the
+next batch is read on a second thread while the model runs. Every
 `checkpoint_every` rows the part is written to `<cache>.partial/` (written
 aside, then renamed), so an interrupted run loses at most one part and the
-same command resumes it. When both splits are done, the parts are assembled
+same command resumes it. When every split is done, the parts are assembled
 into the final HDF5 file, again written aside and renamed.
+
+One run at a time writes a cache: `<cache>.lock` (a `filelock` lock, released
+by the operating system when its holder dies) is held from the first write to
+the last, and `<cache>.lock.pid` names the holder for anyone who waits.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from extract import __version__
-from featurecache.backbones import check_weights, build_extractor, feature_dim, model_size
-from featurecache.cache import file_sha256, IDENTITY_ATTRS, SPLITS, partial_dir, read_attrs, write_cache
 from extract.config import ExtractConfig
 from extract.datasets import Dataset
+from featurecache.cache import IDENTITY_ATTRS, partial_dir, read_attrs, write_cache
 from featurecache.errors import UserError
+from featurecache.extractor import Extractor
+from featurecache.files import atomic_path, check_writable, room_error, versions
 from featurecache.precision import default_batch_size
 
 MANIFEST = "manifest.json"
 
 
-class _NoBar:
+class NoBar:
     def update(self, n: int) -> None: ...
     def close(self) -> None: ...
 
 
-def identity(cfg: ExtractConfig, dataset: Dataset, precision: str) -> dict:
+@dataclass
+class Summary:
+    """What a run did; `status` is "built" or "up-to-date"."""
+
+    status: str
+    out: Path
+    rows: dict[str, int] = field(default_factory=dict)
+    feature_dim: int = 0
+    precision: str = ""
+    batch_size: int = 0
+    seconds: float = 0.0
+    computed: int = 0              # rows run through the model by this run (resumed rows excluded)
+    resumed: dict[str, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.computed / self.seconds if self.seconds > 0 and self.computed else 0.0
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def identity(cfg: ExtractConfig, dataset: Dataset, extractor: Extractor) -> dict:
     """The settings that define a cache; a cache is reused only when all match."""
-    weights = check_weights(cfg.weights, cfg.backbone)
     return {
         "data_fingerprint": dataset.fingerprint,
-        "backbone": cfg.backbone,
-        "pooling": cfg.pooling,
-        "image_size": cfg.image_size,
-        "weights": weights,
-        "weights_sha256": file_sha256(weights) if weights not in ("imagenet", "none") else "",
-        "seed": cfg.seed,
-        "precision": precision,
+        **extractor.identity(),
         "limit": cfg.limit if cfg.limit is not None else -1,
         "test_fraction": cfg.test_fraction if dataset.kind == "folder" else -1.0,
         "store_dtype": cfg.store_dtype,
     }
 
 
-def _differences(have: dict, want: dict) -> list[str]:
-    keys = [k for k in IDENTITY_ATTRS + ("weights_sha256",) if k in want]
-    return [f"{k} {have.get(k)!r} != {want[k]!r}" for k in keys if have.get(k) != want[k]]
+def differences(have: dict, want: dict) -> list[str]:
+    keys = [k for k in IDENTITY_ATTRS if k in want]
+    # caches written before model files were supported lack the new keys: "" is their value
+    return [f"{k} {have.get(k, '')!r} != {want[k]!r}" for k in keys if have.get(k, "") != want[k]]
 
 
 def check_existing(out: Path, ident: dict, force: bool) -> bool:
@@ -69,7 +90,7 @@ def check_existing(out: Path, ident: dict, force: bool) -> bool:
         have = read_attrs(out)
     except UserError as e:
         raise UserError(f"{out} exists but is not a usable cache ({e.message}); use --force to overwrite it or choose another --out") from None
-    diff = _differences(have, ident)
+    diff = differences(have, ident)
     if diff:
         raise UserError(
             f"{out} holds a cache made with other settings ({'; '.join(diff[:3])}); "
@@ -78,211 +99,201 @@ def check_existing(out: Path, ident: dict, force: bool) -> bool:
     return True
 
 
-def _save_part(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+# --------------------------------------------------------------------------- checkpoints
 
 
-def _load_part(path: Path, rows: int, dim: int) -> dict | None:
-    """Check a checkpoint part of `rows` rows (kept + skipped) and `dim` features on disk.
+class Checkpoints:
+    """`<cache>.partial/`: a manifest (identity, batch size, rows per part) and one .npz per part."""
 
-    Returns its row count and skipped files (not its features: memory holds at
-    most one part), or None when it is missing or unusable and must be computed again."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            part = {k: z[k] for k in ("features", "labels", "sources", "skipped")}
-    except Exception:  # noqa: BLE001 - an unreadable part is simply computed again
-        return None
-    n = len(part["labels"])
-    ok = (part["features"].shape == (n, dim) and part["features"].dtype == np.float32
-          and part["labels"].ndim == 1 and len(part["sources"]) == n and n + len(part["skipped"]) == rows)
-    return {"n": n, "skipped": [str(s) for s in part["skipped"]]} if ok else None
+    def __init__(self, out: Path):
+        self.folder = partial_dir(out)
 
+    def path(self, split: str, k: int) -> Path:
+        return self.folder / f"{split}-{k:05d}.npz"
 
-def _read_manifest(partial: Path) -> dict | None:
-    try:
-        manifest = json.loads((partial / MANIFEST).read_text())
-        int(manifest["batch_size"]), int(manifest["part_rows"]), dict(manifest["identity"])
+    def manifest(self) -> dict | None:
+        try:
+            manifest = json.loads((self.folder / MANIFEST).read_text())
+            int(manifest["batch_size"]), int(manifest["part_rows"]), dict(manifest["identity"])
+            return manifest
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def prepare(self, manifest: dict, force: bool) -> dict:
+        """Create or reopen the folder; returns the manifest in force (a resumed run keeps the first's)."""
+        if self.folder.exists() and force:
+            shutil.rmtree(self.folder)
+        if self.folder.exists():
+            old = self.manifest()
+            if old is None:
+                # parts of unknown batch size and settings cannot be trusted: start over
+                shutil.rmtree(self.folder) if self.folder.is_dir() else self.folder.unlink()
+            else:
+                diff = differences(old["identity"], manifest["identity"])
+                if diff:
+                    raise UserError(
+                        f"{self.folder} holds an interrupted extraction with other settings ({'; '.join(diff[:3])}); "
+                        "re-run it with those settings to resume, or add --force to start over")
+                return old
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.save_json(MANIFEST, manifest)
         return manifest
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
+
+    def save_json(self, name: str, data: dict) -> None:
+        try:
+            with atomic_path(self.folder / name) as tmp:
+                tmp.write_text(json.dumps(data, indent=1))
+        except OSError as e:
+            raise room_error(e, self.folder) from None
+
+    def save(self, path: Path, part: dict) -> None:
+        try:
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez(f, **part)
+        except OSError as e:
+            need = sum(a.nbytes for a in part.values())
+            raise room_error(e, self.folder, need) from None
+
+    @staticmethod
+    def load(path: Path, rows: int, dim: int) -> dict | None:
+        """Check a part of `rows` rows (kept + skipped) and `dim` features: its row count and skipped files
+        (not its features: memory holds at most one part), or None when it must be computed again."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                part = {k: z[k] for k in ("features", "labels", "sources", "skipped")}
+        except Exception:  # noqa: BLE001 - an unreadable part is simply computed again
+            return None
+        n = len(part["labels"])
+        ok = (part["features"].shape == (n, dim) and part["features"].dtype == np.float32
+              and part["labels"].ndim == 1 and len(part["sources"]) == n and n + len(part["skipped"]) == rows)
+        return {"n": n, "skipped": [str(s) for s in part["skipped"]]} if ok else None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _prepare_partial(partial: Path, manifest: dict, force: bool) -> dict:
-    """Create or reopen the checkpoint folder; returns the manifest in force."""
-    path = partial / MANIFEST
-    if partial.exists() and force:
-        shutil.rmtree(partial)
-    if partial.exists():
-        old = _read_manifest(partial)
-        if old is None:
-            # parts of unknown batch size and settings cannot be trusted: start over
-            shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
-        else:
-            diff = _differences(old["identity"], manifest["identity"])
-            if diff:
-                raise UserError(
-                    f"{partial} holds an interrupted extraction with other settings ({'; '.join(diff[:3])}); "
-                    "re-run it with those settings to resume, or add --force to start over"
-                )
-            return old  # batch size and part size come from the first run: resumed rows stay identical
-    partial.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, path)
-    return manifest
+# --------------------------------------------------------------------------- one writer per cache
 
 
-def versions() -> dict:
-    import h5py
+class CacheLock:
+    """An exclusive `filelock` lock on `<cache>.lock` with the holder's pid in `<cache>.lock.pid`.
 
-    from featurecache.tfimport import keras, tensorflow
+    The pid lives in a sidecar file because some filelock releases truncate the lock file itself on
+    every attempt."""
 
-    tf, keras = tensorflow(), keras()
-    return {
-        "featurecache": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-        "h5py": h5py.__version__, "numpy": np.__version__, "python": platform.python_version(),
-    }
+    def __init__(self, out: Path, wait: bool, log: Callable[[str], None]):
+        from filelock import FileLock
+
+        self.lock = FileLock(str(out) + ".lock")
+        self.pid_file = Path(str(out) + ".lock.pid")
+        self.out, self.wait, self.log = out, wait, log
+
+    def __enter__(self) -> "CacheLock":
+        from filelock import Timeout
+
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            holder = self.pid_file.read_text().strip() if self.pid_file.is_file() else "unknown"
+            if not self.wait:
+                raise UserError(f"{self.out} is being written by another extract (process {holder}); wait for it, "
+                                "or run again without --no-wait to wait automatically") from None
+            self.log(f"waiting for process {holder}, which is writing {self.out} ...")
+            self.lock.acquire()
+        try:
+            self.pid_file.write_text(f"{os.getpid()}\n")
+        except OSError:
+            pass  # the pid is a courtesy to waiters; the lock itself is what counts
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pid_file.unlink(missing_ok=True)
+        self.lock.release()
 
 
-def run(
-    cfg: ExtractConfig,
-    dataset: Dataset,
-    out: Path,
-    precision: str,
-    make_bar: Callable[[str, int, int], object] | None = None,
-    log: Callable[[str], None] = lambda msg: None,
-) -> dict:
-    """Extract features of every split of `dataset` into the cache `out`.
+# --------------------------------------------------------------------------- the run
 
-    Returns a summary dict: status ("built" | "up-to-date"), rows, seconds,
-    images per second, resumed rows, skipped files.
-    """
+
+def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor,
+        make_bar: Callable[[str, int, int], object] | None = None,
+        log: Callable[[str], None] = lambda msg: None) -> Summary:
+    """Extract features of every split of `dataset` into the cache `out`."""
     out = Path(out)
-    ident = identity(cfg, dataset, precision)
+    ident = identity(cfg, dataset, extractor)
     if check_existing(out, ident, cfg.force):
-        stale = _read_manifest(partial_dir(out))
-        if stale is not None and not _differences(stale["identity"], ident):
-            # killed after the cache was renamed into place but before its checkpoints were removed
-            shutil.rmtree(partial_dir(out), ignore_errors=True)
-        return {"status": "up-to-date", "out": str(out)}
+        return up_to_date(out, ident)
+    check_writable(out.parent)
+    with CacheLock(out, wait=not cfg.no_wait, log=log):
+        if not cfg.force and check_existing(out, ident, False):
+            return up_to_date(out, ident)  # another run finished it while this one waited
+        model_size = extractor.sizes.model
+        if not extractor.from_file and model_size != extractor.image_size:
+            log(f"{extractor.name} needs at least {model_size} px: resizing {extractor.image_size} px images "
+                f"up to {model_size} px")
+        dim = extractor.feature_dim  # builds the model: weights that cannot be had fail before any checkpoint
+        batch_size = cfg.batch_size or default_batch_size(extractor.precision, model_size)
+        part_rows = -(-max(cfg.checkpoint_every, 1) // batch_size) * batch_size
+        checkpoints = Checkpoints(out)
+        manifest = checkpoints.prepare({"identity": ident, "batch_size": batch_size, "part_rows": part_rows},
+                                       cfg.force)
+        summary = Summary("built", out, feature_dim=dim, precision=extractor.precision,
+                          batch_size=manifest["batch_size"])
+        parts: dict[str, list[Path]] = {}
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            for split, data in dataset.splits.items():
+                parts[split] = extract_split(split, data, extractor, checkpoints, manifest, dim, reader,
+                                             summary, make_bar, log)
+        summary.seconds = time.perf_counter() - started
+        attrs = cache_attrs(cfg, dataset, extractor, ident, dim, summary)
+        assemble(out, attrs, parts, cfg.store_dtype, dim, sum(summary.rows.values()))
+        checkpoints.remove()
+    return summary
+
+
+def up_to_date(out: Path, ident: dict) -> Summary:
+    stale = Checkpoints(out)
+    manifest = stale.manifest()
+    if manifest is not None and not differences(manifest["identity"], ident):
+        stale.remove()  # killed after the cache was renamed into place but before its checkpoints went
+    return Summary("up-to-date", out)
+
+
+def extract_split(split: str, data, extractor: Extractor, checkpoints: Checkpoints, manifest: dict, dim: int,
+                  reader: ThreadPoolExecutor, summary: Summary, make_bar, log) -> list[Path]:
+    """Every part of one split: reused from disk up to the first missing one, computed after it."""
+    n, part_rows, batch_size = len(data), manifest["part_rows"], manifest["batch_size"]
+    starts = range(0, n, part_rows)
+    done = [checkpoints.load(checkpoints.path(split, k), min(part_rows, n - a), dim) for k, a in enumerate(starts)]
+    # resume after the last part on disk; parts are only ever written in order
+    first_missing = next((k for k, p in enumerate(done) if p is None), len(done))
+    summary.resumed[split] = min(first_missing * part_rows, n)
+    if summary.resumed[split]:
+        log(f"{split}: resuming at row {summary.resumed[split]:,} of {n:,} from {checkpoints.folder}")
+    bar = (make_bar or (lambda *a: NoBar()))(split, n, summary.resumed[split])
+    paths, summary.rows[split] = [], 0
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe = out.parent / f".write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"cannot write to {out.parent} ({e.strerror}); choose a writable --out") from None
-
-    msize = model_size(cfg.backbone, cfg.image_size)
-    if msize != cfg.image_size:
-        log(f"{cfg.backbone} needs at least {msize} px: resizing {cfg.image_size} px images up to {msize} px")
-    # build the model first: weights that cannot be had or do not fit fail before any checkpoint exists
-    input_size = dataset.image_size or msize
-    model = build_extractor(cfg.backbone, cfg.pooling, input_size, cfg.image_size, cfg.weights, cfg.seed, precision)
-    dim = feature_dim(cfg.backbone, cfg.pooling, cfg.image_size)
-
-    batch_size = cfg.batch_size or default_batch_size(precision, msize)
-    part_rows = -(-max(cfg.checkpoint_every, 1) // batch_size) * batch_size
-    manifest = _prepare_partial(
-        partial_dir(out),
-        {"identity": ident, "batch_size": batch_size, "part_rows": part_rows},
-        cfg.force,
-    )
-    batch_size, part_rows = manifest["batch_size"], manifest["part_rows"]
-    predict = _compiled(model, input_size)
-
-    started = time.perf_counter()
-    computed, resumed = 0, {}
-    parts: dict[str, list[Path]] = {}      # checkpoint files, assembled at the end
-    rows: dict[str, int] = {}
-    skipped: list[str] = []
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        for split in SPLITS:
-            data = dataset.splits[split]
-            n = len(data)
-            parts[split], rows[split] = [], 0
-            starts = range(0, n, part_rows)
-            done = [_load_part(partial_dir(out) / f"{split}-{k:05d}.npz", min(part_rows, n - a), dim)
-                    for k, a in enumerate(starts)]
-            # resume after the last part on disk; parts are only ever written in order
-            first_missing = next((k for k, p in enumerate(done) if p is None), len(done))
-            resumed[split] = min(first_missing * part_rows, n)
-            if resumed[split]:
-                log(f"{split}: resuming at row {resumed[split]:,} of {n:,} from {partial_dir(out)}")
-            bar = (make_bar or (lambda *a: _NoBar()))(split, n, resumed[split])
-            try:
-                for k, start in enumerate(starts):
-                    path = partial_dir(out) / f"{split}-{k:05d}.npz"
-                    if k < first_missing:
-                        summary = done[k]
-                    else:
-                        part = _extract_rows(predict, data.read, start, min(start + part_rows, n), batch_size, dim, reader, bar)
-                        _save_part(path, **part)
-                        summary = {"n": len(part["labels"]), "skipped": [str(x) for x in part["skipped"]]}
-                        computed += len(part["labels"]) + len(part["skipped"])
-                        del part
-                    parts[split].append(path)
-                    rows[split] += summary["n"]
-                    skipped.extend(summary["skipped"])
-            finally:
-                bar.close()
-    seconds = time.perf_counter() - started
-
-    attrs = {
-        "dataset": dataset.name,
-        "data_kind": dataset.kind,
-        "data_location": dataset.location,
-        **ident,
-        "model_size": msize,
-        "class_names": dataset.class_names,
-        "feature_dim": dim,
-        "batch_size": batch_size,
-        "skipped": skipped,
-        "config": cfg.to_dict(),
-        "versions": versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    write_cache(out, attrs, parts, store_dtype=cfg.store_dtype)
-    shutil.rmtree(partial_dir(out), ignore_errors=True)
-    return {
-        "status": "built",
-        "out": str(out),
-        "rows": rows,
-        "feature_dim": dim,
-        "precision": precision,
-        "batch_size": batch_size,
-        "seconds": seconds,
-        "images_per_second": computed / seconds if seconds > 0 else 0.0,
-        "resumed_rows": resumed,
-        "skipped": skipped,
-    }
+        for k, start in enumerate(starts):
+            path = checkpoints.path(split, k)
+            if k < first_missing:
+                part = done[k]
+            else:
+                arrays = extract_rows(extractor, data.read, start, min(start + part_rows, n), batch_size, dim,
+                                      reader, bar)
+                checkpoints.save(path, arrays)
+                part = {"n": len(arrays["labels"]), "skipped": [str(x) for x in arrays["skipped"]]}
+                summary.computed += part["n"] + len(part["skipped"])
+            paths.append(path)
+            summary.rows[split] += part["n"]
+            summary.skipped.extend(part["skipped"])
+    finally:
+        bar.close()
+    return paths
 
 
-def _compiled(model, input_size: int):
-    """One traced graph for every batch size (no retracing for the last, short batch).
-
-    Measured on the 2-core AVX-512 CPU (`python -m bench.sweep`), and left plain on purpose:
-    XLA (`jit_compile=True`) runs VGG16 2.5x slower than oneDNN (bf16, 64 px: 76 vs 188 img/s);
-    freezing the weights into constants saved the per-batch kernel casts (+5-10% at batch 32,
-    nothing at 128) but doubled peak memory (1.7 GB vs 0.8 GB); 1 inter-op thread changed
-    nothing; resizing in the graph costs nothing measurable against feeding resized images."""
-    from featurecache.tfimport import tensorflow
-
-    tf = tensorflow()
-
-    @tf.function(input_signature=[tf.TensorSpec([None, input_size, input_size, 3], tf.uint8)], reduce_retracing=True)
-    def predict(images):
-        return model(images, training=False)
-
-    return lambda images: predict(images).numpy()  # (b, D) float32
-
-
-def _extract_rows(predict, read, start: int, stop: int, batch_size: int, dim: int, reader: ThreadPoolExecutor, bar) -> dict:
+def extract_rows(extractor: Extractor, read, start: int, stop: int, batch_size: int, dim: int,
+                 reader: ThreadPoolExecutor, bar) -> dict:
     """Features of rows [start, stop), batch by batch; the next batch loads while this one runs."""
     bounds = [(a, min(a + batch_size, stop)) for a in range(start, stop, batch_size)]
     feats, labels, sources, skipped = [], [], [], []
@@ -292,7 +303,7 @@ def _extract_rows(predict, read, start: int, stop: int, batch_size: int, dim: in
         if i + 1 < len(bounds):
             pending = reader.submit(read, *bounds[i + 1])
         if len(batch.labels):
-            feats.append(predict(batch.images))  # (b, D) float32
+            feats.append(extractor(batch.images))  # (b, D) float32
         labels.append(batch.labels)
         sources.extend(batch.sources)
         skipped.extend(batch.skipped)
@@ -305,3 +316,47 @@ def _extract_rows(predict, read, start: int, stop: int, batch_size: int, dim: in
         "sources": np.asarray(sources, dtype=str),
         "skipped": np.asarray(skipped, dtype=str),
     }
+
+
+def cache_attrs(cfg: ExtractConfig, dataset: Dataset, extractor: Extractor, ident: dict, dim: int,
+                summary: Summary) -> dict:
+    return {
+        "dataset": dataset.name,
+        "data_kind": dataset.kind,
+        "data_location": dataset.location,
+        **ident,
+        **extractor.record(),
+        "class_names": dataset.class_names,
+        "feature_dim": dim,
+        "batch_size": summary.batch_size,
+        "skipped": summary.skipped,
+        "config": cfg.to_dict(),
+        "versions": versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def assemble(out: Path, attrs: dict, parts: dict[str, list[Path]], store_dtype: str, dim: int, rows: int) -> None:
+    """The parts into the final cache, after checking there is room for it: HDF5 can crash the process
+    when a write fails half-way, so a full disk or a file-size limit is caught before it starts."""
+    need = int(rows * dim * np.dtype(store_dtype).itemsize * 1.02 + rows * 300 + (1 << 20))
+    room = free_bytes(out.parent)
+    if room is not None and room < need:
+        raise room_error(OSError(28, os.strerror(28)), out.parent, need - room)
+    try:
+        write_cache(out, attrs, parts, store_dtype=store_dtype)
+    except OSError as e:
+        raise room_error(e, out.parent, need) from None
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Bytes a file in `folder` may still grow to: free disk space, capped by the file-size limit."""
+    import resource
+
+    try:
+        st = os.statvfs(folder)
+        room = st.f_bavail * st.f_frsize
+    except OSError:
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return room if soft == resource.RLIM_INFINITY else min(room, soft)

@@ -25,7 +25,6 @@ h5py and numpy only: `classify` reads caches without importing TensorFlow.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import h5py
 import numpy as np
 
 from featurecache.errors import UserError
+from featurecache.files import atomic_path, write_text
 
 # what h5py raises on a damaged file, depending on where the damage is
 _DAMAGE = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, OverflowError)
@@ -45,10 +45,15 @@ SPLITS = ("train", "test")
 REQUIRED_ATTRS = ("dataset", "backbone", "pooling", "image_size", "weights", "class_names")
 # settings that define a cache: a cache is reused only if all of these match
 IDENTITY_ATTRS = (
-    "data_fingerprint", "backbone", "pooling", "image_size", "weights", "seed",
-    "precision", "limit", "test_fraction", "store_dtype",
+    "data_fingerprint", "backbone", "pooling", "image_size", "weights", "weights_sha256", "backbone_sha256",
+    "feature_layer", "seed", "precision", "limit", "test_fraction", "store_dtype",
 )
 LATEST = "LATEST"  # features/LATEST names the cache the last extract run wrote
+
+
+def features_dir() -> Path:
+    """The features folder: ./features, or FEATURECACHE_FEATURES_DIR where set (tests point it elsewhere)."""
+    return Path(os.environ.get("FEATURECACHE_FEATURES_DIR") or "features")
 
 
 @dataclass
@@ -68,15 +73,6 @@ class Cache:
     @property
     def class_names(self) -> list[str]:
         return list(self.attrs["class_names"])
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks (weights files, saved models)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def partial_dir(path: str | os.PathLike) -> Path:
@@ -105,45 +101,40 @@ def write_cache(path: str | os.PathLike, attrs: dict, splits: dict[str, list[dic
     memory holds one part, not the whole cache.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
-            for split, parts in splits.items():
-                heads = [_part(p, ("labels", "sources")) for p in parts]  # small: labels and names only
-                n = sum(len(h["labels"]) for h in heads)
-                width = max([len(s.encode()) for h in heads for s in h["sources"]] + [1])
-                dim = int(attrs["feature_dim"])
-                g = f.create_group(split)
-                # fletcher32: a flipped bit in the numbers is an error on reading, not a silent change
-                feats = g.create_dataset("features", (n, dim), dtype=store_dtype, chunks=(max(1, min(n, 256)), dim),
-                                         fletcher32=True)
-                labels = g.create_dataset("labels", (n,), dtype="int64", chunks=(max(1, min(n, 65536)),), fletcher32=True)
-                sources = g.create_dataset("sources", (n,), dtype=h5py.string_dtype("utf-8", width),
-                                           chunks=(max(1, min(n, 65536)),), fletcher32=True)
-                row = 0
-                for part in parts:
-                    part = _part(part)
-                    k = len(part["labels"])
-                    feats[row : row + k] = part["features"]
-                    labels[row : row + k] = part["labels"]
-                    sources[row : row + k] = _fixed_utf8(part["sources"], sources.dtype.itemsize)
-                    row += k
-                attrs[f"n_{split}"] = n
-            for key, value in attrs.items():
-                if value is None:
-                    continue
-                if isinstance(value, (dict, tuple)) or (isinstance(value, list) and key != "class_names"):
-                    value = json.dumps(value)
-                if key == "class_names" or isinstance(value, str):
-                    value = _fixed_utf8(value)
-                    f.attrs.create(key, value, dtype=value.dtype)
-                    continue
-                f.attrs[key] = value
-            f.attrs.create("format", _fixed_utf8(FORMAT), dtype=_fixed_utf8(FORMAT).dtype)
-            f.attrs["format_version"] = FORMAT_VERSION
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", libver=("v110", "latest")) as f:
+        for split, parts in splits.items():
+            heads = [_part(p, ("labels", "sources")) for p in parts]  # small: labels and names only
+            n = sum(len(h["labels"]) for h in heads)
+            width = max([len(s.encode()) for h in heads for s in h["sources"]] + [1])
+            dim = int(attrs["feature_dim"])
+            g = f.create_group(split)
+            # fletcher32: a flipped bit in the numbers is an error on reading, not a silent change
+            feats = g.create_dataset("features", (n, dim), dtype=store_dtype, chunks=(max(1, min(n, 256)), dim),
+                                     fletcher32=True)
+            labels = g.create_dataset("labels", (n,), dtype="int64", chunks=(max(1, min(n, 65536)),), fletcher32=True)
+            sources = g.create_dataset("sources", (n,), dtype=h5py.string_dtype("utf-8", width),
+                                       chunks=(max(1, min(n, 65536)),), fletcher32=True)
+            row = 0
+            for part in parts:
+                part = _part(part)
+                k = len(part["labels"])
+                feats[row : row + k] = part["features"]
+                labels[row : row + k] = part["labels"]
+                sources[row : row + k] = _fixed_utf8(part["sources"], sources.dtype.itemsize)
+                row += k
+            attrs[f"n_{split}"] = n
+        for key, value in attrs.items():
+            if value is None:
+                continue
+            if isinstance(value, (dict, tuple)) or (isinstance(value, list) and key != "class_names"):
+                value = json.dumps(value)
+            if key == "class_names" or isinstance(value, str):
+                value = _fixed_utf8(value)
+                f.attrs.create(key, value, dtype=value.dtype)
+                continue
+            f.attrs[key] = value
+        f.attrs.create("format", _fixed_utf8(FORMAT), dtype=_fixed_utf8(FORMAT).dtype)
+        f.attrs["format_version"] = FORMAT_VERSION
     return path
 
 
@@ -301,24 +292,35 @@ def _read_split(f: h5py.File, split: str, path: Path, n_classes: int) -> SplitDa
     return SplitData(feats.astype(np.float32, copy=False), labels.astype(np.int64), np.asarray(sources))
 
 
-def set_latest(features_dir: str | os.PathLike, cache: str | os.PathLike) -> None:
-    """Record `cache` as the one `classify` uses by default (features/LATEST, written atomically)."""
+def set_latest(features_dir: str | os.PathLike, cache: str | os.PathLike) -> str | None:
+    """Record `cache` as the one `classify` uses by default: `features/LATEST`, wherever the cache is.
+
+    Written atomically, and only when it changes, so an up-to-date re-run in a read-only folder writes
+    nothing. Returns a note when it could not be written (the cache itself is fine), else None."""
     features_dir = Path(features_dir)
     target = Path(cache).resolve()
     try:
         text = str(target.relative_to(features_dir.resolve()))
     except ValueError:
         text = str(target)
-    tmp = features_dir / (LATEST + ".tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, features_dir / LATEST)
-
-
-def latest(features_dir: str | os.PathLike = "features") -> Path:
-    """The cache the last extract run wrote, for `classify`'s default `--features`."""
-    features_dir = Path(features_dir)
     pointer = features_dir / LATEST
+    try:
+        if pointer.is_file() and pointer.read_text().strip() == text:
+            return None
+        features_dir.mkdir(parents=True, exist_ok=True)
+        write_text(pointer, text + "\n")
+    except (OSError, UserError) as e:
+        return f"note: could not record {target} in {pointer} ({getattr(e, 'strerror', None) or e}); pass --features to classify"
+    return None
+
+
+def latest(folder: str | os.PathLike | None = None) -> Path:
+    """The cache the last extract run wrote, for `classify`'s default `--features`."""
+    where = Path(folder) if folder is not None else features_dir()
+    pointer = where / LATEST
     if not pointer.is_file():
-        raise UserError(f"no feature cache in {features_dir}/: run `make features` first (or pass --features PATH)")
+        raise UserError(f"no feature cache in {where}/: run `make features` first (or pass --features PATH)")
     name = pointer.read_text().strip()
-    return Path(name) if Path(name).is_absolute() else features_dir / name
+    if not name:
+        raise UserError(f"{pointer} is empty; run `make features` again to record the cache, or pass --features PATH")
+    return Path(name) if Path(name).is_absolute() else where / name

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+
 from pathlib import Path
 
 
@@ -28,9 +29,19 @@ def cpu_has_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
+def gpu_device_present() -> bool:
+    """Whether this machine has a GPU device node TensorFlow could use; answered without importing TensorFlow,
+    so that a run with nothing to compute never loads it."""
+    import glob
+
+    return bool(glob.glob("/dev/nvidia[0-9]*") or glob.glob("/dev/dxg"))
+
+
 @functools.lru_cache(maxsize=None)
 def gpu_capability() -> tuple[int, int] | None:
     """Compute capability of the first GPU TensorFlow sees, or None."""
+    if not gpu_device_present():
+        return None
     from featurecache.tfimport import tensorflow
 
     tf = tensorflow()

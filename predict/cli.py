@@ -36,26 +36,20 @@ def collect_images(paths: tuple[Path, ...]) -> list[Path]:
     return files
 
 
-def predict_images(run, files: list[Path], batch_size: int = 32) -> tuple[list[dict], list[str]]:
+def predict_images(run, files: list[Path], batch_size: int = 32,
+                   allow_weights_mismatch: bool = False) -> tuple[list[dict], list[str]]:
     """Per image: predicted class, its probability and all class probabilities.
 
-    Returns (predictions, skipped files). The backbone is rebuilt from the
-    run's cache attributes; images are decoded at the size the cache's
+    Returns (predictions, skipped files). The extractor is rebuilt from the
+    run's cache attributes (weights and model files checked against the
+    digests the cache recorded); images are decoded at the size the cache's
     extraction read them (32 px for CIFAR-10, the model size for photo folders).
     """
-    from featurecache.backbones import build_extractor, model_size
     from extract.datasets import load_image
-    from extract.pipeline import _compiled
+    from featurecache.extractor import Extractor
 
-    a = run.cache_attrs
-    msize = int(a.get("model_size") or model_size(a["backbone"], int(a["image_size"])))
-    input_size = 32 if a.get("data_kind") == "cifar10" else msize
-    weights = a["weights"]
-    if weights not in ("imagenet", "none") and not Path(weights).is_file():
-        raise UserError(f"the run's cache used weights {weights}, which is gone; restore that file to predict with this run")
-    model = build_extractor(a["backbone"], a["pooling"], input_size, int(a["image_size"]), weights,
-                            int(a.get("seed", 0)), a.get("precision", "float32"))
-    features_of = _compiled(model, input_size)
+    extractor = Extractor.from_cache(run.cache_attrs, allow_weights_mismatch)
+    input_size = extractor.sizes.input
 
     results, skipped = [], []
     names = run.class_names
@@ -69,7 +63,7 @@ def predict_images(run, files: list[Path], batch_size: int = 32) -> tuple[list[d
                 skipped.append(str(f))
         if not images:
             continue
-        proba = run.predict_proba(features_of(np.stack(images)))  # (b, C)
+        proba = run.predict_proba(extractor(np.stack(images)))  # (b, C)
         for f, p in zip(kept, proba):
             k = int(np.argmax(p))
             results.append({
@@ -87,7 +81,9 @@ def predict_images(run, files: list[Path], batch_size: int = 32) -> tuple[list[d
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-def cli(run_path: Path, images: tuple[Path, ...], as_json: bool, batch_size: int) -> None:
+@click.option("--allow-weights-mismatch", is_flag=True,
+              help="Predict even if the weights or model file differ from those the run's cache was made with.")
+def cli(run_path: Path, images: tuple[Path, ...], as_json: bool, batch_size: int, allow_weights_mismatch: bool) -> None:
     """Predict the class of each image with a saved classify run.
 
     IMAGES are image files or folders (searched recursively). Only run files
@@ -97,9 +93,10 @@ def cli(run_path: Path, images: tuple[Path, ...], as_json: bool, batch_size: int
 
     run = load_run(run_path)
     files = collect_images(images)
-    results, skipped = predict_images(run, files, batch_size)
+    results, skipped = predict_images(run, files, batch_size, allow_weights_mismatch)
     if as_json:
-        click.echo(json.dumps({"run": str(run_path), "predictions": results, "skipped": skipped}, indent=1))
+        click.echo(json.dumps({"run": str(run_path), "predictions": results, "skipped": skipped}, indent=1,
+                              allow_nan=False))
         return
     width = max((len(r["image"]) for r in results), default=5)
     for r in results:

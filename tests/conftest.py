@@ -14,6 +14,10 @@ from click.testing import CliRunner
 
 # an empty Keras home: tests never see a user's downloaded data or weights, and write nothing into the repo
 os.environ.setdefault("KERAS_HOME", tempfile.mkdtemp(prefix="featurecache-test-keras-"))
+# features/LATEST of every test run (subprocesses too) lands here, never in the repo's features/;
+# tests of the default ./features folder remove this variable
+os.environ["FEATURECACHE_FEATURES_DIR"] = tempfile.mkdtemp(prefix="featurecache-test-features-")
+FEATURES_ENV = "FEATURECACHE_FEATURES_DIR"
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

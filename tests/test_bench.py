@@ -23,12 +23,12 @@ VGG16_CONVS_32 = (
 
 def test_vgg16_flops_at_32px_equal_a_hand_count_of_its_convolutions():
     from bench.flops import layer_flops, vgg16_flops
-    from featurecache.backbones import build_extractor
+    from featurecache.extractor import Extractor
 
     hand = sum(2 * side * side * 9 * c_in * c_out for side, c_in, c_out in VGG16_CONVS_32)
     assert vgg16_flops(32) == hand
     # the extractor extract builds (uint8 in, backbone nested inside) counts the same 13 layers
-    model = build_extractor("vgg16", "gap", 32, 32, "none")
+    model = Extractor("vgg16", "gap", 32, "none").model
     rows = layer_flops(model)
     assert [r["kind"] for r in rows] == ["Conv2D"] * 13
     assert sum(r["flops"] for r in rows) == hand

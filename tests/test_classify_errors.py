@@ -80,6 +80,7 @@ def test_incomplete_cache(earlier, tmp_path):
 
 def test_no_default_cache(earlier, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no features/LATEST here
+    monkeypatch.delenv("FEATURECACHE_FEATURES_DIR")
     cache, out, before = earlier
     result = invoke(cli, ["--out-dir", out, *NAMES])
     assert_clean_failure(result, "no feature cache in features/", "make features")

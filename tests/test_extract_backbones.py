@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from featurecache.backbones import BACKBONES, build_extractor, feature_dim, model_size
+from featurecache.backbones import BACKBONES
+from featurecache.extractor import Extractor
 from featurecache.cache import read_cache
 from extract.cli import cli
 
@@ -37,20 +38,21 @@ def test_the_table_lists_the_backbones_users_try():
 def test_backbone_builds_at_its_minimum_size_with_the_stated_width(name):
     spec = BACKBONES[name]
     size = spec.min_size
-    gap = build_extractor(name, "gap", size, size, "none", seed=0, precision="float32")
-    features = np.asarray(gap(fixture_images(2, size), training=False))  # (2, channels) float32
-    assert features.shape == (2, spec.channels) == (2, feature_dim(name, "gap", size))
+    gap = Extractor(name, "gap", size, "none", seed=0, precision="float32")
+    features = gap(fixture_images(2, size))  # (2, channels) float32
+    assert features.shape == (2, spec.channels) == (2, gap.feature_dim)
     assert features.dtype == np.float32 and np.isfinite(features).all()
     # two different images, two different rows (random-weight activations can be tiny: compare relatively)
     assert np.abs(features[0] - features[1]).max() > 1e-3 * np.abs(features).max() > 0
 
-    flat = build_extractor(name, "flatten", size, size, "none", seed=0, precision="float32")
-    assert flat.output_shape == (None, feature_dim(name, "flatten", size))
-    assert feature_dim(name, "flatten", size) % spec.channels == 0  # channels x the final map's area
+    flat = Extractor(name, "flatten", size, "none", seed=0, precision="float32")
+    assert flat.model.output_shape == (None, flat.feature_dim)
+    assert flat.feature_dim % spec.channels == 0  # channels x the final map's area
 
 
 def test_xception_at_32_px_is_resized_up_to_71_with_one_note(tmp_path):
-    assert model_size("xception", 32) == 71 and model_size("xception", 96) == 96
+    assert Extractor("xception", image_size=32).sizes.model == 71
+    assert Extractor("xception", image_size=96).sizes.model == 96
     out = tmp_path / "x.h5"
     r = CliRunner().invoke(cli, ["--data-dir", str(FIXTURE), "--weights", "none", "--backbone", "xception",
                                  "--limit", 3, "--out", str(out)])

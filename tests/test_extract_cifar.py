@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
+import subprocess
+import sys
 import tarfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,7 +21,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import error_line
+from conftest import ROOT, error_line
 from conftest import invoke_extract as invoke
 from featurecache.cache import read_cache
 from extract.datasets import CIFAR10_CLASSES, load_cifar10, load_dataset
@@ -148,8 +151,27 @@ def test_cache_layout_and_attributes(gap_cache):
     assert cache.attrs["versions"]["keras"] == versions["keras"] and cache.attrs["skipped"] == []
 
 
-def test_latest_names_the_cache(gap_cache):
-    assert (gap_cache.parent / "LATEST").read_text().strip() == gap_cache.name
+def test_latest_names_the_last_cache_written_wherever_it_is(tmp_path, monkeypatch):
+    from featurecache.cache import latest
+
+    features = tmp_path / "features"
+    monkeypatch.setenv("FEATURECACHE_FEATURES_DIR", str(features))
+    elsewhere = tmp_path / "elsewhere" / "x.h5"
+    r = invoke("--data-dir", FIXTURE, "--weights", "none", "--limit", 4, "--out", elsewhere)
+    assert r.exit_code == 0, r.output
+    assert (features / "LATEST").read_text().strip() == str(elsewhere.resolve())
+    assert latest() == elsewhere.resolve() and not (elsewhere.parent / "LATEST").exists()
+
+    # an up-to-date re-run in a read-only folder writes nothing and succeeds
+    elsewhere.parent.chmod(0o555)
+    features.chmod(0o555)
+    try:
+        again = invoke("--data-dir", FIXTURE, "--weights", "none", "--limit", 4, "--out", elsewhere)
+    finally:
+        elsewhere.parent.chmod(0o755)
+        features.chmod(0o755)
+    assert again.exit_code == 0 and again.exception is None, again.output
+    assert "already up to date" in again.stdout
 
 
 # --------------------------------------------------------------------------- poolings and --limit
@@ -205,6 +227,7 @@ def test_limit_keeps_the_first_rows_and_their_features(tmp_path, gap_cache):
 
 def test_cli_end_to_end_default_name_latest_reuse_and_force(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FEATURECACHE_FEATURES_DIR")
     args = ["--data-dir", FIXTURE, "--weights", "none", "--limit", 12, "--batch-size", 8]
     r = invoke(*args)
     assert r.exit_code == 0, r.output
@@ -216,17 +239,15 @@ def test_cli_end_to_end_default_name_latest_reuse_and_force(tmp_path, monkeypatc
     first = sha(out)
     stat = out.stat()
 
-    # the same command again: nothing to do, and nothing built
-    import extract.pipeline as pipeline
-
-    def no_model(*a, **k):
-        raise AssertionError("an up-to-date cache must not build a model")
-
-    with monkeypatch.context() as m:
-        m.setattr(pipeline, "build_extractor", no_model)
-        again = invoke(*args)
-    assert again.exit_code == 0, again.output
-    assert "already up to date" in again.stdout and "wrote" not in again.output
+    # the same command again, in a fresh process: nothing to do, no model built, TensorFlow never imported
+    code = ("import sys\nfrom extract.cli import cli\n"
+            "try:\n    cli([" + ", ".join(repr(str(a)) for a in args) + "])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('TF:', 'tensorflow' in sys.modules)\n")
+    again = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert again.returncode == 0, again.stderr
+    assert "already up to date" in again.stdout and "wrote" not in again.stdout and "TF: False" in again.stdout
     assert out.stat().st_mtime_ns == stat.st_mtime_ns and out.stat().st_ino == stat.st_ino and sha(out) == first
 
     # --force rebuilds: a new file with the same rows

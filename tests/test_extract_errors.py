@@ -45,6 +45,7 @@ def good_cache(tmp_path_factory) -> Path:
 def workspace(tmp_path, monkeypatch, good_cache):
     """A project folder whose features/ already holds a good cache under the default name, and LATEST."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FEATURECACHE_FEATURES_DIR")
     features = tmp_path / "features"
     features.mkdir()
     shutil.copy(good_cache, features / DEFAULT_NAME)
