@@ -22,6 +22,21 @@ from featurecache.cache import features_dir, partial_dir, set_latest
 from featurecache.errors import UserError
 
 
+class BackboneParam(click.ParamType):
+    """--backbone: a table name or an existing .keras file, checked at parse time."""
+
+    name = "NAME|PATH.keras"
+
+    def convert(self, value, param, ctx):
+        from featurecache.extractor import check_backbone
+
+        try:
+            check_backbone(value)
+        except UserError as e:
+            self.fail(e.message.split("; ")[0].replace(f"--backbone {value} ", f"{value!r} "), param, ctx)
+        return value
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -31,7 +46,7 @@ def _raise_interrupt(signum, frame):
               help="Local data: a cifar-10-batches-py folder, cifar-10-python.tar.gz, or a folder of photos "
                    "with one subfolder per class (optionally under train/ and test/). "
                    "Default: CIFAR-10 through Keras' download.")
-@click.option("--backbone", default="vgg16", show_default=True, metavar="NAME|PATH.keras",
+@click.option("--backbone", type=BackboneParam(), default="vgg16", show_default=True,
               help=f"Frozen feature extractor: a Keras application ({', '.join(sorted(BACKBONES))}) or a .keras "
                    "model file that takes RGB pixels in 0..255, shape (N, H, W, 3), does its own preprocessing "
                    "and returns (N, D) or a feature map (N, h, w, C).")

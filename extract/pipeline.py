@@ -224,14 +224,14 @@ def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor,
     if check_existing(out, ident, cfg.force):
         return up_to_date(out, ident)
     check_writable(out.parent)
+    model_size = extractor.sizes.model
+    if not extractor.from_file and model_size != extractor.image_size:
+        log(f"{extractor.name} needs at least {model_size} px: resizing {extractor.image_size} px images "
+            f"up to {model_size} px")
+    dim = extractor.feature_dim  # builds the model: a bad model or weights fail before anything is written
     with CacheLock(out, wait=not cfg.no_wait, log=log):
         if not cfg.force and check_existing(out, ident, False):
             return up_to_date(out, ident)  # another run finished it while this one waited
-        model_size = extractor.sizes.model
-        if not extractor.from_file and model_size != extractor.image_size:
-            log(f"{extractor.name} needs at least {model_size} px: resizing {extractor.image_size} px images "
-                f"up to {model_size} px")
-        dim = extractor.feature_dim  # builds the model: weights that cannot be had fail before any checkpoint
         batch_size = cfg.batch_size or default_batch_size(extractor.precision, model_size)
         part_rows = -(-max(cfg.checkpoint_every, 1) // batch_size) * batch_size
         checkpoints = Checkpoints(out)

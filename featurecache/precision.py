@@ -1,9 +1,8 @@
 """What the hardware runs well: compute precision and batch size defaults.
 
-`auto` picks bfloat16 on CPUs with AVX-512 BF16 or AMX (oneDNN runs VGG16
-about 1.9x faster than float32 with AVX-512 BF16 alone, 4-9x with AMX; see
-`default_batch_size` and `make bench`), bfloat16 on GPUs of compute capability 8.0 and up,
-float16 on 7.x, float32 otherwise.
+`auto` picks bfloat16 on CPUs with AVX-512 BF16 or AMX, bfloat16 on GPUs of
+compute capability 8.0 and up, float16 on 7.x, float32 otherwise
+(docs/performance.md says why).
 """
 
 from __future__ import annotations
@@ -65,23 +64,8 @@ def resolve_precision(precision: str) -> str:
 
 def default_batch_size(precision: str, model_size: int) -> int:
     """512 images at 32 px, then proportionally fewer so a batch's activations stay about the
-    same size (64 px: 128, 128 px: 32, 224 px: 8). GPUs take 256.
-
-    Measured with `python -m bench.sweep --sizes 32,64 --precisions bfloat16,float32
-    --batches ...` (VGG16, random weights, best of interleaved rounds, images/s), on two
-    2-core CPUs:
-
-        Xeon with AMX (this default's reason)     EPYC with AVX-512 BF16, no AMX
-        batch:     64 / 128 / 256 / 512           32 / 64 / 128 / 256
-        bf16 32 px 1079 / 1322 / 1435 / 1595      698 / 701 / 741 / 753
-        bf16 64 px  613 /  677 /  707 /  729      186 / 187 / 191 / 189
-        f32  32 px    - /  374 /  393 /  405      361 / 385 / 383 / 379
-
-    With AMX the convolutions are so fast that per-batch costs show: 512 beats 128 by 20% at
-    32 px; without AMX, anything from 128 up is within 2%. At 64 px and up the gain from
-    bigger batches is under 8%, not worth twice the activations. Peak memory of extract on
-    1,000 images stays within 1.3x from 32 px to 128 px (`make bench`).
-    """
+    same size (64 px: 128, 128 px: 32, 224 px: 8). GPUs take 256. docs/performance.md has the
+    measurements behind these numbers."""
     if gpu_capability() is not None:
         return 256
     rows = 512 * (32 / max(model_size, 32)) ** 2
