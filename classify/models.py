@@ -16,6 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from classify import saved
 from classify.config import C_GRID, ClassifyConfig
@@ -91,7 +92,9 @@ def fit_lr(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curv
     history, found, best, kept = new_history("C"), [], None, None
     for C in grid:
         pipe.set_params(lr__C=C)
-        with warnings.catch_warnings():
+        # BLAS on one thread: lbfgs alternates thin (n, D) x (D, k) products with serial steps, and
+        # BLAS threads waiting between products slow the fit down, most on a busy machine
+        with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
             warnings.simplefilter("ignore", ConvergenceWarning)  # reported in details["converged"]
             pipe.fit(X_fit, y_fit)
         converged = bool(np.max(pipe.named_steps["lr"].n_iter_) < cfg.max_iter)
