@@ -71,7 +71,7 @@ TRAINING_OPTIONS = [
      "Share of the training rows held out (stratified) for choosing C, early stopping and curves."),
     ("--train-size", click.IntRange(min=1), None, "Use a stratified, seeded subset of N training rows."),
     ("--C", CValue(), D.C, "LR: inverse regularisation strength, or 'auto' (choose from 1e-4..1e1 on the validation split)."),
-    ("--max-iter", click.IntRange(min=1), D.max_iter, "LR: lbfgs iterations at most."),
+    ("--max-iter", click.IntRange(min=1), D.max_iter, "LR: solver iterations at most (for each C tried)."),
     ("--n-estimators", click.IntRange(min=1), D.n_estimators, "RF: number of trees."),
     ("--max-depth", click.IntRange(min=1), D.max_depth, "RF: tree depth limit (default: none)."),
     ("--hidden", Widths(), ",".join(map(str, D.hidden)), "MLP: hidden layer widths."),
@@ -139,7 +139,7 @@ def notes(cfg: ClassifyConfig, details: dict) -> list[str]:
         sweep = ", ".join(f"{s['C']:g}: {s['val_accuracy']:.3f}" for s in details["C_sweep"])
         out.append(f"C sweep (validation accuracy): {sweep} -> C = {details['C']:g}")
     if details.get("converged") is False:
-        out.append(f"note: lbfgs stopped at --max-iter {cfg.max_iter} before converging; raise --max-iter for a tighter fit")
+        out.append(f"note: the LR solver stopped at --max-iter {cfg.max_iter} before converging; raise --max-iter for a tighter fit")
     if "epochs_run" in details:
         out.append(f"MLP ran {details['epochs_run']} epoch(s); best validation loss at epoch {details['best_epoch']}")
     return out
