@@ -32,8 +32,12 @@ def curves(history: dict, path: Path, title: str) -> None:
         if history["x_label"] == "C":
             ax.set_xscale("log")
         if "chosen" in history:
+            single = len(history["x"]) == 1  # a fixed C: its point, on the axes a sweep would use
             ax.axvline(history["chosen"], color="gray", linestyle="--", linewidth=1,
-                       label=f"chosen C = {history['chosen']:g}")
+                       label=f"{'fixed' if single else 'chosen'} C = {history['chosen']:g}")
+            if single:
+                ax.set_xlim(history["chosen"] / 100, history["chosen"] * 100)
+                ax.margins(y=0.5)
         ax.set_xlabel(history["x_label"])
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
