@@ -4,7 +4,7 @@ Reads one cache written by `extract` (default: the one features/LATEST names)
 and writes, under reports/ (names from the cache and model, or
 --plot-name / --report-name):
 
-    <cache>-<model>-curves.png       loss and accuracy, training vs validation, over epochs / iterations / trees
+    <cache>-<model>-curves.png       loss and accuracy, training vs validation: against C (lr), trees (rf), epochs (mlp)
     <cache>-<model>-confusion.png    confusion matrix on the test rows
     <cache>-<model>-gallery.png      most confident mistakes, when the cache records its images' sources
     <cache>-<model>-report.txt/.json scikit-learn classification report with class names
@@ -18,124 +18,10 @@ and writes, under reports/ (names from the cache and model, or
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import click
 
-from classify.config import ClassifyConfig
 from classify.models import MODELS
-from featurecache.errors import UserError
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-class CValue(click.ParamType):
-    """--C: a positive number, or `auto`."""
-
-    name = "FLOAT|auto"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, float) or value == "auto":
-            return value
-        try:
-            c = float(value)
-        except ValueError:
-            self.fail(f"{value!r} is neither a number nor 'auto'", param, ctx)
-        if not c > 0 or c == float("inf"):
-            self.fail(f"{value!r} must be a positive number (or 'auto')", param, ctx)
-        return c
-
-
-class Widths(click.ParamType):
-    """--hidden: comma-separated positive layer widths, e.g. 512,256."""
-
-    name = "N,N,..."
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        try:
-            widths = tuple(int(w) for w in str(value).split(","))
-        except ValueError:
-            self.fail(f"{value!r} is not a comma-separated list of layer widths such as 512,256", param, ctx)
-        if not widths or min(widths) < 1:
-            self.fail(f"{value!r}: every layer width must be a positive integer", param, ctx)
-        return widths
-
-
-D = ClassifyConfig()
-positive = click.FloatRange(min=0, min_open=True)
-# (option, click type, default, help): shared by classify, compare and learning_curve
-TRAINING_OPTIONS = [
-    ("--out-dir", click.Path(file_okay=False, path_type=str), D.out_dir, "Folder for plots, reports and models."),
-    ("--seed", int, D.seed, "Seed for the validation split, --train-size subset and model initialisation."),
-    ("--val-fraction", click.FloatRange(0, 1, min_open=True, max_open=True), D.val_fraction,
-     "Share of the training rows held out (stratified) for choosing C, early stopping and curves."),
-    ("--train-size", click.IntRange(min=1), None, "Use a stratified, seeded subset of N training rows."),
-    ("--C", CValue(), D.C, "LR: inverse regularisation strength, or 'auto' (sweep 1e-4..1e1 on the validation split)."),
-    ("--max-iter", click.IntRange(min=1), D.max_iter, "LR: lbfgs iterations at most."),
-    ("--n-estimators", click.IntRange(min=1), D.n_estimators, "RF: number of trees."),
-    ("--max-depth", click.IntRange(min=1), D.max_depth, "RF: tree depth limit (default: none)."),
-    ("--hidden", Widths(), ",".join(map(str, D.hidden)), "MLP: hidden layer widths."),
-    ("--dropout", click.FloatRange(0, 1, max_open=True), D.dropout, "MLP: dropout after each hidden layer."),
-    ("--epochs", click.IntRange(min=1), D.epochs, "MLP: epochs at most (early stopping may end sooner)."),
-    ("--batch-size", click.IntRange(min=1), D.batch_size, "MLP: rows per gradient step."),
-    ("--learning-rate", positive, None, "MLP: initial learning rate (default: 0.001 with adam, 0.01 with sgd)."),
-    ("--decay-steps", click.IntRange(min=1), D.decay_steps, "MLP: steps per decay period (ExponentialDecay)."),
-    ("--decay-rate", click.FloatRange(0, 1, min_open=True), D.decay_rate, "MLP: learning-rate factor per decay period."),
-    ("--optimizer", click.Choice(("adam", "sgd")), D.optimizer, "MLP: Adam, or SGD with momentum."),
-    ("--momentum", click.FloatRange(0, 1, max_open=True), D.momentum, "MLP: SGD momentum."),
-    ("--patience", click.IntRange(min=1), D.patience, "MLP: epochs without a better validation loss before stopping."),
-]
-
-
-def training_options(command):
-    """Add TRAINING_OPTIONS to a click command (in the order listed)."""
-    for flag, kind, default, text in reversed(TRAINING_OPTIONS):
-        dest = flag.lstrip("-").replace("-", "_")
-        command = click.option(flag, dest, type=kind, default=default, show_default=default is not None,
-                               help=text)(command)
-    return command
-
-
-def make_config(**options) -> ClassifyConfig:
-    """ClassifyConfig from CLI options (their defaults are the dataclass's)."""
-    fields = ClassifyConfig.__dataclass_fields__
-    return ClassifyConfig(**{k: v for k, v in options.items() if k in fields})
-
-
-def cache_path(features: str | None) -> Path:
-    """--features, or what features/LATEST points to."""
-    from featurecache.cache import latest
-
-    return Path(features) if features else latest()
-
-
-def echo_config(cfg: ClassifyConfig) -> None:
-    click.echo("config: " + json.dumps(cfg.to_dict()), err=True)
-
-
-def summary_lines(model: str, cache_name: str, metrics: dict, files: dict) -> list[str]:
-    width = max(len(k) for k in files) + 1
-    lines = [f"  {k + ':':<{width}} {v}" for k, v in files.items()]
-    lines.append(
-        f"{model} on {cache_name}: test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
-        f"train time {metrics['train_time_s']:.2f} s, predict time {metrics['predict_time_s']:.3f} s"
-    )
-    return lines
-
-
-def notes(cfg: ClassifyConfig, details: dict) -> list[str]:
-    out = []
-    if "C_sweep" in details:
-        sweep = ", ".join(f"{s['C']:g}: {s['val_accuracy']:.3f}" for s in details["C_sweep"])
-        out.append(f"C sweep (validation accuracy): {sweep} -> C = {details['C']:g}")
-    if details.get("converged") is False:
-        out.append(f"note: lbfgs stopped at --max-iter {cfg.max_iter} before converging; raise --max-iter for a tighter fit")
-    if "epochs_run" in details:
-        out.append(f"MLP ran {details['epochs_run']} epoch(s); best validation loss at epoch {details['best_epoch']}")
-    return out
+from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
 
 
 @click.command(context_settings=CONTEXT)
@@ -151,8 +37,8 @@ def cli(**options) -> None:
     """Train one classifier on a feature cache; write curves, reports, a confusion matrix, a gallery,
     a run record and the model under --out-dir. Test rows are used only for the final report.
 
-    Saved models load without running code (LR and RF: HDF5 arrays, walked in numpy for RF;
-    MLP: .keras with safe_mode); `classify.saved.load_run` refuses files this tool did not write."""
+    Saved models load without running code (LR and RF: HDF5 arrays; MLP: a Keras archive loaded in
+    safe mode); runs and models this tool did not write are refused when loaded."""
     from classify.outputs import check_name, check_out_dir, run_paths, write_run
     from classify.train import train_and_evaluate
     from featurecache.cache import read_cache
@@ -184,4 +70,4 @@ def main() -> None:
     cli(prog_name="python -m classify")
 
 
-__all__ = ["cli", "main", "UserError", "training_options", "make_config"]
+__all__ = ["cli", "main"]

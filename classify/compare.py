@@ -27,7 +27,7 @@ from pathlib import Path
 import click
 
 from classify import plots
-from classify.cli import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
+from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
 from classify.models import MODELS
 from featurecache.errors import UserError
 

@@ -48,7 +48,7 @@ class ClassifyConfig:
     decay_rate: float = 0.9
     optimizer: str = "adam"              # adam | sgd (with momentum). Adam: the same validation accuracy
                                          # as SGD 0.01 on the 6,000-image subset in half the epochs
-                                         # (11 vs 22, mean of 3 seeds; see classify/mlp.py)
+                                         # (11 vs 22, mean of 3 seeds)
     momentum: float = 0.9                # sgd only
     patience: int = 5                    # early stopping on validation loss, best weights restored
 

@@ -22,6 +22,26 @@ class Rows:
     val: np.ndarray   # (n_val,) rows used to choose C, stop early and draw validation curves
 
 
+def n_validation(val_fraction: float, n: int) -> int:
+    """Rows held out for validation from n rows."""
+    return int(np.ceil(val_fraction * n))
+
+
+def smallest_train_size(labels: np.ndarray, val_fraction: float) -> int:
+    """The smallest --train-size that can always be split: a stratified subset of that many rows
+    gives every class at least two rows (floor of its share), and holding out `val_fraction` of
+    them leaves at least one row per class on each side. len(labels) when no smaller size works."""
+    n = len(labels)
+    counts = np.bincount(labels)
+    counts = counts[counts > 0]
+    k = len(counts)
+    for size in range(2 * k, n):
+        n_val = n_validation(val_fraction, size)
+        if n_val >= k and size - n_val >= k and (size * counts // n).min() >= 2:
+            return size
+    return n
+
+
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     """`size` row indices with the class proportions of `labels` (sorted; all rows if size == len)."""
     n = len(labels)
@@ -40,8 +60,24 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 
 def split_rows(labels: np.ndarray, val_fraction: float, seed: int, train_size: int | None = None) -> Rows:
-    """Take `train_size` rows (stratified), then hold out `val_fraction` of them (stratified, seeded)."""
-    pool = np.arange(len(labels)) if train_size is None else stratified_subset(labels, train_size, seed)
+    """Take `train_size` rows (stratified), then hold out `val_fraction` of them (stratified, seeded).
+
+    Refuses, before anything is fitted, training rows no classifier can learn from: none, or all of
+    one class."""
+    n = len(labels)
+    if n == 0:
+        raise UserError("the cache has no training rows; extract a cache with a training split")
+    if len(np.unique(labels)) < 2:
+        raise UserError(f"the cache's {n} training rows are all of one class; a classifier needs at least two: "
+                        "extract a cache with images of two or more classes")
+    if train_size is not None and train_size < n:
+        need = smallest_train_size(labels, val_fraction)
+        if train_size < need:
+            raise UserError(
+                f"--train-size {train_size} is too small for {len(np.unique(labels))} classes with --val-fraction "
+                f"{val_fraction:g} held out; pass --train-size {need} or more"
+            )
+    pool = np.arange(n) if train_size is None else stratified_subset(labels, train_size, seed)
     y = labels[pool]
     counts = np.bincount(y)
     if (counts[counts > 0] < 2).any():
@@ -50,10 +86,10 @@ def split_rows(labels: np.ndarray, val_fraction: float, seed: int, train_size: i
             "training and validation; pass a larger --train-size or use a cache with more rows per class"
         )
     n_classes = int((counts > 0).sum())
-    n_val = int(np.ceil(val_fraction * len(pool)))
+    n_val = n_validation(val_fraction, len(pool))
     if n_val < n_classes or len(pool) - n_val < n_classes:
         raise UserError(
-            f"--val-fraction {val_fraction} of {len(pool)} rows leaves too few rows for {n_classes} classes "
+            f"--val-fraction {val_fraction:g} of {len(pool)} rows leaves too few rows for {n_classes} classes "
             "in training or validation; pass a fraction nearer 0.5 or use more rows"
         )
     fit, val = train_test_split(pool, test_size=n_val, stratify=y, random_state=seed)

@@ -22,8 +22,9 @@ import click
 import numpy as np
 
 from classify import plots
-from classify.cli import CONTEXT, cache_path, echo_config, make_config, training_options
+from classify.data import smallest_train_size
 from classify.models import MODELS
+from classify.options import CONTEXT, cache_path, echo_config, make_config, training_options
 from featurecache.errors import UserError
 
 
@@ -31,6 +32,19 @@ def sizes_for(n_train: int, min_size: int, points: int) -> list[int]:
     """Log-spaced training-set sizes from min_size to n_train, both included, without repeats."""
     low = min(min_size, n_train)
     return sorted({int(round(s)) for s in np.geomspace(low, n_train, points)} | {n_train})
+
+
+def check_min_size(labels: np.ndarray, min_size: int, val_fraction: float) -> None:
+    """Refuse a --min-size that gives no curve (the cache has no more rows than it) or a first
+    point that cannot be split into training and validation rows of every class."""
+    n = len(labels)
+    if min_size >= n:
+        raise UserError(f"--min-size {min_size} leaves no curve: the cache has {n:,} training rows; "
+                        f"pass a --min-size below {n:,}")
+    need = smallest_train_size(labels, val_fraction)
+    if min_size < need:
+        raise UserError(f"--min-size {min_size} is too small for {len(np.unique(labels))} classes with --val-fraction "
+                        f"{val_fraction:g} held out; pass --min-size {need} or more")
 
 
 def learning_curve(cache, cfg, sizes: list[int], seeds: int) -> list[dict]:
@@ -55,17 +69,18 @@ def learning_curve(cache, cfg, sizes: list[int], seeds: int) -> list[dict]:
 @click.option("--min-size", type=click.IntRange(min=2), default=100, show_default=True, help="Smallest training-set size.")
 @click.option("--points", type=click.IntRange(min=2), default=6, show_default=True, help="Number of sizes, log-spaced.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds (subsets) per size.")
-@training_options
+@training_options(skip=("--train-size",))  # each point sets its own
 def cli(model: str, features: str | None, min_size: int, points: int, seeds: int, **options) -> None:
-    """Test accuracy against training-set size, a few seeds per size; writes a PNG and a CSV."""
+    """Test accuracy against training-set size, a few seeds per size; writes a PNG and a CSV.
+    Each size is a stratified subset of the cache's training rows, from --min-size to all of them."""
     from classify.outputs import Staged, check_out_dir
     from featurecache.cache import read_cache
 
     path = cache_path(features)
     out_dir = check_out_dir(options["out_dir"])
     cache = read_cache(path)
-    options.pop("train_size", None)  # each point sets its own
     cfg = make_config(model=model, features=str(path), **options)
+    check_min_size(cache.train.labels, min_size, cfg.val_fraction)
     echo_config(cfg)
     sizes = sizes_for(len(cache.train.labels), min_size, points)
     click.echo(f"learning curve: {model} on {path}, sizes {sizes}, {seeds} seed(s) each", err=True)

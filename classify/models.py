@@ -6,108 +6,121 @@ when it is called.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+import copy
+import warnings
 from typing import Callable
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, log_loss
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
-from classify import logreg, saved
+from classify import saved
 from classify.config import C_GRID, ClassifyConfig
+from classify.trained import Trained
+from featurecache.errors import UserError
 
 CURVE_ROWS = 5000  # training rows scored at each curve point (all of them when fewer)
 
 
-@dataclass
-class Trained:
-    """A fitted model, as the rest of classify sees it."""
-
-    predict_proba: Callable[[np.ndarray], np.ndarray]  # raw features (n, D) float32 -> (n, C)
-    save: Callable[[Path], None]                       # writes the model in saved.FORMATS[format]
-    format: str                                        # "linear" | "forest" | "keras"
-    # progress curves: x_label, x, train_loss, val_loss, train_acc, val_acc (equal-length lists)
-    history: dict = field(default_factory=dict)
-    details: dict = field(default_factory=dict)        # what training chose or found (C, sweep, epochs run)
+def scores(y: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
+    """(log loss, accuracy) of probabilities (n, C) over every class of the cache, labels (n,)."""
+    return (float(log_loss(y, proba, labels=range(proba.shape[1]))),
+            float(accuracy_score(y, proba.argmax(axis=1))))
 
 
-def log_loss(y: np.ndarray, proba: np.ndarray) -> float:
-    return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-15, None))))
+def check_training_rows(y_fit: np.ndarray) -> None:
+    """Refuse, before fitting, training rows no classifier can learn from."""
+    if len(y_fit) == 0:
+        raise UserError("there are no training rows to fit; use a cache with a training split or a larger --train-size")
+    if len(np.unique(y_fit)) < 2:
+        raise UserError(f"the {len(y_fit)} training rows are all of one class; a classifier needs at least two: "
+                        "use a cache (or a --train-size) with rows of two or more classes")
 
 
-def accuracy(y: np.ndarray, proba: np.ndarray) -> float:
-    return float(np.mean(proba.argmax(axis=1) == y))
+def curve_rows(X_fit, y_fit, seed: int):
+    """Up to CURVE_ROWS of the fit rows (a seeded sample), scored at each curve point."""
+    take = np.sort(np.random.default_rng(seed).permutation(len(y_fit))[:CURVE_ROWS])
+    return X_fit[take], y_fit[take]
 
 
-class _Curves:
-    """Loss and accuracy on (a sample of) the training rows and on the validation rows, point by point."""
+def new_history(x_label: str) -> dict:
+    return {"x_label": x_label, "x": [], "train_loss": [], "val_loss": [], "train_acc": [], "val_acc": []}
 
-    def __init__(self, x_label: str, X_fit, y_fit, X_val, y_val, seed: int):
-        take = np.random.default_rng(seed).permutation(len(y_fit))[:CURVE_ROWS]
-        self.fit_rows, self.val_rows = (X_fit[take], y_fit[take]), (X_val, y_val)
-        self.history = {"x_label": x_label, "x": [], "train_loss": [], "val_loss": [], "train_acc": [], "val_acc": []}
 
-    def add(self, x: int, proba_of: Callable[[np.ndarray], np.ndarray]) -> None:
-        self.history["x"].append(int(x))
-        for split, (X, y) in (("train", self.fit_rows), ("val", self.val_rows)):
-            p = proba_of(X)
-            self.history[f"{split}_loss"].append(log_loss(y, p))
-            self.history[f"{split}_acc"].append(accuracy(y, p))
+def add_point(history: dict, x, train: tuple[float, float], val: tuple[float, float]) -> None:
+    """Append one curve point: train and val are (log loss, accuracy)."""
+    history["x"].append(x)
+    for split, (loss, acc) in (("train", train), ("val", val)):
+        history[f"{split}_loss"].append(loss)
+        history[f"{split}_acc"].append(acc)
 
 
 # --------------------------------------------------------------------------- logistic regression
 
 
-def choose_C(X_fit, y_fit, X_val, y_val, grid, max_iter: int) -> tuple[float, list[dict]]:
-    """Fit one LR per C on the fit rows and keep the best validation accuracy (lower val loss breaks ties).
-
-    Sees training and validation rows only. Returns (C, sweep), sweep = [{C, val_accuracy, val_loss}].
-    """
-    scaler = StandardScaler().fit(X_fit)
-    Xf, Xv = scaler.transform(X_fit), scaler.transform(X_val)
-    n_classes = int(max(y_fit.max(), y_val.max())) + 1
-    sweep, previous = [], None
-    for C in sorted(grid):  # weakest regularisation last, each fit starting from the previous solution
-        previous = logreg.fit(Xf, y_fit, C, max_iter, start=previous)
-        p = saved.expand(logreg.proba(Xv, previous.params(), len(previous.classes)), previous.classes, n_classes)
-        sweep.append({"C": float(C), "val_accuracy": accuracy(y_val, p), "val_loss": log_loss(y_val, p)})
-    best = max(sweep, key=lambda s: (s["val_accuracy"], -s["val_loss"]))
-    return best["C"], sweep
+def lr_pipeline(C: float, max_iter: int) -> Pipeline:
+    """Standardise (training statistics), then multinomial logistic regression by lbfgs; warm_start
+    lets a C sweep begin each fit from the previous one's solution."""
+    return Pipeline([("scale", StandardScaler()),
+                     ("lr", LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter, warm_start=True))])
 
 
-def expand_proba(model, X, n_classes: int) -> np.ndarray:
-    return saved.expand(model.predict_proba(X), model.classes_, n_classes)
-
-
-CURVE_POINTS = 20  # solver iterations scored for the LR curves, evenly spaced, the last one included
+def lr_weights(pipe: Pipeline) -> dict:
+    """The arrays `saved.save_linear` writes: coef (k, D) or (1, D) for two classes, intercept,
+    classes, and the scaler's mean and scale (D,)."""
+    scaler, lr = pipe.named_steps["scale"], pipe.named_steps["lr"]
+    return {"coef": lr.coef_, "intercept": lr.intercept_, "classes": lr.classes_,
+            "mean": scaler.mean_, "scale": scaler.scale_}
 
 
 def fit_lr(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curves: bool = True) -> Trained:
-    """Multinomial logistic regression on standardised features (`classify.logreg`); with curves,
-    loss and accuracy are drawn at up to 20 of the solver's own iterations."""
-    details = {}
-    C = cfg.C
-    if C == "auto":
-        C, details["C_sweep"] = choose_C(X_fit, y_fit, X_val, y_val, C_GRID, cfg.max_iter)
-    details["C"] = float(C)
-    scaler = StandardScaler().fit(X_fit)
-    Xf = scaler.transform(X_fit)
-    model = logreg.fit(Xf, y_fit, C, cfg.max_iter, path_points=CURVE_POINTS if curves else 0)
-    k = len(model.classes)
-    track = None
+    """Logistic regression on standardised features (`lr_pipeline`).
+
+    C fixed: one fit. C "auto": one fit per C of C_GRID, smallest first, each starting from the
+    last; the fit with the best validation accuracy is kept (lower validation loss breaks ties).
+    Sees the fit and validation rows only. With curves, training and validation loss and accuracy
+    are recorded at each C fitted (history x = C, "chosen" = the C kept)."""
+    check_training_rows(y_fit)
+    sweep = cfg.C == "auto"
+    grid = sorted(C_GRID) if sweep else [float(cfg.C)]
+    pipe = lr_pipeline(grid[0], cfg.max_iter)
+    train_rows = curve_rows(X_fit, y_fit, cfg.seed)
+    history, found, best, kept = new_history("C"), [], None, None
+    for C in grid:
+        pipe.set_params(lr__C=C)
+        # BLAS on one thread: lbfgs alternates thin (n, D) x (D, k) products with serial steps, and
+        # BLAS threads waiting between products slow the fit down, most on a busy machine
+        with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+            warnings.simplefilter("ignore", ConvergenceWarning)  # reported in details["converged"]
+            pipe.fit(X_fit, y_fit)
+        converged = bool(np.max(pipe.named_steps["lr"].n_iter_) < cfg.max_iter)
+        if not (sweep or curves):
+            kept = pipe
+            found.append({"C": float(C), "converged": converged})
+            break
+        proba_of = lambda X: saved.linear_proba(np.asarray(X, np.float64), lr_weights(pipe), n_classes)  # noqa: E731
+        val_loss, val_acc = scores(y_val, proba_of(X_val))
+        found.append({"C": float(C), "val_accuracy": val_acc, "val_loss": val_loss, "converged": converged})
+        if curves:
+            add_point(history, float(C), scores(train_rows[1], proba_of(train_rows[0])), (val_loss, val_acc))
+        if best is None or (val_acc, -val_loss) > (best["val_accuracy"], -best["val_loss"]):
+            best, kept = found[-1], copy.deepcopy(pipe)
+    chosen = best or found[-1]
+    details = {"C": chosen["C"], "converged": chosen["converged"]}
+    if sweep:
+        details["C_sweep"] = [{k: s[k] for k in ("C", "val_accuracy", "val_loss")} for s in found]
     if curves:
-        track = _Curves("solver iteration", Xf, y_fit, scaler.transform(X_val), y_val, cfg.seed)
-        for i in np.unique(np.linspace(0, len(model.path) - 1, CURVE_POINTS).round().astype(int)):
-            iteration, w = model.path[i]
-            track.add(iteration, lambda X, w=w: saved.expand(logreg.proba(X, w, k), model.classes, n_classes))
-    details.update(iterations=model.iterations, converged=model.converged)
-    weights = {"coef": model.coef, "intercept": model.intercept, "classes": model.classes,
-               "mean": scaler.mean_, "scale": scaler.scale_}
+        history["chosen"] = chosen["C"]
+    weights = lr_weights(kept)
     return Trained(
         predict_proba=lambda X: saved.linear_proba(np.asarray(X, dtype=np.float64), weights, n_classes),
         save=lambda path: saved.save_linear(path, weights),
         format="linear",
-        history=track.history if track else {},
+        history=history if curves else {},
         details=details,
     )
 
@@ -116,40 +129,35 @@ def fit_lr(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curv
 
 
 def fit_rf(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curves: bool = True) -> Trained:
-    """Random forest on raw features (trees need no scaling), on all cores; with curves, the forest
-    is scored after its first n/10, 2n/10, ... trees (the forest of its first k trees is exactly the
-    forest `n_estimators=k` with the same seed would grow: scikit-learn seeds tree i alike both ways)."""
+    """Random forest on raw features (trees need no scaling), on all cores, converted once to the
+    node arrays it is saved as; every score, the curves' and the test rows', comes from those
+    arrays through `saved.forest_proba`, as a loaded model's does. With curves, the forest is
+    scored after its first n/10, 2n/10, ... trees (the forest of its first k trees is exactly the
+    forest `n_estimators=k` with the same seed would grow: scikit-learn seeds tree i alike)."""
     from sklearn.ensemble import RandomForestClassifier
 
+    check_training_rows(y_fit)
     model = RandomForestClassifier(n_estimators=cfg.n_estimators, max_depth=cfg.max_depth, n_jobs=-1,
                                    random_state=cfg.seed)
     model.fit(X_fit, y_fit)
-    track = None
+    arrays = saved.forest_arrays(model)
+    history = {}
     if curves:
-        track = _Curves("trees", X_fit, y_fit, X_val, y_val, cfg.seed)
-        sums = _TreeSums(model, n_classes)
-        for n in np.unique(np.linspace(cfg.n_estimators / 10, cfg.n_estimators, 10).round().astype(int).clip(1)):
-            track.add(n, lambda X, n=n: sums.proba(X, int(n)))
-    return Trained(lambda X: expand_proba(model, X, n_classes), lambda path: saved.save_forest(path, model), "forest",
-                   track.history if track else {}, {"trees": len(model.estimators_)})
-
-
-class _TreeSums:
-    """Probabilities of the forest's first n trees on a fixed set of rows, for growing n, scoring
-    each tree once (a forest's probability is the mean of its trees')."""
-
-    def __init__(self, model, n_classes: int):
-        self.model, self.n_classes = model, n_classes
-        self.sums: dict[int, tuple[int, np.ndarray]] = {}  # id(rows) -> (trees summed, (n, k) sum)
-
-    def proba(self, X: np.ndarray, n: int) -> np.ndarray:
-        done, total = self.sums.get(id(X), (0, 0.0))
-        assert n >= done, "trees are added, never removed"
-        X32 = np.asarray(X, dtype=np.float32)
-        for tree in self.model.estimators_[done:n]:
-            total = total + tree.predict_proba(X32)  # (n_rows, len(classes_))
-        self.sums[id(X)] = (n, total)
-        return saved.expand(total / n, self.model.classes_, self.n_classes)
+        history = new_history("trees")
+        train_rows = curve_rows(X_fit, y_fit, cfg.seed)
+        # leaves (n, T) of each tree, walked once; the first k columns are the forest of k trees
+        walked = [(y, saved.forest_leaves(X, arrays)) for X, y in (train_rows, (X_val, y_val))]
+        for k in np.unique(np.linspace(cfg.n_estimators / 10, cfg.n_estimators, 10).round().astype(int).clip(1)):
+            train, val = (scores(y, saved.expand(saved.leaf_mean(arrays["value"], leaves[:, :k]),
+                                                 arrays["classes"], n_classes)) for y, leaves in walked)
+            add_point(history, int(k), train, val)
+    return Trained(
+        predict_proba=lambda X: saved.forest_proba(X, arrays, n_classes),
+        save=lambda path: saved.save_forest(path, arrays),
+        format="forest",
+        history=history,
+        details={"trees": len(arrays["roots"])},
+    )
 
 
 # --------------------------------------------------------------------------- Keras MLP
@@ -158,6 +166,7 @@ class _TreeSums:
 def fit_mlp(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curves: bool = True) -> Trained:
     """Dense/ReLU/Dropout layers on standardised features, SGD (or Adam) with exponential decay,
     early stopping on validation loss keeping the best weights. Imports Keras."""
+    check_training_rows(y_fit)
     from classify.mlp import fit_mlp as fit
 
     return fit(X_fit, y_fit, X_val, y_val, n_classes, cfg)

@@ -21,15 +21,26 @@ def _save(fig, path: Path, tight: bool = True) -> None:
 
 
 def curves(history: dict, path: Path, title: str) -> None:
-    """Two panels, loss and accuracy, training vs validation, over the model's own progress."""
+    """Two panels, loss and accuracy, training vs validation, over the model's own progress
+    (history["x"]: C, trees or epochs). Against C the x axis is logarithmic and the C that was
+    kept (history["chosen"]) is marked with a vertical line."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric, label in ((axes[0], "loss", "log loss"), (axes[1], "acc", "accuracy")):
         for split, style in (("train", "-o"), ("val", "-s")):
-            ax.plot(history["x"], history[f"{split}_{metric}"], style, markersize=3,
+            ax.plot(history["x"], history[f"{split}_{metric}"], style, markersize=3 if len(history["x"]) > 1 else 6,
                     label="training" if split == "train" else "validation")
+        if history["x_label"] == "C":
+            ax.set_xscale("log")
+        if "chosen" in history:
+            single = len(history["x"]) == 1  # a fixed C: its point, on the axes a sweep would use
+            ax.axvline(history["chosen"], color="gray", linestyle="--", linewidth=1,
+                       label=f"{'fixed' if single else 'chosen'} C = {history['chosen']:g}")
+            if single:
+                ax.set_xlim(history["chosen"] / 100, history["chosen"] * 100)
+                ax.margins(y=0.5)
         ax.set_xlabel(history["x_label"])
         ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="both")
         ax.legend()
     axes[0].set_title("loss")
     axes[1].set_title("accuracy")
@@ -38,19 +49,16 @@ def curves(history: dict, path: Path, title: str) -> None:
 
 
 def confusion(matrix: np.ndarray, class_names: list[str], path: Path, title: str) -> None:
-    """Counts, true class down, predicted class across."""
+    """Counts, true class down, predicted class across, class names on both axes."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
     n = len(class_names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n, 0.8 + 0.6 * n))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(n), class_names)
+    fig, ax = plt.subplots(figsize=(1.5 + 0.6 * n, 1.0 + 0.6 * n))
+    ConfusionMatrixDisplay(matrix, display_labels=class_names).plot(
+        ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45, values_format="d",
+        text_kw={"fontsize": 8})
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    top = matrix.max() if matrix.size else 0
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if matrix[i, j] > top / 2 else "black")
     ax.set_title(title)
     _save(fig, path)
 

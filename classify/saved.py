@@ -4,7 +4,7 @@ A run writes its model beside its run record (`<name>-run.json`):
 
     lr   <name>-model.h5      HDF5 arrays: coef, intercept, classes, scaler mean and scale
     rf   <name>-model.h5      HDF5 arrays: every tree's nodes (children, feature, threshold, leaf
-                              class fractions), walked by `forest_proba` in numpy
+                              class fractions), scored by `forest_proba`
     mlp  <name>-model.keras   Keras v3 archive, loaded with safe_mode=True (no lambdas, no custom code)
 
 Which files are safe to load: run records (plain JSON) and these three model
@@ -15,6 +15,15 @@ SHA-256 the record holds, so a model swapped in beside a record is rejected.
 
     run = load_run("reports/cifar10-vgg16-gap-32px-lr-run.json")
     proba = run.predict_proba(features)      # (n, D) float32 -> (n, C), standardisation included
+
+Why plain arrays in HDF5 rather than a pickle or skops: loading one reads
+numbers and runs no code, so a model file from elsewhere cannot execute
+anything (a pickle can, and skops only narrows which types it will trust);
+and the file does not depend on the scikit-learn version that wrote it:
+scikit-learn only guarantees its pickles load in the same version, while
+these arrays are read by the functions below, which are the only inference
+path: a fresh forest is converted to the same arrays and scored by the same
+`forest_proba` before it is saved.
 """
 
 from __future__ import annotations
@@ -62,31 +71,49 @@ def linear_proba(features: np.ndarray, w: dict, n_classes: int) -> np.ndarray:
     return expand(proba, w["classes"], n_classes)
 
 
-def forest_proba(features: np.ndarray, f: dict, n_classes: int) -> np.ndarray:
-    """A random forest's class probabilities from its saved node arrays; (n, C).
+def forest_leaves(features: np.ndarray, f: dict) -> np.ndarray:
+    """The leaf each row reaches in each tree of the node arrays `f`; (n, T) node indices.
 
-    Walks every tree at once, one level per step, a few thousand rows at a time: a row goes left
-    where its feature value is <= the node's threshold (float32 features against float64
-    thresholds, as scikit-learn compares them); the forest's probability is the mean of the
-    leaves' class fractions, as in scikit-learn's `predict_proba`.
+    Walks every tree at once, one level per step, a few thousand rows at a time, carrying only
+    the (row, tree) pairs still at an inner node: a row goes left where its feature value is <=
+    the node's threshold (float32 features against float64 thresholds, as scikit-learn compares).
     """
     X = np.asarray(features, dtype=np.float32)                  # (n, D)
     roots, left, right = f["roots"], f["left"], f["right"]     # (T,), (nodes,), (nodes,)
-    out = np.empty((len(X), f["value"].shape[1]))
-    chunk = max(1, 2**22 // (len(roots) * f["value"].shape[1]))  # rows whose leaf fractions fill 32 MB
+    feature, threshold = f["feature"], f["threshold"]
+    out = np.empty((len(X), len(roots)), dtype=np.int64)
+    chunk = max(1, 2**20 // max(1, len(roots)))                 # (rows, trees) pairs per block
     for start in range(0, len(X), chunk):
         xb = X[start:start + chunk]
-        rows = np.arange(len(xb))[:, None]
-        node = np.repeat(roots[None, :], len(xb), axis=0)      # (b, T) current node of each tree
+        node = np.repeat(roots[None, :].astype(np.int64), len(xb), axis=0).ravel()  # (b * T,)
+        row = np.repeat(np.arange(len(xb)), len(roots))                              # (b * T,)
+        active = np.flatnonzero(left[node] >= 0)
         for _ in range(len(left)):  # children follow their parent, so every walk ends in fewer steps
-            child = left[node]
-            inner = child >= 0
-            if not inner.any():
+            if not len(active):
                 break
-            go_left = xb[rows, f["feature"][node]] <= f["threshold"][node]
-            node = np.where(inner, np.where(go_left, child, right[node]), node)
-        out[start:start + len(xb)] = f["value"][node].mean(axis=1)  # (b, T, k) -> (b, k)
-    return expand(out, f["classes"], n_classes)
+            at = node[active]
+            go_left = xb[row[active], feature[at]] <= threshold[at]
+            nxt = np.where(go_left, left[at], right[at])
+            node[active] = nxt
+            active = active[left[nxt] >= 0]
+        out[start:start + len(xb)] = node.reshape(len(xb), len(roots))
+    return out
+
+
+def forest_proba(features: np.ndarray, f: dict, n_classes: int) -> np.ndarray:
+    """A random forest's class probabilities from its node arrays; (n, C): the mean over trees of
+    the leaves' class fractions, as in scikit-learn's `predict_proba`. The only way classify
+    scores a forest, right after training and after loading."""
+    leaves = forest_leaves(features, f)                         # (n, T)
+    return expand(leaf_mean(f["value"], leaves), f["classes"], n_classes)
+
+
+def leaf_mean(value: np.ndarray, leaves: np.ndarray) -> np.ndarray:
+    """Mean of the leaves' class fractions over trees: value (nodes, k), leaves (n, T) -> (n, k)."""
+    out = np.zeros((len(leaves), value.shape[1]))
+    for t in range(leaves.shape[1]):   # one tree at a time: never an (n, T, k) array
+        out += value[leaves[:, t]]
+    return out / max(1, leaves.shape[1])
 
 
 # --------------------------------------------------------------------------- writers
@@ -102,13 +129,15 @@ def save_linear(path: Path, weights: dict) -> None:
         f.attrs["kind"] = "linear"
 
 
-def save_forest(path: Path, forest) -> None:
-    """RF: all trees' nodes concatenated. roots (T,) first node of each tree; left/right (nodes,)
-    children as indices into the same arrays, -1 at leaves; feature (nodes,), threshold (nodes,);
-    value (nodes, k) class fractions at the leaves, each row normalised as scikit-learn's
-    predict_proba does, and zeros at inner nodes, which no prediction reads."""
+def forest_arrays(forest) -> dict:
+    """A fitted RandomForestClassifier as node arrays, all trees' nodes concatenated:
+    roots (T,) first node of each tree; left/right (nodes,) children as indices into the same
+    arrays, -1 at leaves; feature (nodes,), threshold (nodes,); value (nodes, k) class fractions at
+    the leaves, each row normalised as scikit-learn's predict_proba does, and zeros at inner nodes,
+    which no prediction reads; classes (k,); n_features."""
     trees = [e.tree_ for e in forest.estimators_]
     starts = np.cumsum([0] + [t.node_count for t in trees])
+    index = np.int32 if starts[-1] < 2**31 else np.int64
     left, right, value = [], [], []
     for t, start in zip(trees, starts):
         leaf = t.children_left < 0
@@ -117,25 +146,28 @@ def save_forest(path: Path, forest) -> None:
         v = t.value[:, 0, :].astype(np.float64)               # (node_count, k)
         total = v.sum(axis=1, keepdims=True)
         value.append(np.where(leaf[:, None], v / np.where(total == 0, 1.0, total), 0.0))
-    arrays = {
-        "roots": starts[:-1],
-        "left": np.concatenate(left),
-        "right": np.concatenate(right),
-        "feature": np.concatenate([np.maximum(t.feature, 0) for t in trees]),  # leaves: 0, never read
+    return {
+        "roots": starts[:-1].astype(index),
+        "left": np.concatenate(left).astype(index),
+        "right": np.concatenate(right).astype(index),
+        "feature": np.concatenate([np.maximum(t.feature, 0) for t in trees]).astype(index),  # leaves: 0, never read
         "threshold": np.concatenate([t.threshold for t in trees]).astype(np.float64),
         "value": np.concatenate(value),
         "classes": np.asarray(forest.classes_),
+        "n_features": int(forest.n_features_in_),
     }
-    index = np.int32 if starts[-1] < 2**31 else np.int64
+
+
+def save_forest(path: Path, arrays: dict) -> None:
+    """RF: the node arrays of `forest_arrays` as HDF5 datasets, n_features as an attribute."""
     with h5py.File(path, "w") as f:
-        for key, data in arrays.items():
-            data = data.astype(index) if key in ("roots", "left", "right", "feature") else data
+        for key in FOREST_ARRAYS:
             # leaf fractions are mostly 0 and 1: lzf makes them 5x smaller at little cost
-            f.create_dataset(key, data=data, **({"compression": "lzf"} if key == "value" else {}))
+            f.create_dataset(key, data=arrays[key], **({"compression": "lzf"} if key == "value" else {}))
         f.attrs["format"] = MODEL_FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["kind"] = "forest"
-        f.attrs["n_features"] = int(forest.n_features_in_)
+        f.attrs["n_features"] = int(arrays["n_features"])
 
 
 def save_keras(path: Path, model) -> None:

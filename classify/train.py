@@ -14,7 +14,8 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 
 from classify.config import ClassifyConfig
 from classify.data import Rows, split_rows
-from classify.models import MODELS, Trained
+from classify.models import MODELS
+from classify.trained import Trained
 from featurecache.cache import Cache
 from featurecache.errors import UserError
 

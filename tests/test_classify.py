@@ -13,9 +13,12 @@ from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from classify import models
+from sklearn.metrics import accuracy_score, log_loss
+
+from classify import models, saved
 from classify.cli import cli
 from classify.config import C_GRID, ClassifyConfig
+from classify.data import split_rows
 from classify.saved import load_run
 from classify.train import train_and_evaluate
 from conftest import ROOT
@@ -71,8 +74,8 @@ def test_each_model_learns_separable_clusters_and_reloads(model, extra, blobs, t
         assert h["x_label"] == "epoch" and len(h["x"]) <= 4 and record["chosen"]["best_epoch"] <= len(h["x"])
     if model == "rf":
         assert h["x_label"] == "trees" and h["x"][-1] == 20 and h["x"] == sorted(h["x"])
-    if model == "lr":
-        assert h["x_label"] == "solver iteration" and h["x"][-1] <= 60 and h["x"] == sorted(h["x"])
+    if model == "lr":  # a fixed C: one fit, one point, that C marked
+        assert h["x_label"] == "C" and h["x"] == [0.01] and h["chosen"] == 0.01
 
 
 def test_lr_run_on_real_tiny_cache_writes_every_file_holding_what_it_claims(tiny_cache, tmp_path):
@@ -134,63 +137,93 @@ def test_plot_and_report_names_are_the_users(blobs, tmp_path):
     assert load_run(tmp_path / "my_report-run.json").record["files"]["curves"] == str(tmp_path / "my_plot.png")
 
 
-def test_features_are_standardised_with_training_statistics_only(blobs, monkeypatch):
-    from classify.data import split_rows
-
+def test_features_are_standardised_with_training_statistics_only(blobs, tmp_path):
+    assert invoke(cli, ["--model", "lr", "--features", blobs, "--out-dir", tmp_path]).exit_code == 0
     cache = read_cache(blobs)
-    cfg = ClassifyConfig(model="lr", max_iter=50)
+    rows = split_rows(cache.train.labels, 0.1, 0)  # the run's defaults: --val-fraction 0.1, --seed 0
+    X = cache.train.features
+    with h5py.File(tmp_path / "blobs-none-gap-1px-lr-model.h5") as f:
+        mean, scale = f["mean"][()], f["scale"][()]
+    np.testing.assert_allclose(mean, X[rows.fit].mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(scale, X[rows.fit].std(axis=0), rtol=1e-4)
+    assert not np.allclose(mean, X.mean(axis=0), rtol=1e-3)  # the validation rows are not in it
+    assert not np.allclose(mean, np.concatenate([X, cache.test.features]).mean(axis=0), rtol=1e-3)
+
+
+def _fit_lr(cache, cfg, curves=True):
     rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed)
     X, y = cache.train.features, cache.train.labels
-    trained = models.fit_lr(X[rows.fit], y[rows.fit], X[rows.val], y[rows.val], 3, cfg, curves=False)
-    seen = {}
-    monkeypatch.setattr("classify.saved.save_linear", lambda path, weights: seen.update(weights))
-    trained.save(None)
-    np.testing.assert_allclose(seen["mean"], X[rows.fit].mean(axis=0), rtol=1e-5)
-    np.testing.assert_allclose(seen["scale"], X[rows.fit].std(axis=0), rtol=1e-4)
-    assert not np.allclose(seen["mean"], np.concatenate([X, cache.test.features]).mean(axis=0), rtol=1e-3)
+    return rows, models.fit_lr(X[rows.fit], y[rows.fit], X[rows.val], y[rows.val], len(cache.class_names), cfg, curves)
+
+
+@pytest.mark.parametrize("C", [0.01, 1.0])
+def test_lr_agrees_with_scikit_learn_on_standardised_features(tiny_cache, C):
+    cache = read_cache(tiny_cache)
+    rows, trained = _fit_lr(cache, ClassifyConfig(model="lr", C=C, val_fraction=0.2), curves=False)
+    X, y = cache.train.features[rows.fit], cache.train.labels[rows.fit]
+    scaler = StandardScaler().fit(X)
+    ref = LogisticRegression(C=C, max_iter=300).fit(scaler.transform(X), y)
+    want = np.zeros((len(cache.test.labels), 10))
+    want[:, ref.classes_] = ref.predict_proba(scaler.transform(cache.test.features))
+    np.testing.assert_allclose(trained.predict_proba(cache.test.features), want, atol=1e-6)
+    assert trained.details == {"C": C, "converged": True} and trained.history == {}
+
+
+def test_lr_on_two_classes_saves_one_coefficient_row_and_predicts_both(tmp_path):
+    path = blob_cache(tmp_path / "two.h5", classes=2, spread=0.6, seed=3)
+    result = invoke(cli, ["--model", "lr", "--features", path, "--out-dir", tmp_path, "--C", "auto"])
+    assert result.exit_code == 0, result.output
+    with h5py.File(tmp_path / "two-lr-model.h5") as f:
+        assert f["coef"].shape == (1, 16) and list(f["classes"][()]) == [0, 1]
+    cache = read_cache(path)
+    proba = load_run(tmp_path / "two-lr-run.json").predict_proba(cache.test.features)
+    record = json.loads((tmp_path / "two-lr-run.json").read_text())
+    assert proba.shape == (90, 2) and 0.5 < record["metrics"]["accuracy"] < 1.0  # overlapping: both classes matter
+    assert accuracy_score(cache.test.labels, proba.argmax(1)) == pytest.approx(record["metrics"]["accuracy"])
 
 
 # --------------------------------------------------------------------------- --C auto
 
 
-def test_C_sweep_chooses_on_validation_rows_only(tmp_path, monkeypatch):
+def test_C_sweep_chooses_on_validation_rows_only(tmp_path):
     # few rows, many noisy dimensions: regularisation matters, so the sweep's accuracies differ
-    path = blob_cache(tmp_path / "noisy.h5", n_train=90, n_test=60, dim=120, classes=3, spread=0.35, seed=4)
-    cache = read_cache(path)
-    calls = []
-    real = models.choose_C
-
-    def spy(X_fit, y_fit, X_val, y_val, grid, max_iter):
-        calls.append((X_fit.copy(), y_fit.copy(), X_val.copy(), y_val.copy()))
-        return real(X_fit, y_fit, X_val, y_val, grid, max_iter)
-
-    monkeypatch.setattr(models, "choose_C", spy)
+    shape = dict(n_train=90, n_test=60, dim=120, classes=3, spread=0.35, seed=4)
+    cache = read_cache(blob_cache(tmp_path / "noisy.h5", **shape))
     cfg = ClassifyConfig(model="lr", C="auto", val_fraction=0.3, seed=2)
-    result = train_and_evaluate(cache, cfg, curves=False)
-    assert len(calls) == 1
-    X_fit, y_fit, X_val, y_val = calls[0]
-    # the chooser saw exactly the fit and validation rows, and no test row
-    np.testing.assert_array_equal(X_fit, cache.train.features[result.rows.fit])
-    np.testing.assert_array_equal(X_val, cache.train.features[result.rows.val])
-    test_rows = {r.tobytes() for r in cache.test.features}
-    assert not any(r.tobytes() in test_rows for r in np.concatenate([X_fit, X_val]))
-    # the chosen C is the one with the best validation accuracy, checked with independent fits
-    sweep = result.trained.details["C_sweep"]
+    result = train_and_evaluate(cache, cfg)
+    sweep, chosen = result.trained.details["C_sweep"], result.trained.details["C"]
     assert [s["C"] for s in sweep] == sorted(C_GRID)
     assert len({s["val_accuracy"] for s in sweep}) > 1, "the case should make the choice matter"
-    scaler = StandardScaler().fit(X_fit)
-    independent = {C: LogisticRegression(C=C, max_iter=2000).fit(scaler.transform(X_fit), y_fit)
-                   .score(scaler.transform(X_val), y_val) for C in C_GRID}
-    best = max(independent.values())
-    assert independent[result.trained.details["C"]] == pytest.approx(best, abs=1 / len(y_val) + 1e-9)
-    assert max(s["val_accuracy"] for s in sweep) == pytest.approx(
-        next(s for s in sweep if s["C"] == result.trained.details["C"])["val_accuracy"])
-    # scrambling the test split changes nothing about the choice
-    scrambled = blob_cache(tmp_path / "scrambled.h5", n_train=90, n_test=60, dim=120, classes=3, spread=0.35,
-                           seed=4, test_labels=np.random.default_rng(0).integers(0, 3, 60))
-    again = train_and_evaluate(read_cache(scrambled), cfg, curves=False)
-    assert again.trained.details["C"] == result.trained.details["C"]
-    assert again.trained.details["C_sweep"] == sweep
+    best = max(sweep, key=lambda s: (s["val_accuracy"], -s["val_loss"]))
+    assert chosen == best["C"]
+    # each sweep point is what scikit-learn fits at that C on the fit rows, scored on the validation rows
+    X, y = cache.train.features, cache.train.labels
+    scaler = StandardScaler().fit(X[result.rows.fit])
+    for s in sweep:
+        ref = LogisticRegression(C=s["C"], max_iter=2000, tol=1e-8).fit(scaler.transform(X[result.rows.fit]), y[result.rows.fit])
+        p = ref.predict_proba(scaler.transform(X[result.rows.val]))
+        assert s["val_accuracy"] == pytest.approx(accuracy_score(y[result.rows.val], p.argmax(1)), abs=1 / len(result.rows.val) + 1e-9)
+        assert s["val_loss"] == pytest.approx(log_loss(y[result.rows.val], p), rel=5e-2)  # lbfgs stops at tol 1e-4
+    # the kept model is the sweep's fit at the chosen C: its validation scores are the sweep's
+    p = result.trained.predict_proba(X[result.rows.val])
+    assert log_loss(y[result.rows.val], p) == pytest.approx(best["val_loss"], rel=1e-9)
+    # other test rows (labels scrambled, features replaced by noise) change nothing about the sweep
+    rng = np.random.default_rng(0)
+    scrambled = blob_cache(tmp_path / "scrambled.h5", **shape, test_labels=rng.integers(0, 3, 60),
+                           test_features=rng.normal(0, 5, (60, 120)))
+    again = train_and_evaluate(read_cache(scrambled), cfg)
+    assert again.trained.details["C_sweep"] == sweep and again.trained.details["C"] == chosen
+    assert again.trained.history == result.trained.history
+
+
+def test_C_sweep_curve_has_one_point_per_C_and_marks_the_choice(blobs):
+    rows, trained = _fit_lr(read_cache(blobs), ClassifyConfig(model="lr", C="auto"))
+    h = trained.history
+    assert h["x_label"] == "C" and h["x"] == sorted(C_GRID) and h["chosen"] == trained.details["C"]
+    assert [s["val_accuracy"] for s in trained.details["C_sweep"]] == h["val_acc"]
+    assert [s["val_loss"] for s in trained.details["C_sweep"]] == h["val_loss"]
+    assert all(len(h[k]) == len(C_GRID) for k in ("train_loss", "val_loss", "train_acc", "val_acc"))
+    assert h["train_loss"][0] > h["train_loss"][-1]  # weaker regularisation fits the training rows closer
 
 
 def test_C_auto_from_the_command_line_is_recorded(blobs, tmp_path):
@@ -199,6 +232,9 @@ def test_C_auto_from_the_command_line_is_recorded(blobs, tmp_path):
     assert "C sweep (validation accuracy)" in result.output
     record = json.loads((tmp_path / "blobs-none-gap-1px-lr-run.json").read_text())
     assert record["hyperparameters"]["C"] == "auto" and record["chosen"]["C"] in C_GRID
+    assert record["history"]["x"] == sorted(C_GRID) and record["history"]["chosen"] == record["chosen"]["C"]
+    w, h = png_size(tmp_path / "blobs-none-gap-1px-lr-curves.png")
+    assert w >= 400 and h >= 250
 
 
 # --------------------------------------------------------------------------- no TensorFlow for lr / rf
@@ -233,8 +269,6 @@ def test_saved_linear_model_is_plain_arrays(blobs, tmp_path):
 def test_forest_curve_scores_the_forest_of_its_first_trees(tiny_cache):
     from sklearn.ensemble import RandomForestClassifier
 
-    from classify.data import split_rows
-
     cache = read_cache(tiny_cache)
     cfg = ClassifyConfig(model="rf", n_estimators=20, val_fraction=0.2)
     rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed)
@@ -248,94 +282,48 @@ def test_forest_curve_scores_the_forest_of_its_first_trees(tiny_cache):
         p = np.zeros((len(rows.val), 10))
         p[:, forest.classes_] = forest.predict_proba(X[rows.val])
         i = h["x"].index(k)
-        assert h["val_loss"][i] == pytest.approx(models.log_loss(y[rows.val], p), rel=1e-9)
-        assert h["val_acc"][i] == pytest.approx(models.accuracy(y[rows.val], p))
+        assert h["val_loss"][i] == pytest.approx(log_loss(y[rows.val], p, labels=range(10)), rel=1e-9)
+        assert h["val_acc"][i] == pytest.approx(accuracy_score(y[rows.val], p.argmax(1)))
     assert h["train_acc"][-1] > h["val_acc"][-1]  # trees fit their own rows far better
+
+
+def test_forest_scores_the_same_fresh_and_loaded(tiny_cache, tmp_path):
+    result = invoke(cli, ["--model", "rf", "--features", tiny_cache, "--out-dir", tmp_path, "--val-fraction", "0.2",
+                          "--n-estimators", "12", "--report-name", "f"])
+    assert result.exit_code == 0, result.output
+    cache = read_cache(tiny_cache)
+    fresh = train_and_evaluate(cache, ClassifyConfig(model="rf", n_estimators=12, val_fraction=0.2))
+    with h5py.File(tmp_path / "f-model.h5") as f:
+        arrays = {k: f[k][()] for k in saved.FOREST_ARRAYS}
+    # the training-time test probabilities are forest_proba on the arrays the run saved
+    np.testing.assert_array_equal(fresh.proba, saved.forest_proba(cache.test.features, arrays, 10))
+    np.testing.assert_array_equal(load_run(tmp_path / "f-run.json").predict_proba(cache.test.features), fresh.proba)
+    # and the last curve point is forest_proba too, on the validation rows
+    X, y = cache.train.features[fresh.rows.val], cache.train.labels[fresh.rows.val]
+    half = {**arrays, "roots": arrays["roots"][:6]}  # the forest of the first 6 trees
+    p6 = saved.forest_proba(X, half, 10)
+    h = fresh.trained.history
+    assert h["val_loss"][h["x"].index(6)] == pytest.approx(log_loss(y, p6, labels=range(10)), rel=1e-12)
 
 
 def test_saved_forest_is_plain_arrays_predicting_as_scikit_learn(tiny_cache, tmp_path):
     from sklearn.ensemble import RandomForestClassifier
-
-    from classify import saved
 
     cache = read_cache(tiny_cache)
     X, y = cache.train.features, cache.train.labels
     keep = y != 3  # a class the forest never sees still gets a (zero) column
     forest = RandomForestClassifier(n_estimators=15, random_state=0).fit(X[keep], y[keep])
     path = tmp_path / "forest.h5"
-    saved.save_forest(path, forest)
+    saved.save_forest(path, saved.forest_arrays(forest))
     with h5py.File(path) as f:
         assert f.attrs["format"] == "featurecache-model" and f.attrs["kind"] == "forest"
         assert set(f) == set(saved.FOREST_ARRAYS)
         assert all(f[k].dtype.kind in "iuf" for k in f)  # numbers only: nothing to run, nothing to unpickle
-    proba = saved._load_forest(path, 10)(cache.test.features)
+    proba = saved.FORMATS["forest"][1](path, 10)(cache.test.features)
     want = np.zeros((len(cache.test.labels), 10))
     want[:, forest.classes_] = forest.predict_proba(cache.test.features)
     np.testing.assert_allclose(proba, want, rtol=0, atol=1e-12)
     assert (proba[:, 3] == 0).all()
-
-
-# --------------------------------------------------------------------------- logistic regression: the solver
-
-
-def _standardised_tiny(tiny_cache):
-    cache = read_cache(tiny_cache)
-    scaler = StandardScaler().fit(cache.train.features)
-    return scaler.transform(cache.train.features), cache.train.labels, scaler.transform(cache.test.features)
-
-
-@pytest.mark.parametrize("C", [0.01, 1.0])
-def test_logreg_fits_what_scikit_learn_fits(tiny_cache, C):
-    from classify import logreg
-
-    X, y, X_test = _standardised_tiny(tiny_cache)
-    ours = logreg.fit(X, y, C, max_iter=2000, tol=1e-8)
-    ref = LogisticRegression(C=C, max_iter=2000, tol=1e-8).fit(X, y)
-    assert ours.converged and list(ours.classes) == list(ref.classes_)
-    np.testing.assert_allclose(ours.coef, ref.coef_, atol=2e-3 * np.abs(ref.coef_).max())
-    p = logreg.proba(X_test, ours.params(), len(ours.classes))
-    np.testing.assert_allclose(p, ref.predict_proba(X_test), atol=5e-3)  # float32 products vs float64
-    assert (p.argmax(1) == ref.predict(X_test)).mean() >= 0.95
-
-
-def test_logreg_path_is_the_solvers_descent_and_max_iter_stops_it(tiny_cache):
-    from classify import logreg
-
-    X, y, _ = _standardised_tiny(tiny_cache)
-    full = logreg.fit(X, y, 0.01, max_iter=300, path_points=1000)
-    assert full.converged and [i for i, _ in full.path] == list(range(1, full.iterations + 1)) and full.iterations >= 5
-    np.testing.assert_array_equal(full.path[-1][1], full.params())
-    thin = logreg.fit(X, y, 0.01, max_iter=300, path_points=3)  # the same run, fewer iterates kept
-    steps = np.diff([i for i, _ in thin.path[:-1]])
-    assert len(thin.path) <= 2 * 3 + 1 and thin.path[-1][0] == full.iterations and len(set(steps)) == 1
-    np.testing.assert_array_equal(thin.path[0][1], full.path[thin.path[0][0] - 1][1])
-    n, k = len(y), len(full.classes)
-    yi = np.searchsorted(full.classes, y)
-
-    def objective(w):
-        p = logreg.proba(X, w, k)
-        W = w[: k * X.shape[1]]
-        return -np.mean(np.log(p[np.arange(n), yi])) + 0.5 / (0.01 * n) * np.dot(W, W)
-
-    values = [objective(w) for _, w in full.path]
-    assert all(b <= a + 1e-9 for a, b in zip(values, values[1:]))  # every iteration goes downhill
-    short = logreg.fit(X, y, 0.01, max_iter=3)
-    assert short.iterations == 3 and not short.converged
-
-
-def test_lr_curve_follows_the_solver_in_one_run(blobs):
-    from classify.data import split_rows
-
-    cache = read_cache(blobs)
-    cfg = ClassifyConfig(model="lr")
-    rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed)
-    X, y = cache.train.features, cache.train.labels
-    trained = models.fit_lr(X[rows.fit], y[rows.fit], X[rows.val], y[rows.val], 3, cfg)
-    h = trained.history
-    assert h["x"][0] == 1 and h["x"][-1] == trained.details["iterations"] and len(h["x"]) <= models.CURVE_POINTS
-    # the last point is the model that was kept
-    p = trained.predict_proba(X[rows.val])
-    assert h["val_loss"][-1] == pytest.approx(models.log_loss(y[rows.val], p), rel=1e-6)
 
 
 def test_mlp_learning_rate_defaults_to_the_optimizers_own():

@@ -15,22 +15,25 @@ from featurecache.errors import UserError
 
 
 def blob_cache(path: Path, n_train: int = 300, n_test: int = 90, dim: int = 16, classes: int = 3,
-               spread: float = 4.0, seed: int = 0, test_labels=None) -> Path:
-    """Gaussian clusters, one per class: well separated with the default spread, so accuracy must be high."""
+               spread: float = 4.0, seed: int = 0, test_labels=None, test_features=None, train_labels=None) -> Path:
+    """Gaussian clusters, one per class: well separated with the default spread, so accuracy must be high.
+    test_labels / test_features / train_labels replace those arrays (the training rows stay the same
+    for a seed whatever the test split holds)."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(0, spread, (classes, dim))
 
-    def split(n: int, labels=None) -> dict:
+    def split(n: int, labels=None, features=None) -> dict:
         y = np.arange(n) % classes
         x = centres[y] + rng.normal(size=(n, dim))
         y = y if labels is None else np.asarray(labels)
+        x = x if features is None else np.asarray(features)
         return {"features": x.astype(np.float32), "labels": y.astype(np.int64),
                 "sources": np.asarray([str(i) for i in range(n)], dtype=object)}
 
     attrs = {"dataset": "blobs", "backbone": "none", "pooling": "gap", "image_size": 1, "weights": "none",
              "seed": seed, "precision": "float32", "feature_dim": dim,
              "class_names": [f"class{k}" for k in range(classes)]}
-    return write_cache(path, attrs, {"train": [split(n_train)], "test": [split(n_test, test_labels)]})
+    return write_cache(path, attrs, {"train": [split(n_train, train_labels)], "test": [split(n_test, test_labels, test_features)]})
 
 
 def invoke(command, args: list[str]):
@@ -72,3 +75,30 @@ def test_validation_split_is_disjoint_stratified_and_seeded():
     np.testing.assert_array_equal(rows.val, split_rows(labels, 0.25, seed=3).val)
     sub = split_rows(labels, 0.25, seed=3, train_size=40)
     assert len(sub.fit) + len(sub.val) == 40 and len(sub.val) == 10
+
+
+def test_smallest_train_size_counts_the_validation_split():
+    from classify.data import smallest_train_size
+
+    labels = np.arange(300) % 3
+    need = smallest_train_size(labels, 0.1)
+    assert need == 21  # ceil(0.1 * 21) = 3 validation rows, one per class; 18 to fit
+    rows = split_rows(labels, 0.1, seed=0, train_size=need)
+    assert len(rows.fit) + len(rows.val) == need
+    assert set(labels[rows.fit]) == set(labels[rows.val]) == {0, 1, 2}
+    with pytest.raises(UserError, match=f"--train-size {need - 1} is too small.*pass --train-size {need} or more"):
+        split_rows(labels, 0.1, seed=0, train_size=need - 1)
+    # unbalanced classes and other fractions: the number given always splits, for any seed
+    for seed in range(4):
+        labels = np.random.default_rng(seed).integers(0, 4, 200)
+        need = smallest_train_size(labels, 0.3)
+        for s in range(3):
+            rows = split_rows(labels, 0.3, seed=s, train_size=need)
+            assert len(rows.fit) + len(rows.val) == need
+
+
+def test_no_rows_or_one_class_is_refused_before_splitting():
+    with pytest.raises(UserError, match="no training rows"):
+        split_rows(np.zeros(0, dtype=np.int64), 0.1, seed=0)
+    with pytest.raises(UserError, match="all of one class"):
+        split_rows(np.zeros(50, dtype=np.int64), 0.1, seed=0)

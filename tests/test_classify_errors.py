@@ -31,21 +31,22 @@ def earlier(tmp_path_factory):
     return cache, out, files
 
 
-def assert_clean_failure(result, *words):
-    assert result.exit_code not in (0, None), result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not a crash
-    assert "Traceback" not in result.output
+def assert_clean_failure(result, *words, code: int = 1):
+    """One "Error:" line naming `words`, and a SystemExit: code 1 from a UserError (a ClickException),
+    2 from click's own parse-time check of an option; any other exception is a crash."""
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == code, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(errors) == 1, result.output
     for word in words:
         assert word in errors[0], (word, errors[0])
 
 
-def run_bad(earlier, args, *words):
+def run_bad(earlier, args, *words, code: int = 1):
     cache, out, before = earlier
     args = ["--features", cache, *args] if "--features" not in args else args
     result = invoke(cli, [*args, "--out-dir", out, *NAMES])
-    assert_clean_failure(result, *words)
+    assert_clean_failure(result, *words, code=code)
     assert snapshot(out) == before  # same names, same bytes, no leftovers
 
 
@@ -104,11 +105,57 @@ def test_no_default_cache(earlier, tmp_path, monkeypatch):
     (["--val-fraction", "0"], ["'--val-fraction'"]),
     (["--val-fraction", "1"], ["'--val-fraction'"]),
     (["--val-fraction", "1.5"], ["'--val-fraction'"]),
-    (["--train-size", "1000"], ["--train-size 1000", "at most 300"]),
-    (["--train-size", "3"], ["--train-size 3", "too small"]),
 ])
 def test_nonsense_options(earlier, args, words):
+    run_bad(earlier, args, *words, code=2)  # click's parse-time check
+
+
+@pytest.mark.parametrize("option", ["--C", "--dropout", "--val-fraction", "--decay-rate", "--momentum", "--learning-rate"])
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
+def test_float_options_refuse_inf_and_nan(earlier, option, value):
+    model = "lr" if option == "--C" else "mlp"
+    run_bad(earlier, ["--model", model, option, value], f"'{option}'", code=2)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--train-size", "1000"], ["--train-size 1000", "at most 300"]),
+    (["--train-size", "3"], ["--train-size 3", "too small", "pass --train-size 21 or more"]),
+])
+def test_train_size_out_of_range(earlier, args, words):
     run_bad(earlier, args, *words)
+
+
+def test_the_smallest_train_size_named_works(earlier, tmp_path):
+    result = invoke(cli, ["--features", earlier[0], "--train-size", "21", "--out-dir", tmp_path])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("model", ["lr", "rf", "mlp"])
+def test_one_class_of_training_rows_is_refused_before_fitting(earlier, tmp_path, model):
+    one = blob_cache(tmp_path / "one.h5", n_train=40, n_test=10, train_labels=np.zeros(40))
+    result = invoke(cli, ["--model", model, "--features", one, "--out-dir", tmp_path / "out"])
+    assert_clean_failure(result, "all of one class", "two")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("model", ["lr", "rf", "mlp"])
+def test_every_builder_refuses_no_rows_or_one_class_before_fitting(model):
+    from classify.config import ClassifyConfig
+    from classify.models import MODELS
+
+    X, cfg = np.zeros((6, 4), np.float32), ClassifyConfig(model=model)
+    with pytest.raises(UserError, match="no training rows"):
+        MODELS[model](X[:0], np.zeros(0, np.int64), X, np.zeros(6, np.int64), 2, cfg)
+    with pytest.raises(UserError, match="all of one class"):
+        MODELS[model](X, np.zeros(6, np.int64), X, np.zeros(6, np.int64), 2, cfg)
+
+
+@pytest.mark.slow
+def test_a_diverging_mlp_fails_with_one_line_and_saves_nothing(earlier, tmp_path):
+    result = invoke(cli, ["--model", "mlp", "--features", earlier[0], "--out-dir", tmp_path, "--epochs", "3",
+                          "--hidden", "16", "--learning-rate", "1e30"])
+    assert_clean_failure(result, "diverged", "smaller --learning-rate")
+    assert not list(tmp_path.iterdir())
 
 
 def test_output_folder_that_is_a_file(earlier, tmp_path):
@@ -116,7 +163,7 @@ def test_output_folder_that_is_a_file(earlier, tmp_path):
     blocker = tmp_path / "afile"
     blocker.write_text("x")
     result = invoke(cli, ["--features", cache, "--out-dir", blocker, *NAMES])
-    assert_clean_failure(result, "'--out-dir'", "is a file")  # click's parse-time check
+    assert_clean_failure(result, "'--out-dir'", "is a file", code=2)  # click's parse-time check
     result = invoke(cli, ["--features", cache, "--out-dir", blocker / "sub", *NAMES])
     assert_clean_failure(result, "cannot write to --out-dir", "pass a folder you can write to")
     assert snapshot(out) == before

@@ -1,0 +1,145 @@
+"""Options, parameter types and config helpers shared by the classify commands.
+
+`classify.cli`, `classify.compare` and `classify.learning_curve` build their
+command lines from these; none of them imports from another command module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import click
+
+from classify.config import ClassifyConfig
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Finite(click.FloatRange):
+    """A FloatRange that refuses `inf` and `nan` (click's range check lets nan through: every
+    comparison with nan is false)."""
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+class CValue(click.ParamType):
+    """--C: a positive finite number, or `auto`."""
+
+    name = "FLOAT|auto"
+
+    def convert(self, value, param, ctx):
+        if value == "auto":
+            return value
+        try:
+            c = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither a number nor 'auto'", param, ctx)
+        if not (math.isfinite(c) and c > 0):
+            self.fail(f"{value!r} must be a positive finite number (or 'auto')", param, ctx)
+        return c
+
+
+class Widths(click.ParamType):
+    """--hidden: comma-separated positive layer widths, e.g. 512,256."""
+
+    name = "N,N,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            widths = tuple(int(w) for w in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of layer widths such as 512,256", param, ctx)
+        if not widths or min(widths) < 1:
+            self.fail(f"{value!r}: every layer width must be a positive integer", param, ctx)
+        return widths
+
+
+D = ClassifyConfig()
+# (option, click type, default, help): shared by classify, compare and learning_curve
+TRAINING_OPTIONS = [
+    ("--out-dir", click.Path(file_okay=False, path_type=str), D.out_dir, "Folder for plots, reports and models."),
+    ("--seed", int, D.seed, "Seed for the validation split, --train-size subset and model initialisation."),
+    ("--val-fraction", Finite(0, 1, min_open=True, max_open=True), D.val_fraction,
+     "Share of the training rows held out (stratified) for choosing C, early stopping and curves."),
+    ("--train-size", click.IntRange(min=1), None, "Use a stratified, seeded subset of N training rows."),
+    ("--C", CValue(), D.C, "LR: inverse regularisation strength, or 'auto' (choose from 1e-4..1e1 on the validation split)."),
+    ("--max-iter", click.IntRange(min=1), D.max_iter, "LR: solver iterations at most (for each C tried)."),
+    ("--n-estimators", click.IntRange(min=1), D.n_estimators, "RF: number of trees."),
+    ("--max-depth", click.IntRange(min=1), D.max_depth, "RF: tree depth limit (default: none)."),
+    ("--hidden", Widths(), ",".join(map(str, D.hidden)), "MLP: hidden layer widths."),
+    ("--dropout", Finite(0, 1, max_open=True), D.dropout, "MLP: dropout after each hidden layer."),
+    ("--epochs", click.IntRange(min=1), D.epochs, "MLP: epochs at most (early stopping may end sooner)."),
+    ("--batch-size", click.IntRange(min=1), D.batch_size, "MLP: rows per gradient step."),
+    ("--learning-rate", Finite(min=0, min_open=True), None,
+     "MLP: initial learning rate (default: 0.001 with adam, 0.01 with sgd)."),
+    ("--decay-steps", click.IntRange(min=1), D.decay_steps, "MLP: steps per decay period (exponential decay)."),
+    ("--decay-rate", Finite(0, 1, min_open=True), D.decay_rate, "MLP: learning-rate factor per decay period."),
+    ("--optimizer", click.Choice(("adam", "sgd")), D.optimizer, "MLP: Adam, or SGD with momentum."),
+    ("--momentum", Finite(0, 1, max_open=True), D.momentum, "MLP: SGD momentum."),
+    ("--patience", click.IntRange(min=1), D.patience, "MLP: epochs without a better validation loss before stopping."),
+]
+
+
+def training_options(command=None, *, skip: tuple[str, ...] = ()):
+    """Add TRAINING_OPTIONS (less the flags in `skip`) to a click command, in the order listed.
+
+    Use as `@training_options` or `@training_options(skip=("--train-size",))`."""
+    def add(cmd):
+        for flag, kind, default, text in reversed(TRAINING_OPTIONS):
+            if flag in skip:
+                continue
+            dest = flag.lstrip("-").replace("-", "_")
+            cmd = click.option(flag, dest, type=kind, default=default, show_default=default is not None,
+                               help=text)(cmd)
+        return cmd
+
+    return add if command is None else add(command)
+
+
+def make_config(**options) -> ClassifyConfig:
+    """ClassifyConfig from CLI options (their defaults are the dataclass's)."""
+    fields = ClassifyConfig.__dataclass_fields__
+    return ClassifyConfig(**{k: v for k, v in options.items() if k in fields})
+
+
+def cache_path(features: str | None) -> Path:
+    """--features, or what features/LATEST points to."""
+    from featurecache.cache import latest
+
+    return Path(features) if features else latest()
+
+
+def echo_config(cfg: ClassifyConfig) -> None:
+    click.echo("config: " + json.dumps(cfg.to_dict(), allow_nan=False), err=True)
+
+
+def summary_lines(model: str, cache_name: str, metrics: dict, files: dict) -> list[str]:
+    """Where each file went, then one line of test accuracy, macro F1 and timings."""
+    width = max(len(k) for k in files) + 1
+    lines = [f"  {k + ':':<{width}} {v}" for k, v in files.items()]
+    lines.append(
+        f"{model} on {cache_name}: test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
+        f"train time {metrics['train_time_s']:.2f} s, predict time {metrics['predict_time_s']:.3f} s"
+    )
+    return lines
+
+
+def notes(cfg: ClassifyConfig, details: dict) -> list[str]:
+    """What training chose or found, in words: the C sweep, an unconverged fit, epochs run."""
+    out = []
+    if "C_sweep" in details:
+        sweep = ", ".join(f"{s['C']:g}: {s['val_accuracy']:.3f}" for s in details["C_sweep"])
+        out.append(f"C sweep (validation accuracy): {sweep} -> C = {details['C']:g}")
+    if details.get("converged") is False:
+        out.append(f"note: the LR solver stopped at --max-iter {cfg.max_iter} before converging; raise --max-iter for a tighter fit")
+    if "epochs_run" in details:
+        out.append(f"MLP ran {details['epochs_run']} epoch(s); best validation loss at epoch {details['best_epoch']}")
+    return out

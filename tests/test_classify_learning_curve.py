@@ -1,0 +1,41 @@
+"""classify.learning_curve on bad sizes: no --train-size option, a cache no larger than --min-size, and a
+--min-size too small to split, each refused with one line naming --min-size and the number that works."""
+
+from __future__ import annotations
+
+import pytest
+
+from classify import learning_curve
+from test_classify_data import blob_cache, invoke
+from test_classify_errors import assert_clean_failure
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory):
+    return blob_cache(tmp_path_factory.mktemp("lc") / "blobs.h5")  # 300 training rows, 3 classes
+
+
+def run(blobs, out, *args):
+    return invoke(learning_curve.cli, ["--model", "lr", "--features", blobs, "--out-dir", out, "--points", "2",
+                                       "--seeds", "1", *args])
+
+
+def test_train_size_is_not_an_option_here(blobs, tmp_path):
+    assert_clean_failure(run(blobs, tmp_path, "--train-size", "50"), "--train-size", code=2)
+    assert "train_size" not in {p.name for p in learning_curve.cli.params}
+
+
+@pytest.mark.parametrize("min_size", ["300", "1000"])
+def test_a_cache_no_larger_than_min_size_is_refused(blobs, tmp_path, min_size):
+    assert_clean_failure(run(blobs, tmp_path, "--min-size", min_size), f"--min-size {min_size}", "300",
+                         "pass a --min-size below 300")
+    assert not list(tmp_path.glob("*learning-curve*"))
+
+
+def test_min_size_too_small_names_min_size_and_the_smallest_that_works(blobs, tmp_path):
+    result = run(blobs, tmp_path, "--min-size", "2")
+    assert_clean_failure(result, "--min-size 2", "pass --min-size 21 or more")
+    assert "--train-size" not in result.output
+    result = run(blobs, tmp_path, "--min-size", "21")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "blobs-lr-learning-curve.csv").read_text().splitlines()[1].startswith("21,")
