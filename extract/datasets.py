@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
 import pickle
 import tarfile
@@ -113,12 +114,46 @@ class _CifarFiles:
             raise UserError(f"cannot read {self.where(name)} ({e}); re-download CIFAR-10 or fix the file") from None
 
 
+# What a CIFAR-10 batch pickle may name: numpy's array and dtype rebuilders (as the
+# original Python 2 download, numpy 1 and numpy 2 write them, and protocol 5's
+# buffer form), `_codecs.encode` (bytes pickled by Python 3 at protocol 2) and
+# the builtin containers. None of these can run code or touch files.
+CIFAR_PICKLE_GLOBALS = frozenset(
+    [(m, "_reconstruct") for m in ("numpy.core.multiarray", "numpy._core.multiarray")]
+    + [(m, "scalar") for m in ("numpy.core.multiarray", "numpy._core.multiarray")]
+    + [(m, "_frombuffer") for m in ("numpy.core.numeric", "numpy._core.numeric")]
+    + [("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")]
+    + [(m, n) for m in ("builtins", "__builtin__")
+       for n in ("dict", "list", "tuple", "set", "frozenset", "bytearray", "bytes", "str", "int", "float")]
+)
+
+
+class _ForeignGlobal(pickle.UnpicklingError):
+    """A pickle asked for something a CIFAR-10 batch never needs."""
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles a batch, refusing any global outside CIFAR_PICKLE_GLOBALS before it is looked up."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in CIFAR_PICKLE_GLOBALS:
+            raise _ForeignGlobal(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _parse_cifar_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Pickle bytes -> (images (n, 32, 32, 3) uint8, labels (n,) int64), checked."""
+    """Pickle bytes -> (images (n, 32, 32, 3) uint8, labels (n,) int64), checked.
+
+    A batch is a pickle, and a crafted pickle can run any code while it loads:
+    only the few globals a real batch needs are admitted (CIFAR_PICKLE_GLOBALS),
+    so anything else is refused before an object is built."""
     try:
-        # The CIFAR-10 batches are pickles by design; they are only opened from
-        # the folder or archive the user names.
-        d = pickle.loads(raw, encoding="bytes")
+        d = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except _ForeignGlobal as e:
+        raise UserError(
+            f"{where} is not a plain CIFAR-10 batch: it asks to load {e}; refusing to run code from it; "
+            "re-download CIFAR-10 or replace the file"
+        ) from None
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a broken file
         raise UserError(
             f"{where} is not a readable CIFAR-10 batch (truncated or corrupt: {type(e).__name__}); "
