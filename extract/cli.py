@@ -47,7 +47,8 @@ def _raise_interrupt(signum, frame):
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Images per batch. Default: measured per precision and size.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Use only the first N images of each split (quick runs).")
+              help="Use only N images of each split (quick runs): photo folders take a stratified subset "
+                   "seeded by --seed, in the folder's order; CIFAR-10 takes the first N of each split.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True, help="Share held out for testing when a photo folder has no train/ and test/.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -57,18 +58,22 @@ def _raise_interrupt(signum, frame):
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Rows per checkpoint: an interrupted run resumes from the last one.")
 @click.option("--force", is_flag=True, help="Rebuild even if the cache exists, discarding any checkpoint.")
+@click.option("--verify", is_flag=True,
+              help="Photo folders: hash every file again instead of trusting unchanged sizes and times "
+                   "recorded in <cache>.index.json.")
 def cli(**options) -> None:
     """Run a frozen ImageNet CNN over a data set once and cache its features in HDF5.
 
     Interrupted runs (Ctrl-C, SIGTERM, a crash) resume when the same command is
     run again; a finished cache is reused unless --force is given.
     """
+    verify = options.pop("verify")
     cfg = ExtractConfig(**{k: v for k, v in options.items() if k != "out"},
                         out=str(options["out"]) if options["out"] else None)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     where: dict[str, Path] = {}
     try:
-        out, result = _extract(cfg, where)
+        out, result = _extract(cfg, where, verify)
     except KeyboardInterrupt:
         # one line; the newline first only ends a progress bar drawn on a terminal
         lead = "\n" if sys.stderr.isatty() else ""
@@ -84,9 +89,10 @@ def cli(**options) -> None:
         click.echo(f"{out} is already up to date with these settings: nothing to do (--force rebuilds it)")
         return
     rows = result["rows"]
+    val = f", val {rows['val']:,} x {result['feature_dim']:,}" if "val" in rows else ""
     click.echo(
         f"wrote {out}: train {rows['train']:,} x {result['feature_dim']:,}, test {rows['test']:,} x "
-        f"{result['feature_dim']:,} ({result['precision']}, batch {result['batch_size']}, "
+        f"{result['feature_dim']:,}{val} ({result['precision']}, batch {result['batch_size']}, "
         f"{result['images_per_second']:.0f} img/s, {result['seconds']:.1f} s)"
     )
     if result["skipped"]:
@@ -94,11 +100,16 @@ def cli(**options) -> None:
         click.echo(f"skipped {len(result['skipped'])} unreadable file(s), listed in the cache's 'skipped' attribute: {shown}")
 
 
-def _extract(cfg: ExtractConfig, where: dict) -> tuple[Path, dict]:
-    from extract.datasets import load_dataset
+def _extract(cfg: ExtractConfig, where: dict, verify: bool = False) -> tuple[Path, dict]:
+    from extract.datasets import dataset_name, index_path, load_dataset
 
-    dataset = load_dataset(cfg.data_dir, model_size(cfg.backbone, cfg.image_size), cfg.limit, cfg.test_fraction, cfg.seed)
-    out = Path(cfg.out) if cfg.out else default_cache_path(dataset.name, cfg.backbone, cfg.pooling, cfg.image_size)
+    name = dataset_name(cfg.data_dir)
+    out = Path(cfg.out) if cfg.out else default_cache_path(name, cfg.backbone, cfg.pooling, cfg.image_size)
+    dataset = load_dataset(cfg.data_dir, model_size(cfg.backbone, cfg.image_size), cfg.limit, cfg.test_fraction,
+                           cfg.seed, index=index_path(out), verify=verify)
+    if dataset.not_images:
+        shown = ", ".join(dataset.not_images[:5]) + (" ..." if len(dataset.not_images) > 5 else "")
+        click.echo(f"skipped {len(dataset.not_images)} file(s) that are not images: {shown}", err=True)
 
     from extract import pipeline
     from featurecache.precision import resolve_precision

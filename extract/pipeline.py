@@ -24,7 +24,7 @@ import numpy as np
 
 from extract import __version__
 from featurecache.backbones import check_weights, build_extractor, feature_dim, model_size
-from featurecache.cache import file_sha256, IDENTITY_ATTRS, SPLITS, partial_dir, read_attrs, write_cache
+from featurecache.cache import file_sha256, IDENTITY_ATTRS, partial_dir, read_attrs, write_cache
 from extract.config import ExtractConfig
 from extract.datasets import Dataset
 from featurecache.errors import UserError
@@ -61,8 +61,10 @@ def _differences(have: dict, want: dict) -> list[str]:
     return [f"{k} {have.get(k)!r} != {want[k]!r}" for k in keys if have.get(k) != want[k]]
 
 
-def check_existing(out: Path, ident: dict, force: bool) -> bool:
-    """True when `out` already holds this very cache. Raises if it holds another."""
+def check_existing(out: Path, ident: dict, force: bool, changes: Callable[[str], str] | None = None) -> bool:
+    """True when `out` already holds this very cache. Raises if it holds another.
+
+    `changes(old_fingerprint)` names the files that changed since the cache was made."""
     if not out.exists() or force:
         return False
     try:
@@ -71,9 +73,11 @@ def check_existing(out: Path, ident: dict, force: bool) -> bool:
         raise UserError(f"{out} exists but is not a usable cache ({e.message}); use --force to overwrite it or choose another --out") from None
     diff = _differences(have, ident)
     if diff:
+        changed = changes(have.get("data_fingerprint", "")) if changes and have.get("data_fingerprint") != ident["data_fingerprint"] else ""
         raise UserError(
-            f"{out} holds a cache made with other settings ({'; '.join(diff[:3])}); "
-            "use --force to overwrite it or choose another --out"
+            f"{out} holds a cache made with other settings ({'; '.join(diff[:3])})"
+            + (f"; the data folder changed since: {changed}" if changed else "")
+            + "; use --force to overwrite it or choose another --out"
         )
     return True
 
@@ -164,7 +168,7 @@ def run(
     """
     out = Path(out)
     ident = identity(cfg, dataset, precision)
-    if check_existing(out, ident, cfg.force):
+    if check_existing(out, ident, cfg.force, dataset.changes_since):
         stale = _read_manifest(partial_dir(out))
         if stale is not None and not _differences(stale["identity"], ident):
             # killed after the cache was renamed into place but before its checkpoints were removed
@@ -202,7 +206,7 @@ def run(
     rows: dict[str, int] = {}
     skipped: list[str] = []
     with ThreadPoolExecutor(max_workers=1) as reader:
-        for split in SPLITS:
+        for split in dataset.splits:  # train, val (when the data has one), test
             data = dataset.splits[split]
             n = len(data)
             parts[split], rows[split] = [], 0
