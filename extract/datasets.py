@@ -460,6 +460,8 @@ class _Listing:
 def _list_split(root: str, folder: str, class_names: list[str], seen: set[str]) -> _Listing:
     """Images of each class folder under `folder`; refuses a class without one readable image."""
     files, labels, not_images = [], [], []
+    # every class folder counts as seen before any is walked: a link from one class into another adds nothing
+    seen.update(os.path.realpath(os.path.join(folder, name)) for name in class_names)
     for label, name in enumerate(class_names):
         class_dir = os.path.join(folder, name)
         if not os.path.isdir(class_dir):
