@@ -624,7 +624,7 @@ def load_image_folder(
             digest.update(f"{split}\0{f}\0{contents[f]}\n".encode())
     fingerprint = digest.hexdigest()
     if index is not None:
-        remember(index, fingerprint, {f"{s}\0{f}": contents[f] for s, files in used.items() for f in files})
+        remember(index, fingerprint, {f: contents[f] for files in used.values() for f in files})
     return Dataset(
         name=root.name,
         kind="folder",
@@ -712,7 +712,7 @@ def changes_since(index: str | os.PathLike | None, old: str, new: str, shown: in
     a, b = snapshots[old], snapshots[new]
 
     def part(label: str, keys: list[str]) -> str:
-        names = [k.split("\0", 1)[1] for k in sorted(keys)]
+        names = sorted(keys)
         return f"{len(names)} {label}: {', '.join(names[:shown])}{' ...' if len(names) > shown else ''}"
 
     added = [k for k in b if k not in a]
