@@ -67,7 +67,8 @@ def _raise_interrupt(signum, frame):
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Images per batch. Default: measured per precision and size.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Use only the first N images of each split (quick runs).")
+              help="Use only N images of each split (quick runs): photo folders take a stratified subset "
+                   "seeded by --seed, in the folder's order; CIFAR-10 takes the first N of each split.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True, help="Share held out for testing when a photo folder has no train/ and test/.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -79,6 +80,9 @@ def _raise_interrupt(signum, frame):
 @click.option("--force", is_flag=True, help="Rebuild even if the cache exists, discarding any checkpoint.")
 @click.option("--no-wait", is_flag=True,
               help="Fail at once if another extract is writing the same cache (default: wait for it).")
+@click.option("--verify", is_flag=True,
+              help="Photo folders: hash every file again instead of trusting unchanged sizes and times "
+                   "recorded in <cache>.index.json.")
 def cli(**options) -> None:
     """Run a frozen ImageNet CNN over a data set once and cache its features in HDF5.
 
@@ -118,16 +122,20 @@ def cli(**options) -> None:
 
 def _extract(cfg: ExtractConfig, where: dict):
     from extract import pipeline
-    from extract.datasets import load_dataset
+    from extract.datasets import dataset_name, index_path, load_dataset
     from featurecache.extractor import Extractor
     from featurecache.precision import resolve_precision
 
     extractor = Extractor(cfg.backbone, cfg.pooling, cfg.image_size, cfg.weights, cfg.seed,
                           resolve_precision(cfg.precision), cfg.feature_layer)
-    dataset = load_dataset(cfg.data_dir, extractor.sizes.model, cfg.limit, cfg.test_fraction, cfg.seed)
-    extractor.feed(dataset.image_size)  # CIFAR-10 arrives at 32 px and is resized inside the graph
-    out = Path(cfg.out) if cfg.out else default_cache_path(dataset.name, extractor.name, cfg.pooling,
+    out = Path(cfg.out) if cfg.out else default_cache_path(dataset_name(cfg.data_dir), extractor.name, cfg.pooling,
                                                            extractor.image_size)
+    dataset = load_dataset(cfg.data_dir, extractor.sizes.model, cfg.limit, cfg.test_fraction, cfg.seed,
+                           index=index_path(out), verify=cfg.verify)
+    extractor.feed(dataset.image_size)  # CIFAR-10 arrives at 32 px and is resized inside the graph
+    if dataset.not_images:
+        shown = ", ".join(dataset.not_images[:5]) + (" ..." if len(dataset.not_images) > 5 else "")
+        click.echo(f"skipped {len(dataset.not_images)} file(s) that are not images: {shown}", err=True)
     sizes = ", ".join(f"{s} {len(d):,}" for s, d in dataset.splits.items())
     click.echo(f"extract: {dataset.name} ({sizes} images) -> {out}", err=True)
     click.echo("config: " + json.dumps({**cfg.to_dict(), "precision": extractor.precision}), err=True)

@@ -29,6 +29,7 @@ class ExtractConfig:
     checkpoint_every: int = 1024     # rows per checkpoint part; rounded up to whole batches
     force: bool = False              # rebuild even if a matching cache exists
     no_wait: bool = False            # fail at once instead of waiting while another run writes the cache
+    verify: bool = False             # photo folders: hash every file again, not only changed ones
 
     def to_dict(self) -> dict:
         return asdict(self)

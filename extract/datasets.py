@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
+import json
 import os
 import pickle
+import re
 import tarfile
 import zlib
 from dataclasses import dataclass, field
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 from featurecache.errors import UserError, reason
 
@@ -35,9 +39,6 @@ CIFAR10_DIRNAME = "cifar-10-batches-py"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-
-
 @dataclass
 class Batch:
     images: np.ndarray          # (n, h, w, 3) uint8
@@ -48,7 +49,7 @@ class Batch:
 
 @dataclass
 class Split:
-    """One split (train or test): labels and sources up front, pixels on demand."""
+    """One split (train, val or test): labels and sources up front, pixels on demand."""
 
     labels: np.ndarray                      # (N,) int64, in the data set's own order
     sources: list[str]                      # (N,) row provenance
@@ -66,7 +67,13 @@ class Dataset:
     class_names: list[str]
     image_size: int | None      # native size of `read` (CIFAR-10: 32); folders: the size asked for
     fingerprint: str            # sha256 over the content used; compared when reusing a cache
-    splits: dict[str, Split]
+    splits: dict[str, Split]    # "train", optionally "val", "test", in that order
+    not_images: list[str] = field(default_factory=list)  # files in a photo folder that are not images
+    index: str | None = None    # photo folders: where per-file digests are kept between runs
+
+    def changes_since(self, fingerprint: str) -> str:
+        """Which files were added, removed or changed since the data had `fingerprint` ("" if unknown)."""
+        return changes_since(self.index, fingerprint, self.fingerprint) if self.index else ""
 
 
 # --------------------------------------------------------------------------- CIFAR-10
@@ -113,12 +120,46 @@ class _CifarFiles:
             raise UserError(f"cannot read {self.where(name)} ({e}); re-download CIFAR-10 or fix the file") from None
 
 
+# What a CIFAR-10 batch pickle may name: numpy's array and dtype rebuilders (as the
+# original Python 2 download, numpy 1 and numpy 2 write them, and protocol 5's
+# buffer form), `_codecs.encode` (bytes pickled by Python 3 at protocol 2) and
+# the builtin containers. None of these can run code or touch files.
+CIFAR_PICKLE_GLOBALS = frozenset(
+    [(m, "_reconstruct") for m in ("numpy.core.multiarray", "numpy._core.multiarray")]
+    + [(m, "scalar") for m in ("numpy.core.multiarray", "numpy._core.multiarray")]
+    + [(m, "_frombuffer") for m in ("numpy.core.numeric", "numpy._core.numeric")]
+    + [("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")]
+    + [(m, n) for m in ("builtins", "__builtin__")
+       for n in ("dict", "list", "tuple", "set", "frozenset", "bytearray", "bytes", "str", "int", "float")]
+)
+
+
+class _ForeignGlobal(pickle.UnpicklingError):
+    """A pickle asked for something a CIFAR-10 batch never needs."""
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles a batch, refusing any global outside CIFAR_PICKLE_GLOBALS before it is looked up."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in CIFAR_PICKLE_GLOBALS:
+            raise _ForeignGlobal(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _parse_cifar_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Pickle bytes -> (images (n, 32, 32, 3) uint8, labels (n,) int64), checked."""
+    """Pickle bytes -> (images (n, 32, 32, 3) uint8, labels (n,) int64), checked.
+
+    A batch is a pickle, and a crafted pickle can run any code while it loads:
+    only the few globals a real batch needs are admitted (CIFAR_PICKLE_GLOBALS),
+    so anything else is refused before an object is built."""
     try:
-        # The CIFAR-10 batches are pickles by design; they are only opened from
-        # the folder or archive the user names.
-        d = pickle.loads(raw, encoding="bytes")
+        d = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except _ForeignGlobal as e:
+        raise UserError(
+            f"{where} is not a plain CIFAR-10 batch: it asks to load {e}; refusing to run code from it; "
+            "re-download CIFAR-10 or replace the file"
+        ) from None
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a broken file
         raise UserError(
             f"{where} is not a readable CIFAR-10 batch (truncated or corrupt: {type(e).__name__}); "
@@ -262,41 +303,45 @@ def download_cifar10() -> Path:
     raise UserError(f"the CIFAR-10 download in {path} is incomplete; delete it and run again, or use --data-dir")
 
 
-# --------------------------------------------------------------------------- image folders
+# --------------------------------------------------------------------------- decoding
 
 
-def _is_image(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+def _to_8bit(im):
+    """High-bit-depth single-channel images (I;16*, I, F) -> mode L, scaled, not clipped.
+
+    I;16: value / 257 (65535 -> 255, and a 16-bit copy of an 8-bit image gives its pixels back).
+    I: a PNG's I is 16-bit grey (/257); otherwise values in 0..255 are taken as 8-bit, in
+    0..65535 as 16-bit, anything else is stretched from its own min..max.
+    F: values in 0..1 are scaled by 255, in 0..255 kept, anything else stretched from min..max."""
+    from PIL import Image
+
+    a = np.asarray(im).astype(np.float64)  # (h, w)
+    finite = a[np.isfinite(a)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if im.mode.startswith("I;16") or (im.mode == "I" and (im.format == "PNG" or (lo >= 0 and 255 < hi <= 65535))):
+        a = a / 257.0
+    elif im.mode == "F" and lo >= 0 and hi <= 1:
+        a = a * 255.0
+    elif not (lo >= 0 and hi <= 255):
+        a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    a = np.nan_to_num(a, nan=0.0, posinf=255.0, neginf=0.0)
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
 
 
-def _class_dirs(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
+    """Decode any photo to (size, size, 3) uint8 RGB: EXIF orientation honoured, squashed to square.
 
-
-def _scan_classes(root: Path, class_names: list[str]) -> tuple[list[str], np.ndarray]:
-    """Files under root/<class>/ (sorted), as paths relative to root, with labels."""
-    files, labels = [], []
-    for label, name in enumerate(class_names):
-        folder = root / name
-        if not folder.is_dir():
-            raise UserError(f"class folder {folder} is missing; every split needs the same class subfolders")
-        found = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-        if not found:
-            raise UserError(f"class folder {folder} is empty; add images to it or remove it")
-        files.extend(str(p.relative_to(root)) for p in found)
-        labels.extend([label] * len(found))
-    return files, np.asarray(labels, dtype=np.int64)
-
-
-def load_image(path: Path, size: int) -> np.ndarray:
-    """Decode any photo to (size, size, 3) uint8 RGB: EXIF orientation honoured, squashed to square."""
+    Used by extract and predict alike. 16-bit and float images are scaled to 8 bits
+    (see `_to_8bit`); transparent images are composited on white."""
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
         if im.format == "JPEG":
             im.draft("RGB", (size, size))  # decode at reduced scale: much faster for big photos
         im = ImageOps.exif_transpose(im)
-        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        if im.mode.startswith("I") or im.mode == "F":
+            im = _to_8bit(im)
+        if im.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (im.mode == "P" and "transparency" in im.info):
             im = im.convert("RGBA")
             background = Image.new("RGBA", im.size, (255, 255, 255, 255))
             im = Image.alpha_composite(background, im)
@@ -304,14 +349,147 @@ def load_image(path: Path, size: int) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)
 
 
+# --------------------------------------------------------------------------- walking folders
+
+# names that systems and tools leave in photo folders; never images, skipped silently
+JUNK_NAMES = {"__macosx", "thumbs.db", "desktop.ini"}
+SPLIT_NAMES = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validation": "val",
+    "test": "test", "testing": "test",
+}
+SPLIT_ORDER = ("train", "val", "test")
+
+
+def image_suffixes() -> set[str]:
+    """File name endings Pillow can open (.jpg, .jfif, .jpe, .png, .tif, ...), lower case."""
+    from PIL import Image
+
+    Image.init()
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name.lower() in JUNK_NAMES
+
+
+def _is_image_file(path: str, suffixes: set[str]) -> bool:
+    """A known image ending and a header Pillow recognises (the pixels are not decoded)."""
+    from PIL import Image
+
+    if os.path.splitext(path)[1].lower() not in suffixes:
+        return False
+    try:
+        with Image.open(path):
+            return True
+    except Exception:  # noqa: BLE001 - any failure to recognise the header means "not an image"
+        return False
+
+
+def _subfolders(folder: str, seen: set[str]) -> list[str]:
+    """Visible child folders (symlinks followed) whose real path has not been seen, by name.
+
+    Each one's real path is added to `seen`, so a link back up (`ln -s . loop`) or to a
+    sibling is never entered twice."""
+    found = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if _hidden(entry.name) or not entry.is_dir():
+            continue
+        real = os.path.realpath(entry.path)
+        if real not in seen:
+            seen.add(real)
+            found.append(entry.path)
+    return found
+
+
+def walk_images(folder: str | os.PathLike, seen: set[str] | None = None) -> tuple[list[str], list[str]]:
+    """Every image under `folder`, and every other file there, as paths (sorted, depth first).
+
+    Follows symlinked files and folders but enters each real folder once; skips hidden
+    entries (a leading dot), `__MACOSX`, `Thumbs.db` and `desktop.ini` silently. A file
+    is an image when its ending is one Pillow knows and Pillow recognises its header;
+    other files come back in the second list ("not images")."""
+    folder = os.fspath(folder)
+    seen = set() if seen is None else seen
+    seen.add(os.path.realpath(folder))
+    suffixes = image_suffixes()
+    images, others = [], []
+
+    def walk(path: str) -> None:
+        for entry in sorted(os.scandir(path), key=lambda e: e.name):
+            if _hidden(entry.name):
+                continue
+            if entry.is_dir():
+                real = os.path.realpath(entry.path)
+                if real not in seen:
+                    seen.add(real)
+                    walk(entry.path)
+            elif entry.is_file():
+                (images if _is_image_file(entry.path, suffixes) else others).append(entry.path)
+
+    walk(folder)
+    return images, others
+
+
+def escape_name(relative: str) -> str:
+    """A relative path as printable UTF-8 text: undecodable bytes of a file name become \\xNN."""
+    return os.fsencode(relative).decode("utf-8", "backslashreplace")
+
+
+def source_path(root: str | os.PathLike, source: str) -> Path:
+    """The file a row's source names under `root`, undoing `escape_name` where needed."""
+    plain = Path(root) / source
+    if plain.exists() or "\\x" not in source:
+        return plain
+    raw = re.sub(rb"\\x([0-9a-f]{2})", lambda m: bytes([int(m.group(1), 16)]), source.encode("utf-8"))
+    return Path(root) / os.fsdecode(raw)
+
+
+# --------------------------------------------------------------------------- image folders
+
+
+@dataclass
+class _Listing:
+    """What one split folder holds: rows (escaped paths relative to the data root) and labels."""
+
+    files: list[str]
+    labels: np.ndarray            # (n,) int64
+    not_images: list[str]         # files that are not images, skipped
+
+
+def _list_split(root: str, folder: str, class_names: list[str], seen: set[str]) -> _Listing:
+    """Images of each class folder under `folder`; refuses a class without one readable image."""
+    files, labels, not_images = [], [], []
+    # every class folder counts as seen before any is walked: a link from one class into another adds nothing
+    seen.update(os.path.realpath(os.path.join(folder, name)) for name in class_names)
+    for label, name in enumerate(class_names):
+        class_dir = os.path.join(folder, name)
+        if not os.path.isdir(class_dir):
+            raise UserError(f"class folder {class_dir} is missing; every split needs the same class subfolders")
+        images, others = walk_images(class_dir, seen)
+        rel = [escape_name(os.path.relpath(p, root)) for p in others]
+        not_images.extend(rel)
+        if not images:
+            if not others:
+                raise UserError(f"class folder {class_dir} is empty; add images to it or remove it")
+            shown = ", ".join(rel[:5]) + (f" and {len(rel) - 5} more" if len(rel) > 5 else "")
+            raise UserError(
+                f"class folder {class_dir} has no readable image ({len(rel)} file(s) skipped, not images: {shown}); "
+                "add images to it or remove it"
+            )
+        files.extend(escape_name(os.path.relpath(p, root)) for p in images)
+        labels.extend([label] * len(images))
+    return _Listing(files, np.asarray(labels, dtype=np.int64), not_images)
+
+
 def _folder_reader(root: Path, files: list[str], labels: np.ndarray, size: int) -> Callable[[int, int], Batch]:
     def read(start: int, stop: int) -> Batch:
         images, keep, skipped = [], [], []
         for i in range(start, stop):
             try:
-                images.append(load_image(root / files[i], size))
+                images.append(load_image(source_path(root, files[i]), size))
                 keep.append(i)
-            except Exception:  # noqa: BLE001 - not an image or broken: skipped and listed, never a crash
+            except Exception:  # noqa: BLE001 - broken past its header: skipped and listed, never a crash
                 skipped.append(files[i])
         pixels = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
         return Batch(pixels, labels[keep], [files[i] for i in keep], skipped)
@@ -319,75 +497,250 @@ def _folder_reader(root: Path, files: list[str], labels: np.ndarray, size: int) 
     return read
 
 
-def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    test = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        k = int(round(test_fraction * len(idx)))
-        k = min(max(k, 1), len(idx) - 1) if len(idx) > 1 else 0
-        test.extend(rng.choice(idx, size=k, replace=False))
-    test_mask = np.zeros(len(labels), bool)
-    test_mask[np.asarray(test, dtype=np.int64)] = True
-    return np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
+def _split_off(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, test rows), stratified and seeded; ceil(fraction x n) test rows as classify/data.py takes."""
+    n, n_classes = len(labels), len(np.unique(labels))
+    counts = np.bincount(labels)
+    n_test = int(np.ceil(test_fraction * n))
+    if (counts[counts > 0] < 2).any() or n_test < n_classes or n - n_test < n_classes:
+        raise UserError(
+            f"--test-fraction {test_fraction} of {n} images leaves a class without a training or test image; "
+            "give every class at least two images, pass a fraction nearer 0.5, or add train/ and test/ folders"
+        )
+    train, test = train_test_split(np.arange(n), test_size=n_test, stratify=labels, random_state=seed)
+    return np.sort(train), np.sort(test)
 
 
-def is_image_folder(path: Path) -> bool:
-    if not path.is_dir():
-        return False
-    if (path / "train").is_dir() and (path / "test").is_dir():
-        return True
-    return bool(_class_dirs(path)) and not (path / "data_batch_1").exists()
+def _subset(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """`limit` rows with the class proportions of `labels`, seeded, in the folder's order."""
+    n = len(labels)
+    if limit >= n:
+        return np.arange(n)
+    n_classes = len(np.unique(labels))
+    if limit < n_classes:
+        raise UserError(f"--limit {limit} is fewer than the {n_classes} classes; pass at least {n_classes}")
+    try:
+        rows, _ = train_test_split(np.arange(n), train_size=limit, stratify=labels, random_state=seed)
+    except ValueError:  # a class of one image, or too few rows left out to stratify: a plain seeded sample
+        rows, _ = train_test_split(np.arange(n), train_size=limit, random_state=seed)
+    return np.sort(rows)
+
+
+def _split_folders(root: str, seen: set[str]) -> dict[str, str]:
+    """{"train"|"val"|"test": folder} when the top level is split folders; {} when it is classes."""
+    top = _subfolders(root, seen)
+    named = {os.path.basename(p): SPLIT_NAMES.get(os.path.basename(p).lower()) for p in top}
+    splits = {n: s for n, s in named.items() if s}
+    if not splits:
+        for p in top:  # class folders: let the walker enter them
+            seen.discard(os.path.realpath(p))
+        return {}
+    others = sorted(n for n, s in named.items() if not s)
+    if others:
+        raise UserError(
+            f"{root} mixes split folders ({', '.join(sorted(splits))}) with other folders ({', '.join(others)}); "
+            "put class folders only inside train/ (and val/, test/), or use class folders only"
+        )
+    found: dict[str, str] = {}
+    for name, split in sorted(splits.items()):
+        if split in found:
+            raise UserError(
+                f"{root} has two {split} folders ({os.path.basename(found[split])}, {name}); keep one of them"
+            )
+        found[split] = os.path.join(root, name)
+    if "train" not in found:
+        raise UserError(f"{root} has {', '.join(sorted(splits))} but no train/ folder; add train/<class>/ folders")
+    return found
+
+
+def _class_names(folder: str) -> list[str]:
+    return [os.path.basename(p) for p in _subfolders(folder, set([os.path.realpath(folder)]))]
 
 
 def load_image_folder(
-    path: str | os.PathLike, size: int, limit: int | None = None, test_fraction: float = 0.2, seed: int = 0
+    path: str | os.PathLike,
+    size: int,
+    limit: int | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    index: str | os.PathLike | None = None,
+    verify: bool = False,
 ) -> Dataset:
-    """Photos in class subfolders: `root/train/<class>/`, `root/test/<class>/`, or
-    `root/<class>/` split into train and test by `test_fraction` (stratified, seeded).
-    Class names are the folder names in sorted order; sources are paths relative to root."""
+    """Photos in class subfolders: `root/<class>/` split into train and test by `test_fraction`
+    (stratified, seeded), or `root/train/<class>/` with `test/` and/or `val/` beside it
+    (Train, training, valid, validation, Testing... in any case).
+
+    Class names are the folder names in sorted order; sources are paths relative to root.
+    `limit` keeps a stratified, seeded subset of each split. The fingerprint hashes every
+    file's bytes; `index` is a JSON file where digests are kept between runs so that only
+    files whose size or mtime changed are read again (all of them with `verify`)."""
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise UserError(f"--data-dir {root} does not exist or is not a folder")
-    split_layout = (root / "train").is_dir() and (root / "test").is_dir()
-    class_root = root / "train" if split_layout else root
-    class_names = [p.name for p in _class_dirs(class_root)]
+    seen = {str(root)}
+    folders = _split_folders(str(root), seen)
+    class_root = folders.get("train", str(root))
+    class_names = _class_names(class_root)
     if len(class_names) < 2:
+        loose, _ = walk_images(class_root, set()) if not class_names else ([], [])
+        lacks = f"holds {len(loose)} loose image(s) and no class subfolders" if not class_names else "has one class subfolder"
         raise UserError(
-            f"{class_root} has {len(class_names)} class subfolder(s); an image folder needs one subfolder "
-            "per class (at least two), either directly or under train/ and test/"
+            f"{class_root} {lacks}; an image folder needs one subfolder per class (at least two: "
+            f"{class_root}/cats/, {class_root}/dogs/), directly or under train/ (and test/), "
+            f"or pass a {CIFAR10_DIRNAME} folder"
         )
-    if split_layout:
-        test_names = [p.name for p in _class_dirs(root / "test")]
-        if test_names != class_names:
+    for split, folder in folders.items():
+        names = _class_names(folder)
+        if names != class_names:
             raise UserError(
-                f"{root}/train and {root}/test have different class folders ({class_names} vs {test_names}); "
-                "give both the same subfolders"
+                f"{folders['train']} and {folder} have different class folders ({class_names} vs {names}); "
+                "give every split the same subfolders"
             )
-        per_split = {s: _scan_classes(root / s, class_names) for s in ("train", "test")}
-        per_split = {s: ([f"{s}/{f}" for f in files], lab) for s, (files, lab) in per_split.items()}
-    else:
-        files, lab = _scan_classes(root, class_names)
-        tr, te = _stratified_split(lab, test_fraction, seed)
-        per_split = {"train": ([files[i] for i in tr], lab[tr]), "test": ([files[i] for i in te], lab[te])}
+    listings = {s: _list_split(str(root), folders[s], class_names, seen) for s in SPLIT_ORDER if s in folders}
+    if not folders:
+        whole = _list_split(str(root), str(root), class_names, seen)
+        tr, te = _split_off(whole.labels, test_fraction, seed)
+        listings = {"train": _Listing([whole.files[i] for i in tr], whole.labels[tr], whole.not_images)}
+        listings["test"] = _Listing([whole.files[i] for i in te], whole.labels[te], [])
+    elif "test" not in folders:
+        train = listings.pop("train")
+        tr, te = _split_off(train.labels, test_fraction, seed)
+        val = listings.pop("val", None)
+        listings = {"train": _Listing([train.files[i] for i in tr], train.labels[tr], train.not_images)}
+        if val is not None:
+            listings["val"] = val
+        listings["test"] = _Listing([train.files[i] for i in te], train.labels[te], [])
 
-    digest = hashlib.sha256()
-    splits = {}
-    for split, (files, lab) in per_split.items():
-        n = len(files) if limit is None else min(limit, len(files))
-        files, lab = files[:n], lab[:n]
-        for f in files:
-            digest.update(f"{split}/{f}:{(root / f).stat().st_size}\n".encode())
+    splits, used = {}, {}
+    for split, listing in listings.items():
+        rows = _subset(listing.labels, limit, seed) if limit is not None else np.arange(len(listing.files))
+        files, lab = [listing.files[i] for i in rows], listing.labels[rows]
+        used[split] = files
         splits[split] = Split(lab, files, _folder_reader(root, files, lab, size))
+    contents = hash_files(root, [f for files in used.values() for f in files], index, verify)
+    digest = hashlib.sha256()
+    for split, files in used.items():
+        for f in files:
+            digest.update(f"{split}\0{f}\0{contents[f]}\n".encode())
+    fingerprint = digest.hexdigest()
+    if index is not None:
+        remember(index, fingerprint, {f: contents[f] for files in used.values() for f in files})
     return Dataset(
         name=root.name,
         kind="folder",
         location=str(root),
         class_names=class_names,
         image_size=size,
-        fingerprint=digest.hexdigest(),
+        fingerprint=fingerprint,
         splits=splits,
+        not_images=[f for listing in listings.values() for f in listing.not_images],
+        index=str(index) if index is not None else None,
     )
+
+
+# --------------------------------------------------------------------------- content fingerprints
+
+INDEX_VERSION = 1
+KEPT_SNAPSHOTS = 3  # file lists of the last fingerprints, to say what changed since a cache was made
+
+
+def index_path(cache: str | os.PathLike) -> Path:
+    """Where the digests of a photo folder's files are kept beside its cache: `<cache>.index.json`."""
+    cache = Path(cache)
+    return cache.with_name(cache.name + ".index.json")
+
+
+def _read_index(index: str | os.PathLike | None) -> dict:
+    try:
+        data = json.loads(Path(index).read_text()) if index is not None else {}
+        if data.get("version") == INDEX_VERSION and isinstance(data.get("files"), dict):
+            return data
+    except (OSError, ValueError, AttributeError):
+        pass  # missing or damaged: every file is hashed again
+    return {"version": INDEX_VERSION, "files": {}, "snapshots": {}}
+
+
+def _write_index(index: str | os.PathLike, data: dict) -> None:
+    from featurecache.files import write_text
+
+    try:
+        Path(index).parent.mkdir(parents=True, exist_ok=True)
+        write_text(index, json.dumps(data, separators=(",", ":")))
+    except OSError:
+        pass  # the index only saves time: a folder that cannot hold it costs a full hash next run
+
+
+def hash_files(root: Path, files: list[str], index: str | os.PathLike | None = None, verify: bool = False) -> dict[str, str]:
+    """{source: sha256 of its bytes} for files under root, streamed.
+
+    With `index`, digests are reused for files whose (size, mtime_ns) have not changed
+    since they were hashed, and the index is updated; `verify` hashes every file again."""
+    from featurecache.files import sha256
+
+    data = _read_index(index)
+    known = data["files"]
+    out = {}
+    for f in files:
+        st = os.stat(source_path(root, f))
+        entry = known.get(f)
+        if verify or not (isinstance(entry, list) and entry[:2] == [st.st_size, st.st_mtime_ns]):
+            entry = [st.st_size, st.st_mtime_ns, sha256(source_path(root, f))]
+            known[f] = entry
+        out[f] = entry[2]
+    if index is not None:
+        _write_index(index, data)
+    return out
+
+
+def remember(index: str | os.PathLike, fingerprint: str, contents: dict[str, str]) -> None:
+    """Keep which files (and digests) made `fingerprint`, for `changes_since`."""
+    data = _read_index(index)
+    snapshots = data.setdefault("snapshots", {})
+    snapshots.pop(fingerprint, None)
+    snapshots[fingerprint] = contents  # newest last
+    for old in list(snapshots)[:-KEPT_SNAPSHOTS]:
+        del snapshots[old]
+    _write_index(index, data)
+
+
+def changes_since(index: str | os.PathLike | None, old: str, new: str, shown: int = 3) -> str:
+    """What differs between the files behind fingerprints `old` and `new`, as one short phrase
+    ("2 added: a.jpg, b.jpg; 1 changed: c.jpg"); "" when the index does not remember `old`."""
+    snapshots = _read_index(index).get("snapshots", {})
+    if old not in snapshots or new not in snapshots:
+        return ""
+    a, b = snapshots[old], snapshots[new]
+
+    def part(label: str, keys: list[str]) -> str:
+        names = sorted(keys)
+        return f"{len(names)} {label}: {', '.join(names[:shown])}{' ...' if len(names) > shown else ''}"
+
+    added = [k for k in b if k not in a]
+    removed = [k for k in a if k not in b]
+    changed = [k for k in b if k in a and a[k] != b[k]]
+    return "; ".join(part(label, keys) for label, keys in
+                     (("added", added), ("removed", removed), ("changed", changed)) if keys)
+
+
+# --------------------------------------------------------------------------- choosing a loader
+
+
+def _holds_cifar(path: Path) -> bool:
+    names = set(CIFAR10_TRAIN_FILES + CIFAR10_TEST_FILES + ["batches.meta", CIFAR10_DIRNAME])
+    return any((path / n).exists() for n in names)
+
+
+def is_image_folder(path: Path) -> bool:
+    """A folder that is not CIFAR-10's python layout is read as a folder of photos."""
+    return path.is_dir() and not _holds_cifar(path)
+
+
+def dataset_name(data_dir: str | os.PathLike | None) -> str:
+    """The name `load_dataset` will give this data ("cifar10" or the photo folder's name), without reading it."""
+    if data_dir is None:
+        return "cifar10"
+    path = Path(data_dir).expanduser()
+    return path.resolve().name if is_image_folder(path) else "cifar10"
 
 
 def load_dataset(
@@ -396,13 +749,17 @@ def load_dataset(
     limit: int | None = None,
     test_fraction: float = 0.2,
     seed: int = 0,
+    index: str | os.PathLike | None = None,
+    verify: bool = False,
 ) -> Dataset:
-    """CIFAR-10 (downloaded when data_dir is None) or a folder of photos, by what data_dir holds."""
+    """CIFAR-10 (downloaded when data_dir is None) or a folder of photos, by what data_dir holds.
+
+    `index` and `verify` apply to photo folders: see `load_image_folder`."""
     if data_dir is None:
         return load_cifar10(download_cifar10(), limit)
     path = Path(data_dir).expanduser()
-    if path.is_dir() and is_image_folder(path) and not (path / CIFAR10_DIRNAME).is_dir():
-        return load_image_folder(path, image_size, limit, test_fraction, seed)
+    if is_image_folder(path):
+        return load_image_folder(path, image_size, limit, test_fraction, seed, index, verify)
     return load_cifar10(path, limit)
 
 
@@ -410,10 +767,11 @@ def source_image(kind: str, location: str, source: str, size: int = 64) -> np.nd
     """The picture behind one cache row, for galleries: (h, w, 3) uint8."""
     if kind == "cifar10":
         return cifar10_image(location, source)
-    return load_image(Path(location) / source, size)
+    return load_image(source_path(location, source), size)
 
 
 __all__ = [
     "Batch", "Split", "Dataset", "CIFAR10_CLASSES", "load_cifar10", "load_image_folder",
-    "load_dataset", "load_image", "download_cifar10", "source_image",
+    "load_dataset", "load_image", "download_cifar10", "source_image", "walk_images", "image_suffixes",
+    "index_path", "changes_since", "dataset_name", "source_path", "escape_name", "hash_files",
 ]

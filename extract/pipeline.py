@@ -82,8 +82,10 @@ def differences(have: dict, want: dict) -> list[str]:
     return [f"{k} {have.get(k, '')!r} != {want[k]!r}" for k in keys if have.get(k, "") != want[k]]
 
 
-def check_existing(out: Path, ident: dict, force: bool) -> bool:
-    """True when `out` already holds this very cache. Raises if it holds another."""
+def check_existing(out: Path, ident: dict, force: bool, changes: Callable[[str], str] | None = None) -> bool:
+    """True when `out` already holds this very cache. Raises if it holds another.
+
+    `changes(old_fingerprint)` names the files that changed since the cache was made."""
     if not out.exists() or force:
         return False
     try:
@@ -92,9 +94,11 @@ def check_existing(out: Path, ident: dict, force: bool) -> bool:
         raise UserError(f"{out} exists but is not a usable cache ({e.message}); use --force to overwrite it or choose another --out") from None
     diff = differences(have, ident)
     if diff:
+        changed = changes(have.get("data_fingerprint", "")) if changes and have.get("data_fingerprint") != ident["data_fingerprint"] else ""
         raise UserError(
-            f"{out} holds a cache made with other settings ({'; '.join(diff[:3])}); "
-            "use --force to overwrite it or choose another --out"
+            f"{out} holds a cache made with other settings ({'; '.join(diff[:3])})"
+            + (f"; the data folder changed since: {changed}" if changed else "")
+            + "; use --force to overwrite it or choose another --out"
         )
     return True
 
@@ -221,7 +225,7 @@ def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor,
     """Extract features of every split of `dataset` into the cache `out`."""
     out = Path(out)
     ident = identity(cfg, dataset, extractor)
-    if check_existing(out, ident, cfg.force):
+    if check_existing(out, ident, cfg.force, dataset.changes_since):
         return up_to_date(out, ident)
     check_writable(out.parent)
     model_size = extractor.sizes.model

@@ -5,6 +5,7 @@ Layout (format_version 1):
     /train/labels    (N,)   int64, in the data set's own order
     /train/sources   (N,)   str: "data_batch_1/17" for CIFAR-10, a path relative to the data folder otherwise
     /test/...        the same
+    /val/...         the same, only when the data set has a validation split
     root attributes: format="featurecache", format_version, dataset, data_kind, data_location,
     data_fingerprint, backbone, pooling, image_size, model_size, weights, seed, precision,
     class_names, feature_dim, n_train, n_test, skipped (JSON), config (JSON), versions (JSON), created.
@@ -69,6 +70,7 @@ class Cache:
     attrs: dict
     train: SplitData
     test: SplitData
+    val: SplitData | None = None    # the data set's own validation split, when it has one
 
     @property
     def class_names(self) -> list[str]:
@@ -249,12 +251,12 @@ def read_cache(path: str | os.PathLike, expect: dict | None = None) -> Cache:
                     "pass the matching cache or re-run extract with those settings"
                 )
         data = {}
-        for split in SPLITS:
+        for split in SPLITS + (("val",) if "val" in f else ()):
             data[split] = _read_split(f, split, path, len(attrs["class_names"]))
     dims = {s: d.features.shape[1] for s, d in data.items()}
     if len(set(dims.values())) != 1 or ("feature_dim" in attrs and dims["train"] != attrs["feature_dim"]):
         raise UserError(f"{path} has feature widths {dims} that disagree with its attributes; delete it and run extract again")
-    return Cache(path, attrs, data["train"], data["test"])
+    return Cache(path, attrs, data["train"], data["test"], data.get("val"))
 
 
 def _read_split(f: h5py.File, split: str, path: Path, n_classes: int) -> SplitData:

@@ -16,19 +16,22 @@ from pathlib import Path
 import click
 import numpy as np
 
-from extract.datasets import IMAGE_SUFFIXES
+from extract.datasets import walk_images
 from featurecache.errors import UserError
 
 
 def collect_images(paths: tuple[Path, ...]) -> list[Path]:
-    """Image files named directly, plus those found under named folders (sorted)."""
+    """Image files named directly, plus the images found under named folders.
+
+    Folders are searched with extract's own walker: symlinks followed (each real folder
+    once), hidden and system files skipped, files admitted by what they are."""
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found, _ = walk_images(p)
             if not found:
-                raise UserError(f"{p} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}); pass images or a folder of them")
-            files.extend(found)
+                raise UserError(f"{p} holds no image files Pillow can open; pass images or a folder of them")
+            files.extend(Path(f) for f in found)
         elif p.is_file():
             files.append(p)
         else:
