@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import io
 import json
 import os
 import platform
@@ -39,7 +40,7 @@ MODEL_SUFFIX = {"lr": ".h5", "rf": ".h5", "mlp": ".keras"}
 DIGEST_HEX = 8  # hex digits of a run's or cache's identity digest in file names and table rows
 
 __all__ = ["Staged", "check_out_dir", "check_name", "cache_id", "run_id", "digest", "run_paths", "resolve",
-           "drawable_names", "stage_run", "write_run", "write_json"]
+           "drawable_names", "save_model", "stage_run", "write_run", "write_json"]
 
 
 def check_out_dir(out_dir: str | os.PathLike) -> Path:
@@ -255,7 +256,7 @@ def stage_run(staged: Staged, cache: Cache, cfg: ClassifyConfig, result: RunResu
     staged.aside(paths["report_txt"]).write_text(result.report_text + (f"\nnote: {names_note}\n" if names_note else ""))
     write_json(staged.aside(paths["report_json"]), result.report)
     model_tmp = staged.aside(paths["model"])
-    result.trained.save(model_tmp)
+    save_model(result.trained, model_tmp)
     record = run_record(cache, cfg, result, paths, gallery_note)
     if not result.trained.history:
         record["files"].pop("curves")
@@ -266,6 +267,18 @@ def stage_run(staged: Staged, cache: Cache, cfg: ClassifyConfig, result: RunResu
     if "latest" in paths:
         write_json(staged.aside(paths["latest"]), {"run": paths["run"].name, "run_id": record["run_id"]})
     return record, gallery_note
+
+
+def save_model(trained, path: Path) -> None:
+    """Save a fitted model. HDF5 models are built in memory and written with one plain write: HDF5
+    that runs out of room part-way fails in its destructors (tracebacks, even a crash at exit), while
+    a plain write fails with one OSError (ENOSPC, EFBIG) that becomes one line."""
+    if path.suffix == ".h5":
+        buffer = io.BytesIO()
+        trained.save(buffer)  # h5py.File writes to a file-like object as well as to a path
+        path.write_bytes(buffer.getvalue())
+    else:
+        trained.save(path)
 
 
 def write_error(e: BaseException, folder: Path) -> Exception | None:
