@@ -69,9 +69,8 @@ def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
     are kept. Sorted by cache, model, settings."""
     merged = {row_key(r): r for r in old}
     merged.update({row_key(r): r for r in new})
-    order = lambda r: (r["cache"], r.get("cache_id") or "", r["model"], r.get("hyperparameters") or "",  # noqa: E731
-                       str(r.get("seed")), str(r.get("val_fraction")), str(r.get("train_size")), r.get("run_id") or "")
-    return sorted(merged.values(), key=order)
+    return sorted(merged.values(), key=lambda r: tuple(str(r.get(k) or "") for k in (
+        "cache", "cache_id", "model", "hyperparameters", "seed", "val_fraction", "train_size", "run_id")))
 
 
 def labelled(rows: list[dict]) -> list[dict]:
@@ -80,8 +79,8 @@ def labelled(rows: list[dict]) -> list[dict]:
     ids = {}
     for r in rows:
         ids.setdefault(r["cache"], set()).add(r.get("cache_id") or "")
-    settings = [dict(json.loads(r.get("hyperparameters") or "{}"), seed=r.get("seed"), val_fraction=r.get("val_fraction"),
-                     train_size=r.get("train_size")) for r in rows]
+    settings = [dict(json.loads(r.get("hyperparameters") or "{}"), seed=r.get("seed"),
+                     val_fraction=r.get("val_fraction"), train_size=r.get("train_size")) for r in rows]
     out = []
     for r, s in zip(rows, settings):
         same_model = [t for q, t in zip(rows, settings) if q["model"] == r["model"]]
@@ -166,7 +165,8 @@ def cli(features: tuple[str, ...], models: tuple[str, ...], **options) -> None:
             try:
                 with Staged() as staged:  # this run's files and its row land together, or neither does
                     record, _ = stage_run(staged, cache, cfg, result, run_paths(out_dir, cache, cfg))
-                    with locked(out_dir / LOCK, str(table["csv"])):  # read, merge, replace: no row of another compare lost
+                    # read, merge, replace under the lock: no row of a compare running beside this one is lost
+                    with locked(out_dir / LOCK, str(table["csv"])):
                         stage_table(staged, table, merge_rows(read_rows(table["csv"]),
                                                               [row_for(cache, cfg, result.metrics, record)]))
                         staged.commit()
