@@ -4,12 +4,16 @@ Reads one cache written by `extract` (default: the one features/LATEST names)
 and writes, under reports/ (names from the cache and model, or
 --plot-name / --report-name):
 
-    <cache>-<model>-curves.png       loss and accuracy, training vs validation: against C (lr), trees (rf), epochs (mlp)
-    <cache>-<model>-confusion.png    confusion matrix on the test rows
-    <cache>-<model>-gallery.png      most confident mistakes, when the cache records its images' sources
-    <cache>-<model>-report.txt/.json scikit-learn classification report with class names
-    <cache>-<model>-run.json         run record: every setting, the cache and its attributes, metrics, timings
-    <cache>-<model>-model.{h5,keras}  the fitted model, in a format that loads without running code
+    <cache>-<model>-<run>-curves.png       loss and accuracy, training vs validation, over epochs / iterations / trees
+    <cache>-<model>-<run>-confusion.png    confusion matrix on the test rows
+    <cache>-<model>-<run>-gallery.png      most confident mistakes, when the cache records its images' sources
+    <cache>-<model>-<run>-report.txt/.json scikit-learn classification report with class names
+    <cache>-<model>-<run>-run.json         run record: every setting, the cache and its attributes, metrics, timings
+    <cache>-<model>-<run>-model.{h5,keras}  the fitted model, in a format that loads without running code
+    <cache>-<model>-latest.json            names the latest run of this model on this cache
+
+<run> is a short digest of the run's settings and the cache's identity: other settings
+never overwrite an earlier run's files (classify.outputs).
 
     python -m classify --model lr --C auto
 
@@ -22,6 +26,7 @@ import click
 
 from classify.models import MODELS
 from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
+from featurecache.files import interruptible
 
 
 @click.command(context_settings=CONTEXT)
@@ -33,6 +38,7 @@ from classify.options import CONTEXT, cache_path, echo_config, make_config, note
 @click.option("--report-name", default=None,
               help="Base name of the report: NAME.txt, NAME.json, NAME-run.json, NAME-model.<ext>.")
 @training_options
+@interruptible("classify")
 def cli(**options) -> None:
     """Train one classifier on a feature cache; write curves, reports, a confusion matrix, a gallery,
     a run record and the model under --out-dir. Test rows are used only for the final report.
@@ -56,7 +62,7 @@ def cli(**options) -> None:
     result = train_and_evaluate(cache, cfg)
     for line in notes(cfg, result.trained.details):
         click.echo(line)
-    paths = run_paths(out_dir, path, cfg)
+    paths = run_paths(out_dir, cache, cfg)
     record, gallery_note = write_run(cache, cfg, result, paths)
     if gallery_note:
         click.echo(f"no gallery: {gallery_note}")

@@ -4,14 +4,19 @@ Reads each cache given with --features (default: the one features/LATEST
 names) once, trains every --model on it (default: lr, mlp, rf), and writes
 under --out-dir (default reports/):
 
-    comparison.csv   one row per (cache, model): accuracy, macro F1, train and predict time, settings
+    comparison.csv   one row per run: cache, model, run id, accuracy, macro F1, train and predict
+                     time, settings, and the absolute path of the run record that produced it
     comparison.md    the same as a Markdown table
     comparison.png   bar chart of test accuracy, grouped by cache
     plus each run's own files, as `python -m classify` writes them
 
-Re-running adds rows for new (cache, model) pairs and replaces the rows of
-pairs it trains again (`--model lr` re-runs just that one); it never
-re-extracts features.
+Rows are keyed on (cache identity, run identity) (see classify.outputs): a run
+with other settings adds a row, the same settings on the same cache replace
+that run's row, and two caches that share a file name stay apart. Each run's
+files and its row land together, under an exclusive lock on
+<out-dir>/comparison.lock: compares started together each add their rows, and
+a compare stopped part-way keeps the runs it finished, each with its row, and
+nothing of the run it was in. It never re-extracts features.
 
     python -m classify.compare --features features/a.h5 --features features/b.h5
 """
@@ -30,10 +35,13 @@ from classify import plots
 from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
 from classify.models import MODELS
 from featurecache.errors import UserError
+from featurecache.files import interruptible
 
-COLUMNS = ["cache", "model", "accuracy", "macro_f1", "train_time_s", "predict_time_s", "n_fit", "n_test",
-           "backbone", "pooling", "image_size", "weights", "cache_path", "hyperparameters", "run_record", "updated"]
+COLUMNS = ["cache", "model", "run_id", "accuracy", "macro_f1", "train_time_s", "predict_time_s", "n_fit", "n_test",
+           "backbone", "pooling", "image_size", "weights", "cache_id", "cache_path", "hyperparameters", "seed",
+           "val_fraction", "train_size", "run_record", "updated"]
 TABLE = "comparison"
+LOCK = "comparison.lock"
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -49,11 +57,38 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
+def row_key(row: dict) -> tuple[str, str]:
+    """(cache identity, run identity); rows of older tables, which have neither, keep a key of their own."""
+    if row.get("run_id"):
+        return row.get("cache_id") or "", row["run_id"]
+    return "", f"{row['cache']}/{row['model']}/{row.get('hyperparameters', '')}"
+
+
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
-    """New rows replace old ones with the same (cache, model); the rest are kept. Sorted by cache, model."""
-    merged = {(r["cache"], r["model"]): r for r in old}
-    merged.update({(r["cache"], r["model"]): r for r in new})
-    return [merged[k] for k in sorted(merged)]
+    """New rows replace old ones of the same run (same cache identity, same run identity); the rest
+    are kept. Sorted by cache, model, settings."""
+    merged = {row_key(r): r for r in old}
+    merged.update({row_key(r): r for r in new})
+    return sorted(merged.values(), key=lambda r: tuple(str(r.get(k) or "") for k in (
+        "cache", "cache_id", "model", "hyperparameters", "seed", "val_fraction", "train_size", "run_id")))
+
+
+def labelled(rows: list[dict]) -> list[dict]:
+    """Rows with display names: a cache's stem, followed by its identity where two caches share a stem;
+    a model's name, followed by the settings that differ where it was run with several."""
+    ids = {}
+    for r in rows:
+        ids.setdefault(r["cache"], set()).add(r.get("cache_id") or "")
+    settings = [dict(json.loads(r.get("hyperparameters") or "{}"), seed=r.get("seed"),
+                     val_fraction=r.get("val_fraction"), train_size=r.get("train_size")) for r in rows]
+    out = []
+    for r, s in zip(rows, settings):
+        same_model = [t for q, t in zip(rows, settings) if q["model"] == r["model"]]
+        varies = [k for k in s if any(t.get(k) != s[k] for t in same_model)]
+        cache = r["cache"] if len(ids[r["cache"]]) == 1 else f"{r['cache']} ({r.get('cache_id') or 'old'})"
+        model = r["model"] + (" " + ", ".join(f"{k}={s[k]}" for k in varies) if varies else "")
+        out.append({**r, "cache": cache, "model": model})
+    return out
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -65,25 +100,36 @@ def to_csv(rows: list[dict]) -> str:
 
 
 def to_markdown(rows: list[dict]) -> str:
-    lines = ["| cache | model | test accuracy | macro F1 | train time (s) |", "| --- | --- | ---: | ---: | ---: |"]
-    for r in rows:
-        lines.append(f"| {r['cache']} | {r['model']} | {float(r['accuracy']):.4f} | {float(r['macro_f1']):.4f} "
-                     f"| {float(r['train_time_s']):.2f} |")
+    lines = ["| cache | model | run | test accuracy | macro F1 | train time (s) |",
+             "| --- | --- | --- | ---: | ---: | ---: |"]
+    for r in labelled(rows):
+        lines.append(f"| {r['cache']} | {r['model']} | {r.get('run_id') or ''} | {float(r['accuracy']):.4f} "
+                     f"| {float(r['macro_f1']):.4f} | {float(r['train_time_s']):.2f} |")
     return "\n".join(lines) + "\n"
 
 
-def row_for(cache, cfg, metrics: dict, run_json: str) -> dict:
+def row_for(cache, cfg, metrics: dict, record: dict) -> dict:
+    """The table row of one run: its numbers are the run record's, and it points at that record."""
     a = cache.attrs
     return {
-        "cache": cache.path.stem, "model": cfg.model,
+        "cache": cache.path.stem, "model": cfg.model, "run_id": record["run_id"],
         "accuracy": f"{metrics['accuracy']:.4f}", "macro_f1": f"{metrics['macro_f1']:.4f}",
         "train_time_s": f"{metrics['train_time_s']:.2f}", "predict_time_s": f"{metrics['predict_time_s']:.3f}",
         "n_fit": metrics["n_fit"], "n_test": metrics["n_test"],
         "backbone": a.get("backbone"), "pooling": a.get("pooling"), "image_size": a.get("image_size"),
-        "weights": a.get("weights"), "cache_path": str(cache.path),
-        "hyperparameters": json.dumps(cfg.hyperparameters()), "run_record": run_json,
+        "weights": a.get("weights"), "cache_id": record["cache_id"], "cache_path": record["cache"]["path"],
+        "hyperparameters": json.dumps(cfg.hyperparameters()), "seed": cfg.seed, "val_fraction": cfg.val_fraction,
+        "train_size": "" if cfg.train_size is None else cfg.train_size,
+        "run_record": record["files"]["run"],
         "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def stage_table(staged, table: dict[str, Path], rows: list[dict]) -> None:
+    """The comparison's CSV, Markdown and PNG, written aside in `staged`."""
+    staged.aside(table["csv"]).write_text(to_csv(rows))
+    staged.aside(table["md"]).write_text(to_markdown(rows))
+    plots.comparison(labelled(rows), staged.aside(table["png"]))
 
 
 @click.command(context_settings=CONTEXT)
@@ -92,21 +138,23 @@ def row_for(cache, cfg, metrics: dict, run_json: str) -> dict:
 @click.option("--model", "models", multiple=True, type=click.Choice(sorted(MODELS)),
               help="Models to train (repeatable). Default: all of them.")
 @training_options
+@interruptible("compare")
 def cli(features: tuple[str, ...], models: tuple[str, ...], **options) -> None:
     """Train several classifiers on the same cached features (each cache loaded once) and write a
-    comparison table (CSV, Markdown) and bar chart; earlier rows for other caches and models are kept."""
-    from classify.outputs import Staged, check_out_dir, run_paths, write_run
+    comparison table (CSV, Markdown) and bar chart; rows of other caches, models and settings are kept."""
+    from classify.outputs import Staged, check_out_dir, run_paths, stage_run, write_error
     from classify.train import train_and_evaluate
     from featurecache.cache import read_cache
+    from featurecache.files import locked
 
     paths = [cache_path(f) for f in features] if features else [cache_path(None)]
-    models = models or tuple(sorted(MODELS))
+    paths = list({str(p.absolute()): p for p in paths}.values())  # a cache given twice is compared once
+    models = tuple(dict.fromkeys(models)) or tuple(sorted(MODELS))  # so is a model
     out_dir = check_out_dir(options["out_dir"])
     table = {ext: out_dir / f"{TABLE}.{ext}" for ext in ("csv", "md", "png")}
-    old = read_rows(table["csv"])  # a broken table fails now, before any training
+    read_rows(table["csv"])  # a broken table fails now, before any training
     caches = [read_cache(p) for p in paths]  # all checked before any training; each read once
     echo_config(make_config(model=models[0], features=",".join(map(str, paths)), **options))
-    new = []
     for cache in caches:
         for model in models:
             cfg = make_config(model=model, features=str(cache.path), **options)
@@ -114,19 +162,22 @@ def cli(features: tuple[str, ...], models: tuple[str, ...], **options) -> None:
             result = train_and_evaluate(cache, cfg)
             for line in notes(cfg, result.trained.details):
                 click.echo(line)
-            record, _ = write_run(cache, cfg, result, run_paths(out_dir, cache.path, cfg))
+            try:
+                with Staged() as staged:  # this run's files and its row land together, or neither does
+                    record, _ = stage_run(staged, cache, cfg, result, run_paths(out_dir, cache, cfg))
+                    # read, merge, replace under the lock: no row of a compare running beside this one is lost
+                    with locked(out_dir / LOCK, str(table["csv"])):
+                        stage_table(staged, table, merge_rows(read_rows(table["csv"]),
+                                                              [row_for(cache, cfg, result.metrics, record)]))
+                        staged.commit()
+            except (OSError, RuntimeError) as e:
+                error = write_error(e, out_dir)
+                if error is None:
+                    raise
+                raise error from None
             for line in summary_lines(model, cache.path.stem, result.metrics, {"run": record["files"]["run"]}):
                 click.echo(line)
-            new.append(row_for(cache, cfg, result.metrics, record["files"]["run"]))
-    rows = merge_rows(old, new)
-    try:
-        with Staged() as staged:
-            staged.aside(table["csv"]).write_text(to_csv(rows))
-            staged.aside(table["md"]).write_text(to_markdown(rows))
-            plots.comparison(rows, staged.aside(table["png"]))
-    except OSError as e:
-        raise UserError(f"could not write the comparison in {out_dir} ({e}); earlier tables are unchanged") from None
-    click.echo(to_markdown(rows), nl=False)
+    click.echo(to_markdown(read_rows(table["csv"])), nl=False)
     for ext, p in table.items():
         click.echo(f"  {ext}: {p}")
 

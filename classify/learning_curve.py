@@ -6,8 +6,11 @@ of --seeds seeds, trains M on a stratified subset of that many rows (its
 validation split carved from them) and scores the test rows. Writes under
 --out-dir (default reports/):
 
-    <cache>-<model>-learning-curve.csv   train_size, seed, accuracy, macro_f1, train_time_s, n_fit, n_val
-    <cache>-<model>-learning-curve.png   mean test accuracy (and min..max over seeds) against size, log x
+    <cache>-<model>-<id>-learning-curve.csv   train_size, seed, accuracy, macro_f1, train_time_s, n_fit, n_val
+    <cache>-<model>-<id>-learning-curve.png   mean test accuracy (and min..max over seeds) against size, log x
+
+<id> is a short digest of the settings, the sizes, the seeds and the cache's identity, so a
+curve with other settings never overwrites an earlier one.
 
     python -m classify.learning_curve --model lr --seeds 3 --points 6
 """
@@ -26,6 +29,7 @@ from classify.data import smallest_train_size
 from classify.models import MODELS
 from classify.options import CONTEXT, cache_path, echo_config, make_config, training_options
 from featurecache.errors import UserError
+from featurecache.files import interruptible
 
 
 def sizes_for(n_train: int, min_size: int, points: int) -> list[int]:
@@ -70,10 +74,11 @@ def learning_curve(cache, cfg, sizes: list[int], seeds: int) -> list[dict]:
 @click.option("--points", type=click.IntRange(min=2), default=6, show_default=True, help="Number of sizes, log-spaced.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds (subsets) per size.")
 @training_options(skip=("--train-size",))  # each point sets its own
+@interruptible("learning_curve")
 def cli(model: str, features: str | None, min_size: int, points: int, seeds: int, **options) -> None:
     """Test accuracy against training-set size, a few seeds per size; writes a PNG and a CSV.
     Each size is a stratified subset of the cache's training rows, from --min-size to all of them."""
-    from classify.outputs import Staged, check_out_dir
+    from classify.outputs import Staged, check_out_dir, digest, run_id
     from featurecache.cache import read_cache
 
     path = cache_path(features)
@@ -85,7 +90,8 @@ def cli(model: str, features: str | None, min_size: int, points: int, seeds: int
     sizes = sizes_for(len(cache.train.labels), min_size, points)
     click.echo(f"learning curve: {model} on {path}, sizes {sizes}, {seeds} seed(s) each", err=True)
     rows = learning_curve(cache, cfg, sizes, seeds)
-    base = out_dir / f"{path.stem}-{model}-learning-curve"
+    ident = digest({"run": run_id(cache, cfg), "sizes": sizes, "seeds": seeds})
+    base = out_dir / f"{path.stem}-{model}-{ident}-learning-curve"
     csv_path, png_path = base.with_suffix(".csv"), base.with_suffix(".png")
     text = io.StringIO()
     writer = csv.DictWriter(text, list(rows[0]), lineterminator="\n")

@@ -1,17 +1,30 @@
 """Writing a run's files under reports/: names, atomic writes, the run record.
 
-Every file is first written aside (`.<name>.<pid>.tmp<suffix>` in the same
-folder) and renamed into place only when all of a run's files are written,
-so a run that fails part-way leaves the previous report, plot, model and
-comparison row exactly as they were.
+A run's files are named after the cache, the model and a short digest of the run's identity
+(`<cache stem>-<model>-<8 hex>-run.json`, ...): the digest covers the model's settings, the seed,
+the validation share, the training-set size and the cache's identity attributes (not its file
+name), so a run with other settings, or on another cache that happens to share a file name,
+never replaces an earlier run's files; the same settings on the same cache replace only that
+run. `<cache stem>-<model>-latest.json` names the latest such run (a convenience for people;
+comparison tables never point at it). --plot-name / --report-name replace the default names.
+
+Every file is first written aside (`.<name>.<pid>.tmp<suffix>` in the same folder,
+`featurecache.files.Staged`) and renamed into place only when all of a run's files are written,
+so a run that fails or is interrupted part-way leaves the earlier files exactly as they were.
+Paths inside run records are absolute; `resolve` also reads relative ones (relative to the file
+that holds them).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
+import io
 import json
 import os
 import platform
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -19,22 +32,29 @@ import numpy as np
 from classify import plots, saved
 from classify.config import ClassifyConfig
 from classify.train import RunResult, gallery_items
-from featurecache.cache import Cache
+from featurecache.cache import IDENTITY_ATTRS, Cache
 from featurecache.errors import UserError, reason
+from featurecache.files import Staged, os_error, remove_stale_temps, room_error
 
 MODEL_SUFFIX = {"lr": ".h5", "rf": ".h5", "mlp": ".keras"}
+DIGEST_HEX = 8  # hex digits of a run's or cache's identity digest in file names and table rows
+
+__all__ = ["Staged", "check_out_dir", "check_name", "cache_id", "run_id", "digest", "run_paths", "resolve",
+           "drawable_names", "save_model", "stage_run", "write_run", "write_json"]
 
 
 def check_out_dir(out_dir: str | os.PathLike) -> Path:
-    """Create the output folder if needed and make sure files can be written in it."""
-    out = Path(out_dir)
+    """Create the output folder if needed, make sure files can be written in it, and remove the
+    temporary files that killed runs left there. Returns it as an absolute path."""
+    out = Path(os.path.abspath(out_dir))
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test.{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise UserError(f"cannot write to --out-dir {out} ({reason(e, 60)}); pass a folder you can write to") from None
+        raise UserError(f"cannot write to --out-dir {out_dir} ({reason(e, 60)}); pass a folder you can write to") from None
+    remove_stale_temps(out)
     return out
 
 
@@ -43,19 +63,62 @@ def check_name(option: str, name: str | None) -> None:
         raise UserError(f"{option} {name!r} must be a plain file name; choose the folder with --out-dir")
 
 
-def run_paths(out_dir: Path, cache_path: Path, cfg: ClassifyConfig, model: str | None = None) -> dict[str, Path]:
-    """Where each file of a run goes. Default names: <cache stem>-<model>-{curves,confusion,...}.
+def digest(data) -> str:
+    """Short hex digest of JSON-able data (keys sorted), for names that change when the data does."""
+    text = json.dumps(data, sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_HEX]
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    return saved.sha256(path)
+
+
+def cache_identity(cache: Cache) -> dict:
+    """What makes a cache the cache it is: its identity attributes (data fingerprint, backbone,
+    pooling, size, weights, precision, ...) and class names, not its file name. A cache without a
+    data fingerprint (not written by extract) is identified by its bytes instead."""
+    attrs = cache.attrs
+    ident = {k: attrs.get(k) for k in IDENTITY_ATTRS if attrs.get(k) is not None}
+    ident.update(dataset=attrs.get("dataset"), feature_dim=attrs.get("feature_dim"), class_names=cache.class_names)
+    if not attrs.get("data_fingerprint"):
+        st = os.stat(cache.path)
+        ident["file_sha256"] = _file_sha256(os.path.abspath(cache.path), st.st_mtime_ns, st.st_size)
+    return ident
+
+
+def cache_id(cache: Cache) -> str:
+    """Short digest of `cache_identity`: equal for two copies of one cache, different for caches
+    that merely share a file name."""
+    return digest(cache_identity(cache))
+
+
+def run_id(cache: Cache, cfg: ClassifyConfig, model: str | None = None) -> str:
+    """Short digest of everything that decides a run's result: the cache's identity, the model and
+    its hyperparameters, the seed, the validation share and the training-set size."""
+    model = model or cfg.model
+    hyper = cfg.hyperparameters() if model == cfg.model else {}
+    return digest({"cache": cache_identity(cache), "model": model, "hyperparameters": hyper, "seed": cfg.seed,
+                    "val_fraction": cfg.val_fraction, "train_size": cfg.train_size})
+
+
+def run_paths(out_dir: Path, cache: Cache, cfg: ClassifyConfig, model: str | None = None) -> dict[str, Path]:
+    """Where each file of a run goes (absolute). Default names: <cache stem>-<model>-<run id>-{curves.png,
+    confusion.png, gallery.png, report.txt, report.json, run.json, model.<ext>}, plus the pointer
+    <cache stem>-<model>-latest.json.
 
     --plot-name NAME names the curves PNG (".png" added if missing); the confusion matrix and gallery
     become NAME-confusion.png and NAME-gallery.png. --report-name NAME gives NAME.txt and NAME.json;
-    the run record and model become NAME-run.json and NAME-model.<ext>.
+    the run record and model become NAME-run.json and NAME-model.<ext>, and no pointer is written.
     """
     model = model or cfg.model
-    base = f"{cache_path.stem}-{model}"
+    out_dir = Path(os.path.abspath(out_dir))
+    stem = Path(cache.path).stem
+    base = f"{stem}-{model}-{run_id(cache, cfg, model)}"
     plot = Path(cfg.plot_name).stem if cfg.plot_name else None
     report = Path(cfg.report_name).stem if cfg.report_name and Path(cfg.report_name).suffix in (".txt", ".json") \
         else cfg.report_name
-    return {
+    paths = {
         "curves": out_dir / (f"{plot}.png" if plot else f"{base}-curves.png"),
         "confusion": out_dir / f"{plot or base}-confusion.png",
         "gallery": out_dir / f"{plot or base}-gallery.png",
@@ -64,36 +127,67 @@ def run_paths(out_dir: Path, cache_path: Path, cfg: ClassifyConfig, model: str |
         "run": out_dir / f"{report or base}-run.json",
         "model": out_dir / f"{report or base}-model{MODEL_SUFFIX[model]}",
     }
+    if not report:
+        paths["latest"] = out_dir / f"{stem}-{model}-latest.json"
+    return paths
 
 
-class Staged:
-    """Files written aside and renamed into place together: `with Staged() as s: write(s.aside(path))`."""
+def resolve(holder: str | os.PathLike, value: str) -> Path:
+    """A path read from a file (run record, comparison table): absolute as written, or relative to
+    the folder of the file that holds it."""
+    path = Path(value)
+    return path if path.is_absolute() else Path(holder).parent / path
 
-    def __init__(self):
-        self.pending: list[tuple[Path, Path]] = []
 
-    def aside(self, final: Path) -> Path:
-        tmp = final.with_name(f".{final.stem}.{os.getpid()}.tmp{final.suffix}")  # suffix kept: Keras wants .keras
-        self.pending.append((tmp, final))
-        return tmp
+# --------------------------------------------------------------------------- class names in figures
 
-    def __enter__(self) -> "Staged":
-        return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            try:
-                for tmp, final in self.pending:
-                    os.replace(tmp, final)
-            except OSError as e:
-                self._discard()
-                raise UserError(f"could not move {tmp.name} into place as {final} ({reason(e, 60)}); check --out-dir") from None
-        else:
-            self._discard()
+@functools.lru_cache(maxsize=None)
+def _charmaps() -> tuple[tuple[str, frozenset], ...]:
+    """(family, code points) of every installed font, DejaVu Sans (matplotlib's default) first.
+    Last-resort fonts, whose glyphs are boxes, are left out."""
+    from matplotlib import font_manager, ft2font
 
-    def _discard(self) -> None:
-        for tmp, _ in self.pending:
-            tmp.unlink(missing_ok=True)
+    out, seen = [], set()
+    default = font_manager.findfont("DejaVu Sans")
+    fonts = sorted(font_manager.fontManager.ttflist, key=lambda f: f.fname != default)
+    for font in fonts:
+        if font.name in seen or "last resort" in font.name.lower():
+            continue
+        try:
+            points = frozenset(ft2font.FT2Font(font.fname).get_charmap())
+        except (OSError, RuntimeError, ValueError):
+            continue
+        seen.add(font.name)
+        out.append((font.name, points))
+    return tuple(out)
+
+
+def drawable_names(names: list[str]) -> tuple[list[str], list[str], str | None]:
+    """Class names as figures can draw them: (labels, font families, note or None).
+
+    Names are NFC-normalised. When DejaVu Sans lacks some of their characters (CJK scripts), an
+    installed font that has them is added as a fallback family; when no font has them, those
+    characters are drawn as escapes (\\u732b) rather than as empty boxes, and the note says so."""
+    names = [unicodedata.normalize("NFC", str(n)) for n in names]
+    fonts = _charmaps()
+    if not fonts:
+        return names, [], None
+    default = fonts[0][1]
+    missing = {c for n in names for c in n if not c.isspace() and ord(c) not in default}
+    if not missing:
+        return names, [], None
+    for family, points in fonts[1:]:
+        if all(ord(c) in points for c in missing):
+            return names, [fonts[0][0], family], None
+    covered = set().union(*(p for _, p in fonts))
+    lost = {c for c in missing if ord(c) not in covered}
+    labels = ["".join(c.encode("unicode_escape").decode() if c in lost else c for c in n) for n in names]
+    sample = sorted(lost)[:5]
+    note = (f"{len(lost)} character(s) of the class names ({', '.join(sample)}{', ...' if len(lost) > 5 else ''}) "
+            "are in no installed font, so figures show them as escapes (\\uXXXX); install a font that covers "
+            "them (e.g. Noto Sans CJK) to draw them")
+    return labels, [], note
 
 
 def _json_default(value):
@@ -117,49 +211,89 @@ def versions() -> dict:
 
 
 def run_record(cache: Cache, cfg: ClassifyConfig, result: RunResult, paths: dict[str, Path], gallery_note: str | None) -> dict:
-    """Everything about a run: settings, chosen values, the cache it read, metrics, its files."""
+    """Everything about a run: its identity, settings, chosen values, the cache it read, metrics, its files."""
     return {
         "format": saved.RUN_FORMAT,
         "format_version": saved.FORMAT_VERSION,
+        "run_id": run_id(cache, cfg),
+        "cache_id": cache_id(cache),
         "model": cfg.model,
         "hyperparameters": cfg.hyperparameters(),
         "chosen": result.trained.details,
         "config": cfg.to_dict(),
-        "cache": {"path": str(cache.path), "attrs": cache.attrs},
+        "cache": {"path": os.path.abspath(cache.path), "attrs": cache.attrs},
         "class_names": cache.class_names,
         "metrics": result.metrics,
         "history": result.trained.history,
         "model_format": result.trained.format,
         "model_file": paths["model"].name,
-        "files": {k: str(p) for k, p in paths.items() if k != "gallery" or gallery_note is None},
+        "files": {k: str(p) for k, p in paths.items() if k != "latest" and (k != "gallery" or gallery_note is None)},
         "gallery": gallery_note or "written",
         "versions": versions(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def write_run(cache: Cache, cfg: ClassifyConfig, result: RunResult, paths: dict[str, Path]) -> tuple[dict, str | None]:
-    """Write every file of a run, atomically as a set. Returns (run record, why no gallery or None)."""
+def stage_run(staged: Staged, cache: Cache, cfg: ClassifyConfig, result: RunResult,
+              paths: dict[str, Path]) -> tuple[dict, str | None]:
+    """Write every file of a run aside in `staged` (renamed into place when it commits).
+    Returns (run record, why no gallery or None)."""
+    import matplotlib
+
     title = f"{cfg.model} on {cache.path.stem}"
     items, gallery_note = gallery_items(cache, result.proba)
+    labels, families, names_note = drawable_names(cache.class_names)
+    (title,), _, _ = drawable_names([title])
+    label_of = dict(zip(cache.class_names, labels))
+    items = [{**item, "true": label_of[item["true"]], "predicted": label_of[item["predicted"]]} for item in items]
+    with matplotlib.rc_context({"font.family": families} if families else {}):
+        if result.trained.history:
+            plots.curves(result.trained.history, staged.aside(paths["curves"]), title)
+        plots.confusion(result.confusion, labels, staged.aside(paths["confusion"]),
+                        f"{title}: test accuracy {result.metrics['accuracy']:.3f}")
+        if items:
+            plots.gallery(items, staged.aside(paths["gallery"]), f"{title}: most confident mistakes")
+    staged.aside(paths["report_txt"]).write_text(result.report_text + (f"\nnote: {names_note}\n" if names_note else ""))
+    write_json(staged.aside(paths["report_json"]), result.report)
+    model_tmp = staged.aside(paths["model"])
+    save_model(result.trained, model_tmp)
+    record = run_record(cache, cfg, result, paths, gallery_note)
+    if not result.trained.history:
+        record["files"].pop("curves")
+    if names_note:
+        record["class_names_note"] = names_note
+    record["model_sha256"] = saved.sha256(model_tmp)
+    write_json(staged.aside(paths["run"]), record)
+    if "latest" in paths:
+        write_json(staged.aside(paths["latest"]), {"run": paths["run"].name, "run_id": record["run_id"]})
+    return record, gallery_note
+
+
+def save_model(trained, path: Path) -> None:
+    """Save a fitted model. HDF5 models are built in memory and written with one plain write: HDF5
+    that runs out of room part-way fails in its destructors (tracebacks, even a crash at exit), while
+    a plain write fails with one OSError (ENOSPC, EFBIG) that becomes one line."""
+    if path.suffix == ".h5":
+        buffer = io.BytesIO()
+        trained.save(buffer)  # h5py.File writes to a file-like object as well as to a path
+        path.write_bytes(buffer.getvalue())
+    else:
+        trained.save(path)
+
+
+def write_error(e: BaseException, folder: Path) -> Exception | None:
+    """A failed write (full disk, file-size limit, no permission) as one line, or None for other errors."""
+    os_err = os_error(e)
+    return None if os_err is None else room_error(os_err, folder)
+
+
+def write_run(cache: Cache, cfg: ClassifyConfig, result: RunResult, paths: dict[str, Path]) -> tuple[dict, str | None]:
+    """Write every file of a run, atomically as a set. Returns (run record, why no gallery or None)."""
     try:
         with Staged() as staged:
-            if result.trained.history:
-                plots.curves(result.trained.history, staged.aside(paths["curves"]), title)
-            plots.confusion(result.confusion, cache.class_names, staged.aside(paths["confusion"]),
-                            f"{title}: test accuracy {result.metrics['accuracy']:.3f}")
-            if items:
-                plots.gallery(items, staged.aside(paths["gallery"]), f"{title}: most confident mistakes")
-            staged.aside(paths["report_txt"]).write_text(result.report_text)
-            write_json(staged.aside(paths["report_json"]), result.report)
-            model_tmp = staged.aside(paths["model"])
-            result.trained.save(model_tmp)
-            record = run_record(cache, cfg, result, paths, gallery_note)
-            if not result.trained.history:
-                record["files"].pop("curves")
-            record["model_sha256"] = saved.sha256(model_tmp)
-            write_json(staged.aside(paths["run"]), record)
-    except OSError as e:
-        raise UserError(f"could not write the run's files in {paths['run'].parent} ({reason(e, 60)}); "
-                        "free some space or pass another --out-dir; earlier files are unchanged") from None
-    return record, gallery_note
+            return stage_run(staged, cache, cfg, result, paths)
+    except (OSError, RuntimeError) as e:
+        error = write_error(e, paths["run"].parent)
+        if error is None:
+            raise
+        raise error from None

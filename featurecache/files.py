@@ -6,6 +6,12 @@
   the earlier files untouched. `atomic_path` is the one-file case and
   `write_text` the one-string case.
 - `check_writable` makes a folder and proves a file can be created in it.
+- `remove_stale_temps` removes the temporary files of runs that were killed
+  (their pid is gone), so a folder does not fill with `.x.1234.tmp.png`.
+- `locked` holds an exclusive `filelock.FileLock` around a read-merge-write of
+  a file that several runs share (reports/comparison.csv).
+- `interruptible` makes a command treat SIGTERM like Ctrl-C: temporary files
+  are removed on the way out and the command exits 130 with one line.
 - `sha256` digests a file (weights, saved models, photos).
 - `versions` names the library versions a result was made with.
 """
@@ -14,10 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import platform
+import re
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +35,9 @@ from featurecache.errors import UserError, reason
 
 # errors that mean "no room": a full disk, a file-size limit, a quota
 NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+# `temp_name`'s pattern, and check_writable's probe: the pid is what tells a live run's file from a dead one's
+TEMP_PATTERN = re.compile(r"^\.(?:.+\.(?P<pid>\d+)\.tmp(?:\.[^.]*)?|write-test\.(?P<probe>\d+))$")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -47,8 +60,26 @@ def _fsync(path: Path) -> None:
             os.fsync(f.fileno())
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, so a set of renames is never cut in half
+    (a signal that arrives meanwhile is delivered right after)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class Staged:
-    """Files written aside and renamed into place together: `with Staged() as s: write(s.aside(path))`."""
+    """Files written aside and renamed into place together: `with Staged() as s: write(s.aside(path))`.
+
+    The renames happen when the block ends without an exception, or earlier at `commit()` (to
+    commit while a lock is still held); nothing is renamed once an exception has passed through.
+    """
 
     def __init__(self) -> None:
         self.pending: list[tuple[Path, Path]] = []
@@ -66,24 +97,32 @@ class Staged:
         if exc_type is not None:
             self.discard()
             return
+        self.commit()
+
+    def commit(self) -> None:
+        """Rename every file written aside so far into place (all of them, or none on an error)."""
         try:
             for tmp, _ in self.pending:
                 _fsync(tmp)
-            for tmp, final in self.pending:
-                os.replace(tmp, final)
+            with signals_held():
+                for tmp, final in self.pending:
+                    os.replace(tmp, final)
         except OSError as e:
             self.discard()
             raise room_error(e, self.pending[0][1].parent) from None
+        self.pending = []
 
     def discard(self) -> None:
-        for tmp, _ in self.pending:
-            with contextlib.suppress(OSError):
-                if tmp.is_dir():
-                    import shutil
+        with signals_held():
+            for tmp, _ in self.pending:
+                with contextlib.suppress(OSError):
+                    if tmp.is_dir():
+                        import shutil
 
-                    shutil.rmtree(tmp)
-                else:
-                    tmp.unlink(missing_ok=True)
+                        shutil.rmtree(tmp)
+                    else:
+                        tmp.unlink(missing_ok=True)
+            self.pending = []
 
 
 @contextlib.contextmanager
@@ -97,6 +136,17 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def os_error(e: BaseException) -> OSError | None:
+    """The OSError behind an exception: itself, or the one h5py reports only inside a RuntimeError's
+    text ("... errno = 27, error message = 'File too large'"); None when there is none."""
+    if isinstance(e, OSError) and e.errno is not None:
+        return e
+    m = re.search(r"errno = (\d+)", str(e)) if isinstance(e, (OSError, RuntimeError)) else None
+    if m:
+        return OSError(int(m[1]), os.strerror(int(m[1])))
+    return e if isinstance(e, OSError) else None
 
 
 def room_error(e: OSError, where: str | os.PathLike, need: int | None = None) -> Exception:
@@ -120,6 +170,95 @@ def check_writable(folder: str | os.PathLike, option: str = "--out") -> Path:
     except OSError as e:
         raise UserError(f"cannot write to {folder} ({reason(e, 60)}); choose a writable {option}") from None
     return folder
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one we may not signal counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid > 0
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove `.<stem>.<pid>.tmp<suffix>` files (and write probes) whose process is gone: what a
+    killed run left behind. Files of runs still alive are left alone. Returns what was removed."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            m = TEMP_PATTERN.match(entry.name)
+            if not m or pid_alive(int(m["pid"] or m["probe"])):
+                continue
+            path = Path(entry.path)
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    import shutil
+
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def locked(lock_path: str | os.PathLike, what: str, timeout: float = 600) -> Iterator[None]:
+    """Hold an exclusive lock (`filelock.FileLock` on `lock_path`) for a read-merge-write of a
+    shared file, so runs started together each add their part instead of overwriting each other's."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        raise UserError(f"{what} is locked by another run ({lock_path}) for over {timeout:.0f} s; "
+                        "wait for it to finish, or delete the lock file if no run is left") from None
+    except OSError as e:
+        raise room_error(e, Path(lock_path).parent) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class Interrupted(UserError):
+    """Ctrl-C or SIGTERM: one line and exit status 130, as shells report a run stopped by SIGINT."""
+
+    exit_code = 130
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def interruptible(what: str):
+    """Decorator for a command: SIGTERM is handled like Ctrl-C, and either stops the command with one
+    line and exit 130. The KeyboardInterrupt passes through every `Staged` block on the way out, so
+    files written aside are removed and files already in place stay as they were."""
+
+    def wrap(command):
+        @functools.wraps(command)
+        def run(*args, **kwargs):
+            main = threading.current_thread() is threading.main_thread()
+            previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
+            try:
+                return command(*args, **kwargs)
+            except KeyboardInterrupt as e:
+                name = str(e) or "SIGINT"
+                raise Interrupted(f"interrupted ({name}): {what} stopped; files it had not finished are removed "
+                                  "and earlier results are unchanged") from None
+            finally:
+                if main:
+                    signal.signal(signal.SIGTERM, previous)
+
+        return run
+
+    return wrap
 
 
 def versions() -> dict:

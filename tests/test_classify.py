@@ -26,8 +26,13 @@ from featurecache.cache import read_cache
 from test_classify_data import blob_cache, invoke
 
 
+def run_base(out_dir, stem: str, model: str) -> str:
+    """<stem>-<model>-<run id>: the name the latest run of `model` on the cache `stem` was written under."""
+    return json.loads((out_dir / f"{stem}-{model}-latest.json").read_text())["run"].removesuffix("-run.json")
+
+
 def run_files(out_dir, stem: str, model: str) -> dict:
-    return {k: out_dir / f"{stem}-{model}-{k}" for k in
+    return {k: out_dir / f"{run_base(out_dir, stem, model)}-{k}" for k in
             ("curves.png", "confusion.png", "gallery.png", "report.txt", "report.json", "run.json")}
 
 
@@ -55,12 +60,12 @@ def blobs(tmp_path_factory):
 def test_each_model_learns_separable_clusters_and_reloads(model, extra, blobs, tmp_path):
     result = invoke(cli, ["--model", model, "--features", blobs, "--out-dir", tmp_path, *extra])
     assert result.exit_code == 0, result.output
-    record = json.loads((tmp_path / f"blobs-none-gap-1px-{model}-run.json").read_text())
+    record = json.loads((tmp_path / f"{run_base(tmp_path, 'blobs-none-gap-1px', model)}-run.json").read_text())
     assert record["metrics"]["accuracy"] >= 0.95
     assert result.output.rstrip().splitlines()[-1].startswith(
         f"{model} on blobs-none-gap-1px: test accuracy {record['metrics']['accuracy']:.4f}")
     # the saved model, reloaded through the predict contract, gives the same test predictions
-    run = load_run(tmp_path / f"blobs-none-gap-1px-{model}-run.json")
+    run = load_run(tmp_path / f"{run_base(tmp_path, 'blobs-none-gap-1px', model)}-run.json")
     cache = read_cache(blobs)
     proba = run.predict_proba(cache.test.features)
     assert proba.shape == (len(cache.test.labels), 3)
@@ -86,7 +91,7 @@ def test_lr_run_on_real_tiny_cache_writes_every_file_holding_what_it_claims(tiny
     for name, path in files.items():
         assert path.is_file(), name
         assert str(path) in result.output  # the summary says where each file went
-    assert (tmp_path / f"{stem}-lr-model.h5").is_file()
+    assert (tmp_path / f"{run_base(tmp_path, stem, 'lr')}-model.h5").is_file()
     for png in ("curves.png", "confusion.png", "gallery.png"):
         w, h = png_size(files[png])
         assert w >= 400 and h >= 250, (png, w, h)
@@ -230,7 +235,7 @@ def test_C_auto_from_the_command_line_is_recorded(blobs, tmp_path):
     result = invoke(cli, ["--model", "lr", "--features", blobs, "--out-dir", tmp_path, "--C", "auto"])
     assert result.exit_code == 0, result.output
     assert "C sweep (validation accuracy)" in result.output
-    record = json.loads((tmp_path / "blobs-none-gap-1px-lr-run.json").read_text())
+    record = json.loads((tmp_path / f"{run_base(tmp_path, 'blobs-none-gap-1px', 'lr')}-run.json").read_text())
     assert record["hyperparameters"]["C"] == "auto" and record["chosen"]["C"] in C_GRID
     assert record["history"]["x"] == sorted(C_GRID) and record["history"]["chosen"] == record["chosen"]["C"]
     w, h = png_size(tmp_path / "blobs-none-gap-1px-lr-curves.png")
@@ -252,12 +257,12 @@ def test_lr_and_rf_never_import_tensorflow(model, blobs, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "IMPORTED: []" in out.stdout
-    assert (tmp_path / f"blobs-none-gap-1px-{model}-run.json").is_file()
+    assert (tmp_path / f"{run_base(tmp_path, 'blobs-none-gap-1px', model)}-run.json").is_file()
 
 
 def test_saved_linear_model_is_plain_arrays(blobs, tmp_path):
     assert invoke(cli, ["--model", "lr", "--features", blobs, "--out-dir", tmp_path]).exit_code == 0
-    with h5py.File(tmp_path / "blobs-none-gap-1px-lr-model.h5") as f:
+    with h5py.File(tmp_path / f"{run_base(tmp_path, 'blobs-none-gap-1px', 'lr')}-model.h5") as f:
         assert f.attrs["format"] == "featurecache-model"
         assert set(f) == {"coef", "intercept", "classes", "mean", "scale"}
         assert f["coef"].shape == (3, 16) and np.issubdtype(f["coef"].dtype, np.floating)

@@ -1,4 +1,5 @@
-"""classify.compare (rows added and replaced, each cache read once), --train-size, and the learning curve."""
+"""classify.compare (rows added per run, each cache read once, rows pointing at their runs), --train-size,
+and the learning curve."""
 
 from __future__ import annotations
 
@@ -11,12 +12,40 @@ from PIL import Image
 import featurecache.cache
 from classify import compare, learning_curve
 from classify.cli import cli
+from classify.outputs import resolve
 from test_classify_data import blob_cache, invoke, snapshot
 
 
-def rows(out_dir) -> dict[tuple[str, str], dict]:
+def table_rows(out_dir) -> list[dict]:
     with open(out_dir / "comparison.csv") as f:
-        return {(r["cache"], r["model"]): r for r in csv.DictReader(f)}
+        return list(csv.DictReader(f))
+
+
+def rows(out_dir) -> dict[tuple[str, str], dict]:
+    """Rows by (cache, model), for tables with one run of each model per cache."""
+    found = table_rows(out_dir)
+    by_key = {(r["cache"], r["model"]): r for r in found}
+    assert len(by_key) == len(found), found
+    return by_key
+
+
+def latest_run(out_dir, stem: str, model: str) -> dict:
+    """The run record that <stem>-<model>-latest.json names."""
+    pointer = json.loads((out_dir / f"{stem}-{model}-latest.json").read_text())
+    return json.loads((out_dir / pointer["run"]).read_text())
+
+
+def assert_rows_match_their_runs(out_dir) -> None:
+    """Every row points at an existing run record, whose model file exists and whose numbers are the row's."""
+    table = out_dir / "comparison.csv"
+    for row in table_rows(out_dir):
+        run_json = resolve(table, row["run_record"])
+        assert run_json.is_absolute() and run_json.parent == out_dir, row["run_record"]
+        record = json.loads(run_json.read_text())
+        assert (run_json.parent / record["model_file"]).is_file()
+        assert (record["run_id"], record["cache_id"], record["model"]) == (row["run_id"], row["cache_id"], row["model"])
+        assert record["metrics"]["accuracy"] == pytest.approx(float(row["accuracy"]), abs=1e-4)
+        assert record["hyperparameters"] == json.loads(row["hyperparameters"])
 
 
 @pytest.fixture(scope="module")
@@ -40,29 +69,88 @@ def test_compare_all_models_on_one_cache_read_once(two_caches, tmp_path, monkeyp
     for key, row in table.items():
         assert float(row["accuracy"]) >= 0.9, key
         assert 0 <= float(row["macro_f1"]) <= 1 and float(row["train_time_s"]) >= 0
-        assert json.loads((tmp_path / f"alpha-{key[1]}-run.json").read_text())["metrics"]["accuracy"] == \
-            pytest.approx(float(row["accuracy"]), abs=1e-4)
+        assert latest_run(tmp_path, "alpha", key[1])["metrics"]["accuracy"] == pytest.approx(float(row["accuracy"]), abs=1e-4)
+    assert_rows_match_their_runs(tmp_path)
     md = (tmp_path / "comparison.md").read_text()
     assert md.count("| alpha |") == 3 and "macro F1" in md and "train time" in md
     with Image.open(tmp_path / "comparison.png") as im:
         assert im.format == "PNG" and im.size[0] >= 300
 
 
-def test_compare_adds_and_replaces_rows_and_puts_caches_side_by_side(two_caches, tmp_path):
+def test_compare_adds_rows_for_other_settings_and_puts_caches_side_by_side(two_caches, tmp_path):
     alpha, beta = two_caches
     fast = ["--n-estimators", "10", "--max-iter", "50", "--out-dir", tmp_path]
     assert invoke(compare.cli, ["--features", alpha, "--model", "lr", "--model", "rf", *fast]).exit_code == 0
     first = rows(tmp_path)
     assert set(first) == {("alpha", "lr"), ("alpha", "rf")}
+    first_lr_files = snapshot(tmp_path)
 
     result = invoke(compare.cli, ["--features", alpha, "--features", beta, "--model", "lr", "--C", "0.5", *fast])
     assert result.exit_code == 0, result.output
-    second = rows(tmp_path)
-    assert set(second) == {("alpha", "lr"), ("alpha", "rf"), ("beta", "lr")}  # beta added beside alpha
-    assert second[("alpha", "rf")] == first[("alpha", "rf")]                   # untouched row kept as it was
-    assert json.loads(second[("alpha", "lr")]["hyperparameters"])["C"] == 0.5  # re-run row replaced
-    assert json.loads(first[("alpha", "lr")]["hyperparameters"])["C"] == 0.01
-    assert (tmp_path / "comparison.md").read_text().count("|") > 0 and "beta" in (tmp_path / "comparison.md").read_text()
+    second = table_rows(tmp_path)
+    assert sorted((r["cache"], r["model"], json.loads(r["hyperparameters"])["C"] if r["model"] == "lr" else None)
+                  for r in second) == [("alpha", "lr", 0.01), ("alpha", "lr", 0.5), ("alpha", "rf", None),
+                                       ("beta", "lr", 0.5)]  # a new row per new run; beta beside alpha
+    kept = {(r["cache"], r["model"], r["hyperparameters"]): r for r in second}
+    assert kept[("alpha", "rf", first[("alpha", "rf")]["hyperparameters"])] == first[("alpha", "rf")]
+    assert kept[("alpha", "lr", first[("alpha", "lr")]["hyperparameters"])] == first[("alpha", "lr")]
+    after = snapshot(tmp_path)
+    for name, data in first_lr_files.items():  # no file of the earlier runs was replaced
+        if not name.startswith(("comparison.", "alpha-lr-latest")):
+            assert after[name] == data, name
+    assert latest_run(tmp_path, "alpha", "lr")["hyperparameters"]["C"] == 0.5
+    assert_rows_match_their_runs(tmp_path)
+    md = (tmp_path / "comparison.md").read_text()
+    assert "beta" in md and "lr C=0.5" in md and "lr C=0.01" in md
+
+    # the same settings again replace only that run's row and files
+    result = invoke(compare.cli, ["--features", alpha, "--model", "lr", "--model", "lr", "--C", "0.5", *fast])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("compare: lr on") == 1  # --model lr twice: trained once
+    assert len(table_rows(tmp_path)) == 4
+    assert_rows_match_their_runs(tmp_path)
+
+
+def test_a_model_given_twice_is_trained_once(two_caches, tmp_path):
+    alpha = two_caches[0]
+    result = invoke(compare.cli, ["--features", alpha, "--model", "lr", "--model", "lr", "--features", alpha,
+                                  "--out-dir", tmp_path])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("compare: lr on") == 1
+    assert len(table_rows(tmp_path)) == 1
+
+
+def test_caches_sharing_a_file_name_keep_their_own_rows_and_files(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = blob_cache(tmp_path / "a" / "base.h5", seed=1)
+    b = blob_cache(tmp_path / "b" / "base.h5", seed=1, spread=1.0)  # same attributes, other data
+    out = tmp_path / "reports"
+    result = invoke(compare.cli, ["--features", a, "--features", b, "--model", "lr", "--out-dir", out])
+    assert result.exit_code == 0, result.output
+    found = table_rows(out)
+    assert len(found) == 2 and len({r["cache_id"] for r in found}) == 2
+    assert {r["cache_path"] for r in found} == {str(a), str(b)}
+    assert len(list(out.glob("base-lr-*-run.json"))) == 2
+    assert_rows_match_their_runs(out)
+    assert "base (" in (out / "comparison.md").read_text()  # the two caches are told apart in the table
+
+
+def test_run_identity_follows_settings_and_cache_not_file_name(two_caches, tmp_path):
+    from classify.config import ClassifyConfig
+    from classify.outputs import run_id
+    from featurecache.cache import read_cache
+
+    alpha = read_cache(two_caches[0])
+    copy = tmp_path / "renamed.h5"
+    copy.write_bytes(two_caches[0].read_bytes())
+    cfg = ClassifyConfig(model="lr")
+    assert run_id(alpha, cfg) == run_id(read_cache(copy), cfg)  # same bytes, other name: same run
+    others = [ClassifyConfig(model="lr", C=0.5), ClassifyConfig(model="lr", seed=1), ClassifyConfig(model="lr", val_fraction=0.2),
+              ClassifyConfig(model="lr", train_size=100), ClassifyConfig(model="rf")]
+    ids = {run_id(alpha, c) for c in others} | {run_id(alpha, cfg), run_id(read_cache(two_caches[1]), cfg)}
+    assert len(ids) == len(others) + 2
+    assert run_id(alpha, ClassifyConfig(model="lr", n_estimators=7)) == run_id(alpha, cfg)  # rf's setting: same lr run
 
 
 def test_compare_with_a_bad_cache_trains_nothing_and_keeps_the_table(two_caches, tmp_path):
@@ -81,7 +169,7 @@ def test_train_size_uses_a_stratified_subset(two_caches, tmp_path):
     result = invoke(cli, ["--model", "lr", "--features", beta, "--out-dir", tmp_path, "--train-size", "40",
                           "--val-fraction", "0.2"])
     assert result.exit_code == 0, result.output
-    record = json.loads((tmp_path / "beta-lr-run.json").read_text())
+    record = latest_run(tmp_path, "beta", "lr")
     m = record["metrics"]
     assert (m["n_fit"], m["n_val"]) == (32, 8) and record["config"]["train_size"] == 40
 
@@ -91,7 +179,8 @@ def test_learning_curve_writes_csv_and_png(two_caches, tmp_path):
     result = invoke(learning_curve.cli, ["--model", "lr", "--features", alpha, "--out-dir", tmp_path,
                                          "--min-size", "30", "--points", "3", "--seeds", "2", "--max-iter", "50"])
     assert result.exit_code == 0, result.output
-    with open(tmp_path / "alpha-lr-learning-curve.csv") as f:
+    (csv_path,) = tmp_path.glob("alpha-lr-*-learning-curve.csv")
+    with open(csv_path) as f:
         points = list(csv.DictReader(f))
     sizes = sorted({int(p["train_size"]) for p in points})
     assert sizes == [30, 95, 300]
@@ -100,7 +189,7 @@ def test_learning_curve_writes_csv_and_png(two_caches, tmp_path):
         assert int(p["n_fit"]) + int(p["n_val"]) == int(p["train_size"])
         assert 0 <= float(p["accuracy"]) <= 1
     assert min(float(p["accuracy"]) for p in points if p["train_size"] == "300") >= 0.9
-    with Image.open(tmp_path / "alpha-lr-learning-curve.png") as im:
+    with Image.open(csv_path.with_suffix(".png")) as im:
         assert im.format == "PNG" and im.size[0] >= 300
     assert "csv: " in result.output and "png: " in result.output
 
