@@ -12,7 +12,9 @@ opt = $(if $($(1)),$(2) "$($(1))")
 EXTRACT_OPTS = $(call opt,DATA_DIR,--data-dir) $(call opt,WEIGHTS,--weights) $(call opt,BACKBONE,--backbone) \
 	$(call opt,POOLING,--pooling) $(call opt,IMAGE_SIZE,--image-size) $(call opt,LIMIT,--limit) \
 	$(call opt,OUT,--out) $(call opt,PRECISION,--precision) $(call opt,BATCH_SIZE,--batch-size) \
-	$(call opt,SEED,--seed) $(if $(FORCE),--force) $(EXTRACT_ARGS)
+	$(call opt,SEED,--seed) $(call opt,TEST_FRACTION,--test-fraction) $(call opt,STORE_DTYPE,--store-dtype) \
+	$(call opt,CHECKPOINT_EVERY,--checkpoint-every) $(call opt,FEATURE_LAYER,--feature-layer) \
+	$(if $(FORCE),--force) $(if $(NO_WAIT),--no-wait) $(if $(VERIFY),--verify) $(EXTRACT_ARGS)
 CLASSIFY_OPTS = $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(call opt,SEED,--seed) \
 	$(call opt,TRAIN_SIZE,--train-size) $(CLASSIFY_ARGS)
 
@@ -31,7 +33,7 @@ help:
 ## Create .venv and install the project and its test tools into it
 install: $(STAMP)
 
-## Extract features once into features/ (DATA_DIR, WEIGHTS, BACKBONE, POOLING, IMAGE_SIZE, LIMIT, OUT, PRECISION, BATCH_SIZE, SEED, FORCE=1)
+## Extract features once into features/ (DATA_DIR, BACKBONE=name|model.keras, FEATURE_LAYER, WEIGHTS, POOLING, IMAGE_SIZE, LIMIT, OUT, PRECISION, BATCH_SIZE, SEED, TEST_FRACTION, STORE_DTYPE, CHECKPOINT_EVERY, FORCE=1, NO_WAIT=1, VERIFY=1)
 features: $(STAMP)
 	$(BIN)/python -m extract $(EXTRACT_OPTS)
 
@@ -47,9 +49,9 @@ compare: $(STAMP)
 learning-curve: $(STAMP)
 	$(BIN)/python -m classify.learning_curve --model $(or $(MODEL),lr) $(CLASSIFY_OPTS)
 
-## Predict the class of new images with a saved run: RUN=reports/<run>.json IMAGES="a.jpg folder/"
+## Predict the class of new images with a saved run: RUN=reports/<run>-run.json IMAGES="photo or folder" (PREDICT_ARGS for more)
 predict: $(STAMP)
-	$(BIN)/python -m predict --run "$(RUN)" $(IMAGES)
+	$(BIN)/python -m predict $(call opt,RUN,--run) $(if $(IMAGES),"$(IMAGES)") $(PREDICT_ARGS)
 
 ## Benchmark: seed-style VGG16 vs this project, side by side, on ../shared/data (writes reports/bench/)
 bench: $(STAMP)

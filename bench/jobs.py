@@ -25,7 +25,7 @@ def _write(path: str, result: dict) -> None:
     from bench.runner import peak_rss_mb
 
     result["self_peak_rss_mb"] = peak_rss_mb()
-    Path(path).write_text(json.dumps(result, indent=1))
+    Path(path).write_text(json.dumps(result, indent=1, allow_nan=False))
 
 
 def _cpu_name() -> str:

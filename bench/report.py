@@ -223,7 +223,7 @@ def write_report(report: dict, out_dir: Path) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "bench.json", "md": out_dir / "bench.md"}
-    paths["json"].write_text(json.dumps(report, indent=1, default=str))
+    paths["json"].write_text(json.dumps(report, indent=1, default=str, allow_nan=False))
     header = f"# make bench\n\n`{report.get('command', 'python -m bench')}` ({report.get('created', '')})\n\n"
     paths["md"].write_text(header + format_table(report) + "\n")
     return paths

@@ -118,7 +118,7 @@ def row_for(cache, cfg, metrics: dict, record: dict) -> dict:
         "n_fit": metrics["n_fit"], "n_test": metrics["n_test"],
         "backbone": a.get("backbone"), "pooling": a.get("pooling"), "image_size": a.get("image_size"),
         "weights": a.get("weights"), "cache_id": record["cache_id"], "cache_path": record["cache"]["path"],
-        "hyperparameters": json.dumps(cfg.hyperparameters()), "seed": cfg.seed, "val_fraction": cfg.val_fraction,
+        "hyperparameters": json.dumps(cfg.hyperparameters(), allow_nan=False), "seed": cfg.seed, "val_fraction": cfg.val_fraction,
         "train_size": "" if cfg.train_size is None else cfg.train_size,
         "run_record": record["files"]["run"],
         "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -65,7 +65,7 @@ def check_name(option: str, name: str | None) -> None:
 
 def digest(data) -> str:
     """Short hex digest of JSON-able data (keys sorted), for names that change when the data does."""
-    text = json.dumps(data, sort_keys=True, default=_json_default)
+    text = json.dumps(data, sort_keys=True, default=_json_default, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_HEX]
 
 
@@ -199,7 +199,7 @@ def _json_default(value):
 
 
 def write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=1, default=_json_default) + "\n")
+    path.write_text(json.dumps(data, indent=1, default=_json_default, allow_nan=False) + "\n")
 
 
 def versions() -> dict:

@@ -290,8 +290,8 @@ def load_run(run_json_path: str | os.PathLike) -> SavedRun:
         raise UserError(f"the model file {model_path} named by {path} is missing; keep it beside the run record or re-run classify")
     if sha256(model_path) != record.get("model_sha256"):
         raise UserError(
-            f"{model_path} is not the model its run record {path.name} describes (checksum differs); "
-            "re-run classify rather than loading a replaced file"
+            f"{model_path} is not the model its run record {path.name} describes (its checksum differs: the file "
+            "was changed, truncated or replaced since classify wrote it); re-run classify to write it again"
         )
     class_names = list(record["class_names"])
     proba = FORMATS[kind][1](model_path, len(class_names))

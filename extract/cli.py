@@ -112,9 +112,7 @@ def cli(**options) -> None:
         click.echo(f"{out} is already up to date with these settings: nothing to do (--force rebuilds it)")
         return
     splits = ", ".join(f"{split} {n:,} x {result.feature_dim:,}" for split, n in result.rows.items())
-    speed = (f"{result.images_per_second:.0f} img/s, {result.seconds:.1f} s" if result.computed
-             else "every row resumed from checkpoints")
-    click.echo(f"wrote {out}: {splits} ({result.precision}, batch {result.batch_size}, {speed})")
+    click.echo(f"wrote {out}: {splits} ({result.precision}, batch {result.batch_size}, {result.speed()})")
     if result.skipped:
         shown = ", ".join(result.skipped[:5]) + (" ..." if len(result.skipped) > 5 else "")
         click.echo(f"skipped {len(result.skipped)} unreadable file(s), listed in the cache's 'skipped' attribute: {shown}")
@@ -138,7 +136,7 @@ def _extract(cfg: ExtractConfig, where: dict):
         click.echo(f"skipped {len(dataset.not_images)} file(s) that are not images: {shown}", err=True)
     sizes = ", ".join(f"{s} {len(d):,}" for s, d in dataset.splits.items())
     click.echo(f"extract: {dataset.name} ({sizes} images) -> {out}", err=True)
-    click.echo("config: " + json.dumps({**cfg.to_dict(), "precision": extractor.precision}), err=True)
+    click.echo("config: " + json.dumps({**cfg.to_dict(), "precision": extractor.precision}, allow_nan=False), err=True)
 
     def make_bar(split: str, total: int, initial: int):
         from tqdm import tqdm

@@ -665,7 +665,7 @@ def _write_index(index: str | os.PathLike, data: dict) -> None:
 
     try:
         Path(index).parent.mkdir(parents=True, exist_ok=True)
-        write_text(index, json.dumps(data, separators=(",", ":")))
+        write_text(index, json.dumps(data, separators=(",", ":"), allow_nan=False))
     except OSError:
         pass  # the index only saves time: a folder that cannot hold it costs a full hash next run
 

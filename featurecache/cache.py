@@ -129,7 +129,7 @@ def write_cache(path: str | os.PathLike, attrs: dict, splits: dict[str, list[dic
             if value is None:
                 continue
             if isinstance(value, (dict, tuple)) or (isinstance(value, list) and key != "class_names"):
-                value = json.dumps(value)
+                value = json.dumps(value, allow_nan=False)
             if key == "class_names" or isinstance(value, str):
                 value = _fixed_utf8(value)
                 f.attrs.create(key, value, dtype=value.dtype)
@@ -138,6 +138,17 @@ def write_cache(path: str | os.PathLike, attrs: dict, splits: dict[str, list[dic
         f.attrs.create("format", _fixed_utf8(FORMAT), dtype=_fixed_utf8(FORMAT).dtype)
         f.attrs["format_version"] = FORMAT_VERSION
     return path
+
+
+def update_text_attrs(path: str | os.PathLike, values: dict[str, str]) -> None:
+    """Rewrite text attributes of a finished cache in place (the data's new location, say): a few bytes
+    of metadata, not the features, so a multi-gigabyte cache is not copied to change a path."""
+    with h5py.File(path, "r+") as f:
+        for key, value in values.items():
+            encoded = _fixed_utf8(value)
+            if key in f.attrs:
+                del f.attrs[key]
+            f.attrs.create(key, encoded, dtype=encoded.dtype)
 
 
 def _fixed_utf8(values, width: int | None = None) -> np.ndarray:

@@ -147,7 +147,7 @@ def test_features_are_standardised_with_training_statistics_only(blobs, tmp_path
     cache = read_cache(blobs)
     rows = split_rows(cache.train.labels, 0.1, 0)  # the run's defaults: --val-fraction 0.1, --seed 0
     X = cache.train.features
-    with h5py.File(tmp_path / "blobs-none-gap-1px-lr-model.h5") as f:
+    with h5py.File(tmp_path / f"{run_base(tmp_path, 'blobs-none-gap-1px', 'lr')}-model.h5") as f:
         mean, scale = f["mean"][()], f["scale"][()]
     np.testing.assert_allclose(mean, X[rows.fit].mean(axis=0), rtol=1e-5)
     np.testing.assert_allclose(scale, X[rows.fit].std(axis=0), rtol=1e-4)
