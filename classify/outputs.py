@@ -33,8 +33,8 @@ from classify import plots, saved
 from classify.config import ClassifyConfig
 from classify.train import RunResult, gallery_items
 from featurecache.cache import IDENTITY_ATTRS, Cache
-from featurecache.errors import UserError, reason
-from featurecache.files import Staged, os_error, remove_stale_temps, room_error
+from featurecache.errors import UserError
+from featurecache.files import Staged, check_writable, os_error, remove_stale_temps, room_error
 
 MODEL_SUFFIX = {"lr": ".h5", "rf": ".h5", "mlp": ".keras"}
 DIGEST_HEX = 8  # hex digits of a run's or cache's identity digest in file names and table rows
@@ -46,14 +46,7 @@ __all__ = ["Staged", "check_out_dir", "check_name", "cache_id", "run_id", "diges
 def check_out_dir(out_dir: str | os.PathLike) -> Path:
     """Create the output folder if needed, make sure files can be written in it, and remove the
     temporary files that killed runs left there. Returns it as an absolute path."""
-    out = Path(os.path.abspath(out_dir))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"cannot write to --out-dir {out_dir} ({reason(e, 60)}); pass a folder you can write to") from None
+    out = check_writable(Path(os.path.abspath(out_dir)), "--out-dir")
     remove_stale_temps(out)
     return out
 

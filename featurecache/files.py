@@ -168,7 +168,7 @@ def check_writable(folder: str | os.PathLike, option: str = "--out") -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise UserError(f"cannot write to {folder} ({reason(e, 60)}); choose a writable {option}") from None
+        raise UserError(f"cannot write to {option} {folder} ({reason(e, 60)}); pass a folder you can write to") from None
     return folder
 
 

@@ -14,68 +14,8 @@ import json
 from pathlib import Path
 
 import click
-import numpy as np
 
-from extract.datasets import walk_images
-from featurecache.errors import UserError
-
-
-def collect_images(paths: tuple[Path, ...]) -> list[Path]:
-    """Image files named directly, plus the images found under named folders.
-
-    Folders are searched with extract's own walker: symlinks followed (each real folder
-    once), hidden and system files skipped, files admitted by what they are."""
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            found, _ = walk_images(p)
-            if not found:
-                raise UserError(f"{p} holds no image files Pillow can open; pass images or a folder of them")
-            files.extend(Path(f) for f in found)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise UserError(f"{p} does not exist; pass image files or folders")
-    return files
-
-
-def predict_images(run, files: list[Path], batch_size: int = 32,
-                   allow_weights_mismatch: bool = False) -> tuple[list[dict], list[str]]:
-    """Per image: predicted class, its probability and all class probabilities.
-
-    Returns (predictions, skipped files). The extractor is rebuilt from the
-    run's cache attributes (weights and model files checked against the
-    digests the cache recorded); images are decoded at the size the cache's
-    extraction read them (32 px for CIFAR-10, the model size for photo folders).
-    """
-    from extract.datasets import load_image
-    from featurecache.extractor import Extractor
-
-    extractor = Extractor.from_cache(run.cache_attrs, allow_weights_mismatch)
-    input_size = extractor.sizes.input
-
-    results, skipped = [], []
-    names = run.class_names
-    for start in range(0, len(files), batch_size):
-        images, kept = [], []
-        for f in files[start : start + batch_size]:
-            try:
-                images.append(load_image(f, input_size))
-                kept.append(f)
-            except Exception:  # noqa: BLE001 - not an image or broken: reported, not fatal
-                skipped.append(str(f))
-        if not images:
-            continue
-        proba = run.predict_proba(extractor(np.stack(images)))  # (b, C)
-        for f, p in zip(kept, proba):
-            k = int(np.argmax(p))
-            results.append({
-                "image": str(f),
-                "class": names[k],
-                "probability": float(p[k]),
-                "probabilities": {n: float(v) for n, v in zip(names, p)},
-            })
-    return results, skipped
+from predict.images import collect_images, predict_images
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
