@@ -19,6 +19,7 @@ import os
 import pickle
 import re
 import tarfile
+import unicodedata
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -553,8 +554,57 @@ def _split_folders(root: str, seen: set[str]) -> dict[str, str]:
     return found
 
 
-def _class_names(folder: str) -> list[str]:
-    return [os.path.basename(p) for p in _subfolders(folder, set([os.path.realpath(folder)]))]
+def _class_folders(folder: str) -> dict[str, str]:
+    """{class name (NFC-normalised) -> folder name as on disk}, sorted by class name.
+
+    Folders copied from macOS often carry decomposed (NFD) names, Linux ones composed (NFC): the
+    same class either way."""
+    names = [os.path.basename(p) for p in _subfolders(folder, set([os.path.realpath(folder)]))]
+    return dict(sorted((unicodedata.normalize("NFC", n), n) for n in names))
+
+
+def _layout(root: Path) -> tuple[dict[str, str], list[str], dict[str, dict[str, str]]]:
+    """Split folders, class names and, per split, each class's folder name on disk; checked."""
+    folders = _split_folders(str(root), {str(root)})
+    class_root = folders.get("train", str(root))
+    classes = _class_folders(class_root)
+    class_names = list(classes)
+    if len(class_names) < 2:
+        loose, _ = walk_images(class_root, set()) if not class_names else ([], [])
+        lacks = f"holds {len(loose)} loose image(s) and no class subfolders" if not class_names else "has one class subfolder"
+        raise UserError(
+            f"{class_root} {lacks}; an image folder needs one subfolder per class (at least two: "
+            f"{class_root}/cats/, {class_root}/dogs/), directly or under train/ (and test/), "
+            f"or pass a {CIFAR10_DIRNAME} folder"
+        )
+    on_disk = {}
+    for split, folder in (folders or {"train": str(root)}).items():
+        these = _class_folders(folder)
+        if list(these) != class_names:
+            only = sorted(set(class_names) ^ set(these))
+            raise UserError(
+                f"{class_root} and {folder} have different class folders (only in one of them: "
+                f"{', '.join(ascii(n) for n in only[:5])}); give every split the same subfolders"
+            )
+        on_disk[split] = these
+    return folders, class_names, on_disk
+
+
+def _listings(root: Path, folders: dict[str, str], on_disk: dict[str, dict[str, str]],
+              test_fraction: float, seed: int) -> dict[str, _Listing]:
+    """Files and labels per split; a split without its own folder is carved from train (stratified)."""
+    seen = {str(root)} | {os.path.realpath(f) for f in folders.values()}
+    listings = {s: _list_split(str(root), folders[s], list(on_disk[s].values()), seen)
+                for s in SPLIT_ORDER if s in folders}
+    if "test" not in folders:
+        train = listings.pop("train") if folders else _list_split(str(root), str(root), list(on_disk["train"].values()), seen)
+        tr, te = _split_off(train.labels, test_fraction, seed)
+        val = listings.pop("val", None)
+        listings = {"train": _Listing([train.files[i] for i in tr], train.labels[tr], train.not_images)}
+        if val is not None:
+            listings["val"] = val
+        listings["test"] = _Listing([train.files[i] for i in te], train.labels[te], [])
+    return listings
 
 
 def load_image_folder(
@@ -570,47 +620,15 @@ def load_image_folder(
     (stratified, seeded), or `root/train/<class>/` with `test/` and/or `val/` beside it
     (Train, training, valid, validation, Testing... in any case).
 
-    Class names are the folder names in sorted order; sources are paths relative to root.
-    `limit` keeps a stratified, seeded subset of each split. The fingerprint hashes every
+    Class names are the folder names (NFC-normalised) in sorted order; sources are paths relative
+    to root. `limit` keeps a stratified, seeded subset of each split. The fingerprint hashes every
     file's bytes; `index` is a JSON file where digests are kept between runs so that only
     files whose size or mtime changed are read again (all of them with `verify`)."""
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise UserError(f"--data-dir {root} does not exist or is not a folder")
-    seen = {str(root)}
-    folders = _split_folders(str(root), seen)
-    class_root = folders.get("train", str(root))
-    class_names = _class_names(class_root)
-    if len(class_names) < 2:
-        loose, _ = walk_images(class_root, set()) if not class_names else ([], [])
-        lacks = f"holds {len(loose)} loose image(s) and no class subfolders" if not class_names else "has one class subfolder"
-        raise UserError(
-            f"{class_root} {lacks}; an image folder needs one subfolder per class (at least two: "
-            f"{class_root}/cats/, {class_root}/dogs/), directly or under train/ (and test/), "
-            f"or pass a {CIFAR10_DIRNAME} folder"
-        )
-    for split, folder in folders.items():
-        names = _class_names(folder)
-        if names != class_names:
-            raise UserError(
-                f"{folders['train']} and {folder} have different class folders ({class_names} vs {names}); "
-                "give every split the same subfolders"
-            )
-    listings = {s: _list_split(str(root), folders[s], class_names, seen) for s in SPLIT_ORDER if s in folders}
-    if not folders:
-        whole = _list_split(str(root), str(root), class_names, seen)
-        tr, te = _split_off(whole.labels, test_fraction, seed)
-        listings = {"train": _Listing([whole.files[i] for i in tr], whole.labels[tr], whole.not_images)}
-        listings["test"] = _Listing([whole.files[i] for i in te], whole.labels[te], [])
-    elif "test" not in folders:
-        train = listings.pop("train")
-        tr, te = _split_off(train.labels, test_fraction, seed)
-        val = listings.pop("val", None)
-        listings = {"train": _Listing([train.files[i] for i in tr], train.labels[tr], train.not_images)}
-        if val is not None:
-            listings["val"] = val
-        listings["test"] = _Listing([train.files[i] for i in te], train.labels[te], [])
-
+    folders, class_names, on_disk = _layout(root)
+    listings = _listings(root, folders, on_disk, test_fraction, seed)
     splits, used = {}, {}
     for split, listing in listings.items():
         rows = _subset(listing.labels, limit, seed) if limit is not None else np.arange(len(listing.files))
@@ -625,17 +643,10 @@ def load_image_folder(
     fingerprint = digest.hexdigest()
     if index is not None:
         remember(index, fingerprint, {f: contents[f] for files in used.values() for f in files})
-    return Dataset(
-        name=root.name,
-        kind="folder",
-        location=str(root),
-        class_names=class_names,
-        image_size=size,
-        fingerprint=fingerprint,
-        splits=splits,
-        not_images=[f for listing in listings.values() for f in listing.not_images],
-        index=str(index) if index is not None else None,
-    )
+    return Dataset(name=root.name, kind="folder", location=str(root), class_names=class_names, image_size=size,
+                   fingerprint=fingerprint, splits=splits,
+                   not_images=[f for listing in listings.values() for f in listing.not_images],
+                   index=str(index) if index is not None else None)
 
 
 # --------------------------------------------------------------------------- content fingerprints

@@ -143,7 +143,7 @@ def test_val_folder_is_a_third_split_and_reaches_the_cache(tmp_path):
     out = tmp_path / "p.h5"
     r = invoke("--data-dir", root, "--weights", "none", "--out", out)
     assert r.exit_code == 0 and r.exception is None, r.output
-    assert "train 4 x 512, test 4 x 512, val 3 x 512" in r.stdout
+    assert "train 4 x 512, val 3 x 512, test 4 x 512" in r.stdout
     cache = read_cache(out)
     assert list(cache.val.sources) == data.splits["val"].sources and cache.val.features.shape == (3, 512)
     np.testing.assert_array_equal(cache.val.labels, [0, 0, 1])
