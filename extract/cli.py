@@ -157,9 +157,13 @@ def check_engine(cfg: ExtractConfig) -> None:
         return
     if cfg.workers is not None and cfg.workers < 1:
         raise UserError(f"--workers {cfg.workers} is not a number of actors; pass --workers 1 or more")
-    from extract.ray_engine import import_ray
+    import os
 
-    import_ray()
+    from extract.ray_engine import check_reachable, import_ray
+
+    import_ray(cfg.verbose)
+    if cfg.address or os.environ.get("RAY_ADDRESS"):
+        check_reachable(cfg.address or os.environ["RAY_ADDRESS"])
 
 
 def _extract(cfg: ExtractConfig, where: dict):

@@ -58,9 +58,11 @@ class RaySummary(Summary):
         return self.steady_rows / self.steady_s if self.steady_s > 0 else 0.0
 
 
-def import_ray():
+def import_ray(verbose: bool = False):
     """The `ray` module with Ray Data, or one line saying how to install it."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not verbose:
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the C++ core's notices, written to fd 2
     try:
         import ray
         import ray.data  # noqa: F401 - the [data] extra, not only ray core
@@ -82,7 +84,9 @@ def start(address: str | None, verbose: bool) -> float:
     if ray.is_initialized():
         return 0.0
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address is None:
+    if address is not None:
+        check_reachable(address)
+    else:
         # workers on this machine import this checkout's code, as the driver does
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     try:
@@ -100,6 +104,21 @@ def start(address: str | None, verbose: bool) -> float:
     context.print_on_execution_start = verbose
     context.verbose_stats_logs = False
     return time.perf_counter() - started
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A HOST:PORT address must answer within `timeout` s: ray.init would otherwise retry for minutes."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if address in ("auto", "local") or "://" in address or not host or not port.isdigit():
+        return  # Ray's own forms: let ray.init say what is wrong
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise UserError(f"cannot reach the Ray cluster at {address} ({e.strerror or reason(e)}); start it with "
+                        "`ray start --head` and pass the address it prints, or leave --address and RAY_ADDRESS "
+                        "unset to run on this machine") from None
 
 
 def pool_resources(workers: int, cpus: float, gpus: float) -> dict:
