@@ -12,14 +12,15 @@ opt = $(if $($(1)),$(2) "$($(1))")
 EXTRACT_OPTS = $(call opt,DATA_DIR,--data-dir) $(call opt,WEIGHTS,--weights) $(call opt,BACKBONE,--backbone) \
 	$(call opt,POOLING,--pooling) $(call opt,IMAGE_SIZE,--image-size) $(call opt,LIMIT,--limit) \
 	$(call opt,OUT,--out) $(call opt,PRECISION,--precision) $(call opt,BATCH_SIZE,--batch-size) \
-	$(call opt,SEED,--seed) $(if $(FORCE),--force) $(EXTRACT_ARGS)
+	$(call opt,SEED,--seed) $(if $(FORCE),--force) \
+	$(call opt,ENGINE,--engine) $(call opt,WORKERS,--workers) $(call opt,SHARD,--shard) $(EXTRACT_ARGS)
 CLASSIFY_OPTS = $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(call opt,SEED,--seed) \
 	$(call opt,TRAIN_SIZE,--train-size) $(CLASSIFY_ARGS)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,distributed]'
 	touch $@
 
 .PHONY: help install features classify compare learning-curve predict bench test clean
@@ -31,9 +32,13 @@ help:
 ## Create .venv and install the project and its test tools into it
 install: $(STAMP)
 
-## Extract features once into features/ (DATA_DIR, WEIGHTS, BACKBONE, POOLING, IMAGE_SIZE, LIMIT, OUT, PRECISION, BATCH_SIZE, SEED, FORCE=1)
+## Extract features once into features/ (DATA_DIR, WEIGHTS, BACKBONE, POOLING, IMAGE_SIZE, LIMIT, OUT, PRECISION, BATCH_SIZE, SEED, FORCE=1, ENGINE=ray WORKERS=N, SHARD=i/N)
 features: $(STAMP)
 	$(BIN)/python -m extract $(EXTRACT_OPTS)
+
+## Merge the shard files of SHARD=i/N runs into one cache: OUT=features/x.h5 SHARDS="features/x.shard-*-of-4.h5"
+merge: $(STAMP)
+	$(BIN)/python -m extract merge --out "$(OUT)" $(SHARDS)
 
 ## Train one classifier on the cache: MODEL=lr|rf|mlp (FEATURES, OUT_DIR, SEED, TRAIN_SIZE, CLASSIFY_ARGS="--C auto")
 classify: $(STAMP)
