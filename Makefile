@@ -14,6 +14,7 @@ EXTRACT_OPTS = $(call opt,DATA_DIR,--data-dir) $(call opt,WEIGHTS,--weights) $(c
 	$(call opt,OUT,--out) $(call opt,PRECISION,--precision) $(call opt,BATCH_SIZE,--batch-size) \
 	$(call opt,SEED,--seed) $(call opt,TEST_FRACTION,--test-fraction) $(call opt,STORE_DTYPE,--store-dtype) \
 	$(call opt,CHECKPOINT_EVERY,--checkpoint-every) $(call opt,FEATURE_LAYER,--feature-layer) \
+	$(call opt,ENGINE,--engine) $(call opt,WORKERS,--workers) $(call opt,SHARD,--shard) \
 	$(if $(FORCE),--force) $(if $(NO_WAIT),--no-wait) $(if $(VERIFY),--verify) $(EXTRACT_ARGS)
 CLASSIFY_OPTS = $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(call opt,SEED,--seed) \
 	$(call opt,TRAIN_SIZE,--train-size) $(CLASSIFY_ARGS)
@@ -21,7 +22,7 @@ CLASSIFY_OPTS = $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,distributed]'
 	touch $@
 
 .PHONY: help install features classify compare learning-curve predict bench test clean
@@ -33,9 +34,13 @@ help:
 ## Create .venv and install the project and its test tools into it
 install: $(STAMP)
 
-## Extract features once into features/ (DATA_DIR, BACKBONE=name|model.keras, FEATURE_LAYER, WEIGHTS, POOLING, IMAGE_SIZE, LIMIT, OUT, PRECISION, BATCH_SIZE, SEED, TEST_FRACTION, STORE_DTYPE, CHECKPOINT_EVERY, FORCE=1, NO_WAIT=1, VERIFY=1)
+## Extract features once into features/ (DATA_DIR, BACKBONE=name|model.keras, FEATURE_LAYER, WEIGHTS, POOLING, IMAGE_SIZE, LIMIT, OUT, PRECISION, BATCH_SIZE, SEED, TEST_FRACTION, STORE_DTYPE, CHECKPOINT_EVERY, FORCE=1, NO_WAIT=1, VERIFY=1, ENGINE=ray WORKERS=N, SHARD=i/N)
 features: $(STAMP)
 	$(BIN)/python -m extract $(EXTRACT_OPTS)
+
+## Merge the shard files of SHARD=i/N runs into one cache: OUT=features/x.h5 SHARDS="features/x.shard-*-of-4.h5"
+merge: $(STAMP)
+	$(BIN)/python -m extract merge --out "$(OUT)" $(SHARDS)
 
 ## Train one classifier on the cache: MODEL=lr|rf|mlp (FEATURES, OUT_DIR, SEED, TRAIN_SIZE, CLASSIFY_ARGS="--C auto")
 classify: $(STAMP)

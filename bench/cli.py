@@ -106,6 +106,16 @@ def cli(data_dir: Path, sizes: list[int], limit: int | None, epochs: int, memory
             step(f"extract_{s}", job, "extract",
                  ["--data-dir", data, "--size", str(s), "--out", str(work / f"cifar10-{s}px-auto.h5"), *lim],
                  work, f"extract_{s}")
+        # Ray Data with 2 workers against the single process, at 64 px where asked (else the largest size)
+        ray_size = 64 if 64 in sizes else max(sizes)
+        try:
+            if not quick:  # Ray's start-up alone outlasts a quick run
+                step(f"extract_ray_{ray_size}", job, "extract-ray",
+                     ["--data-dir", data, "--size", str(ray_size), "--workers", "2",
+                      "--out", str(work / f"cifar10-{ray_size}px-ray.h5"), *lim], work, f"extract_ray_{ray_size}")
+        except StepFailed as e:
+            click.echo(f"bench: the Ray engine could not run (pip install -e '.[distributed]'), reported as "
+                       f"missing: {e}", err=True)
         base = sizes[0]
         step(f"extract_{base}_float32", job, "extract",
              ["--data-dir", data, "--size", str(base), "--precision", "float32",

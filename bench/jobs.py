@@ -189,5 +189,40 @@ def extract(data_dir: str, size: int, precision: str, batch_size: int | None, li
     })
 
 
+@cli.command("extract-ray")
+@click.option("--data-dir", required=True)
+@click.option("--size", type=int, required=True)
+@click.option("--precision", default="auto")
+@click.option("--batch-size", type=int, default=None)
+@click.option("--limit", type=int, default=None)
+@click.option("--workers", type=int, default=2)
+@click.option("--out", required=True)
+@click.option("--json", "json_out", required=True)
+def extract_ray(data_dir: str, size: int, precision: str, batch_size: int | None, limit: int | None, workers: int,
+                out: str, json_out: str) -> None:
+    """This project on Ray Data (`extract.ray_engine.run`, --workers actors on this machine), with Ray's
+    start-up (ray.init, then the actors loading until the first batch) apart from the steady throughput."""
+    from extract import ray_engine
+    from extract.config import ExtractConfig
+    from extract.datasets import load_cifar10
+    from featurecache.extractor import Extractor
+    from featurecache.precision import resolve_precision
+
+    cfg = ExtractConfig(data_dir=data_dir, image_size=size, weights="none", precision=precision,
+                        batch_size=batch_size, limit=limit, out=out, force=True, engine="ray", workers=workers)
+    t0 = time.perf_counter()
+    ds = load_cifar10(data_dir, limit)
+    extractor = Extractor("vgg16", "gap", size, "none", 0, resolve_precision(cfg.precision), native_size=32)
+    t1 = time.perf_counter()
+    result = ray_engine.run(cfg, ds, Path(out), extractor, workers=workers)
+    t2 = time.perf_counter()
+    _write(json_out, {
+        "images": int(sum(result.rows.values())), "size": size, "precision": extractor.precision,
+        "batch_size": result.batch_size, "workers": workers, "pool": result.pool, "load_s": t1 - t0,
+        "seconds": t2 - t1, "loop_s": result.seconds, "ray_init_s": result.ray_init_s,
+        "first_batch_s": result.first_batch_s, "steady_images": result.steady_rows, "steady_s": result.steady_s,
+    })
+
+
 if __name__ == "__main__":
     sys.exit(cli())

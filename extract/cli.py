@@ -5,6 +5,9 @@ layout) or a folder of photos with one subfolder per class; writes one HDF5
 cache under features/ and points features/LATEST at it for `classify`.
 
     python -m extract --data-dir ../shared/data/cifar10-subset/cifar-10-batches-py --weights none
+    python -m extract ... --shard 0/4                  # one slice; then:
+    python -m extract merge --out features/x.h5 features/x.shard-*-of-4.h5
+    python -m extract ... --engine ray --workers 8     # a Ray Data pipeline (docs/distributed.md)
 """
 
 from __future__ import annotations
@@ -83,6 +86,17 @@ def _raise_interrupt(signum, frame):
 @click.option("--verify", is_flag=True,
               help="Photo folders: hash every file again instead of trusting unchanged sizes and times "
                    "recorded in <cache>.index.json.")
+@click.option("--shard", default=None, metavar="i/N",
+              help="Extract only slice i of N (0..N-1) of every split into <cache>.shard-i-of-N.h5; run all N "
+                   "anywhere, then `python -m extract merge --out <cache> SHARDS...`.")
+@click.option("--engine", type=click.Choice(("local", "ray")), default="local", show_default=True,
+              help="local: this process. ray: a Ray Data pipeline of --workers actors on this machine or a "
+                   "cluster (pip install -e '.[distributed]').")
+@click.option("--workers", type=int, default=None,
+              help="--engine ray: actors holding the model, one GPU each where there are GPUs.  [default: 2]")
+@click.option("--address", default=None, metavar="HOST:PORT",
+              help="--engine ray: the Ray cluster to join (default: RAY_ADDRESS, else Ray on this machine).")
+@click.option("--verbose", is_flag=True, help="--engine ray: show Ray's own logs and progress bars.")
 def cli(**options) -> None:
     """Run a frozen ImageNet CNN over a data set once and cache its features in HDF5.
 
@@ -91,6 +105,7 @@ def cli(**options) -> None:
     """
     cfg = ExtractConfig(**{k: v for k, v in options.items() if k != "out"},
                         out=str(options["out"]) if options["out"] else None)
+    check_engine(cfg)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     where: dict[str, Path] = {}
     try:
@@ -105,7 +120,7 @@ def cli(**options) -> None:
             click.echo(f"{lead}interrupted before any features were computed", err=True)
         sys.exit(130)
 
-    note = set_latest(features_dir(), out)
+    note = set_latest(features_dir(), out) if not cfg.shard else None  # a shard is not a cache to classify
     if note:
         click.echo(note, err=True)
     if result.status == "up-to-date":
@@ -116,6 +131,37 @@ def cli(**options) -> None:
     if result.skipped:
         shown = ", ".join(result.skipped[:5]) + (" ..." if len(result.skipped) > 5 else "")
         click.echo(f"skipped {len(result.skipped)} unreadable file(s), listed in the cache's 'skipped' attribute: {shown}")
+    if getattr(result, "steady_s", 0):
+        click.echo(f"ray: {result.workers} workers, start-up {result.ray_init_s:.1f} s (ray.init) + "
+                   f"{result.first_batch_s:.1f} s (actors loading, first batch); after it "
+                   f"{result.steady_images_per_second:.0f} img/s over the pool")
+    if cfg.shard:
+        n = cfg.shard.split("/")[1].strip()
+        click.echo(f"shard {cfg.shard} done; when all {n} are: python -m extract merge --out "
+                   f"{out.parent / (out.name.split('.shard-')[0] + out.suffix)} {out.parent}/"
+                   f"{out.name.split('.shard-')[0]}.shard-*-of-{n}{out.suffix}")
+
+
+def check_engine(cfg: ExtractConfig) -> None:
+    """The options beyond one process, checked before any model is built: one line for each mistake."""
+    from extract.shards import parse_shard
+
+    if cfg.shard is not None:
+        parse_shard(cfg.shard)
+    if cfg.engine != "ray":
+        given = [opt for opt, v in (("--workers", cfg.workers), ("--address", cfg.address)) if v is not None]
+        if given:
+            raise UserError(f"{' and '.join(given)} apply to --engine ray only; add --engine ray or leave them out")
+        return
+    if cfg.workers is not None and cfg.workers < 1:
+        raise UserError(f"--workers {cfg.workers} is not a number of actors; pass --workers 1 or more")
+    import os
+
+    from extract.ray_engine import check_reachable, import_ray
+
+    import_ray(cfg.verbose)
+    if cfg.address or os.environ.get("RAY_ADDRESS"):
+        check_reachable(cfg.address or os.environ["RAY_ADDRESS"])
 
 
 def _extract(cfg: ExtractConfig, where: dict):
@@ -130,6 +176,13 @@ def _extract(cfg: ExtractConfig, where: dict):
                                                            extractor.image_size)
     dataset = load_dataset(cfg.data_dir, extractor.sizes.model, cfg.limit, cfg.test_fraction, cfg.seed,
                            index=index_path(out), verify=cfg.verify)
+    extra_attrs = None
+    if cfg.shard:
+        from extract.shards import parse_shard, shard_dataset
+
+        shard = parse_shard(cfg.shard)
+        dataset, extra_attrs = shard_dataset(dataset, shard)
+        out = shard.path(out)
     extractor.feed(dataset.image_size)  # CIFAR-10 arrives at 32 px and is resized inside the graph
     if dataset.not_images:
         shown = ", ".join(dataset.not_images[:5]) + (" ..." if len(dataset.not_images) > 5 else "")
@@ -145,12 +198,43 @@ def _extract(cfg: ExtractConfig, where: dict):
                     dynamic_ncols=True, disable=None, mininterval=0.5)
 
     where["out"] = out
-    result = pipeline.run(cfg, dataset, out, extractor, make_bar=make_bar, log=lambda msg: click.echo(msg, err=True))
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    if cfg.engine == "ray":
+        from extract import ray_engine
+
+        result = ray_engine.run(cfg, dataset, out, extractor, workers=cfg.workers or 2, address=cfg.address,
+                                verbose=cfg.verbose, make_bar=make_bar, log=log, extra_attrs=extra_attrs)
+    else:
+        result = pipeline.run(cfg, dataset, out, extractor, make_bar=make_bar, log=log, extra_attrs=extra_attrs)
     return out, result
 
 
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The merged cache, e.g. features/cifar10-vgg16-gap-32px.h5.")
+@click.option("--force", is_flag=True, help="Merge again even if --out already holds these shards' cache.")
+@click.argument("shards", nargs=-1, type=click.Path(path_type=Path))
+def merge_cli(out: Path, force: bool, shards: tuple[Path, ...]) -> None:
+    """Merge the shard files of `extract --shard i/N` into one ordinary cache.
+
+    Checks that the shards share one identity, cover every row exactly once and are each
+    complete; writes nothing otherwise.
+    """
+    from extract.shards import merge
+
+    result = merge(list(shards), out, force=force, log=lambda msg: click.echo(msg, err=True))
+    note = set_latest(features_dir(), out)
+    if note:
+        click.echo(note, err=True)
+    splits = ", ".join(f"{split} {n:,} x {result.feature_dim:,}" for split, n in result.rows.items())
+    click.echo(f"merged {result.shards} shards into {out}: {splits}")
+
+
 def main() -> None:
+    """`python -m extract [OPTIONS]` extracts; `python -m extract merge --out CACHE SHARDS...` merges shards."""
+    if sys.argv[1:2] == ["merge"]:
+        merge_cli(args=sys.argv[2:], prog_name="python -m extract merge")
     cli(prog_name="python -m extract")
 
 
-__all__ = ["cli", "main", "UserError"]
+__all__ = ["cli", "merge_cli", "main", "UserError"]

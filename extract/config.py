@@ -30,6 +30,12 @@ class ExtractConfig:
     force: bool = False              # rebuild even if a matching cache exists
     no_wait: bool = False            # fail at once instead of waiting while another run writes the cache
     verify: bool = False             # photo folders: hash every file again, not only changed ones
+    # beyond one process (docs/distributed.md)
+    shard: str | None = None         # "i/N": extract only slice i of N of every split (extract/shards.py)
+    engine: str = "local"            # local: this process | ray: a Ray Data pipeline (extract/ray_engine.py)
+    workers: int | None = None       # --engine ray: actors holding the model (default 2)
+    address: str | None = None       # --engine ray: a cluster's address (default RAY_ADDRESS, else this machine)
+    verbose: bool = False            # --engine ray: show Ray's own logs and progress bars
 
     def to_dict(self) -> dict:
         return asdict(self)

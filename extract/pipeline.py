@@ -228,8 +228,11 @@ class CacheLock:
 
 def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor,
         make_bar: Callable[[str, int, int], object] | None = None,
-        log: Callable[[str], None] = lambda msg: None) -> Summary:
-    """Extract features of every split of `dataset` into the cache `out`."""
+        log: Callable[[str], None] = lambda msg: None, extra_attrs: dict | None = None) -> Summary:
+    """Extract features of every split of `dataset` into the cache `out`.
+
+    `extra_attrs` are written into the cache beside the usual ones (a shard's `shard`, `num_shards`,
+    `shard_rows`: see extract/shards.py)."""
     out = Path(out)
     ident = identity(cfg, dataset, extractor)
     if check_existing(out, ident, cfg.force, dataset.changes_since):
@@ -257,7 +260,7 @@ def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor,
                 parts[split] = extract_split(split, data, extractor, checkpoints, manifest, dim, reader,
                                              summary, make_bar, log)
         summary.seconds = time.perf_counter() - started
-        attrs = cache_attrs(cfg, dataset, extractor, ident, dim, summary)
+        attrs = {**cache_attrs(cfg, dataset, extractor, ident, dim, summary), **(extra_attrs or {})}
         assemble(out, attrs, parts, cfg.store_dtype, dim, sum(summary.rows.values()))
         checkpoints.remove()
     return summary

@@ -1,0 +1,111 @@
+"""--shard i/N and `extract merge`: N slices of real CIFAR-10 and photos merged into one ordinary cache.
+
+Every extraction is real (random VGG16 weights, --weights none); shard files and merged caches are read
+back from disk."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import CIFAR_FIXTURE, PHOTOS_FIXTURE, error_line, invoke_extract
+from featurecache.cache import read_cache
+
+
+def merge(*args):
+    from extract.cli import merge_cli
+
+    return CliRunner().invoke(merge_cli, [str(a) for a in args])
+
+
+def assert_same_cache(a: Path, b: Path, atol: float = 1e-5) -> None:
+    x, y = read_cache(a), read_cache(b)
+    for split in ("train", "test"):
+        p, q = getattr(x, split), getattr(y, split)
+        assert (p.labels == q.labels).all() and (p.sources == q.sources).all(), split
+        np.testing.assert_allclose(p.features, q.features, atol=atol, rtol=1e-4)
+    for key in ("data_fingerprint", "backbone", "image_size", "class_names", "feature_dim", "n_train", "n_test"):
+        assert x.attrs[key] == y.attrs[key], key
+    assert sorted(x.attrs["skipped"]) == sorted(y.attrs["skipped"])
+
+
+@pytest.fixture(scope="module")
+def cifar_shards(tmp_path_factory) -> list[Path]:
+    """3 shard files of the 120 fixture images, made by three independent extract runs."""
+    folder = tmp_path_factory.mktemp("shards")
+    for i in range(3):
+        r = invoke_extract("--data-dir", CIFAR_FIXTURE, "--weights", "none", "--out", folder / "c.h5",
+                           "--shard", f"{i}/3")
+        assert r.exit_code == 0, r.output
+    paths = [folder / f"c.shard-{i}-of-3.h5" for i in range(3)]
+    assert all(p.is_file() for p in paths) and not (folder / "c.h5").exists()
+    return paths
+
+
+def test_three_shards_merged_equal_the_single_process_cache(cifar_shards, tiny_cache, tmp_path):
+    rows = [read_cache(p).attrs for p in cifar_shards]
+    assert [a["n_train"] for a in rows] == [33, 33, 34] and [a["n_test"] for a in rows] == [6, 7, 7]
+    r = merge("--out", tmp_path / "merged.h5", *reversed(cifar_shards))  # any order
+    assert r.exit_code == 0, r.output
+    assert "merged 3 shards" in r.output
+    assert_same_cache(tiny_cache, tmp_path / "merged.h5")
+    merged = read_cache(tmp_path / "merged.h5").attrs
+    assert "shard" not in merged and "num_shards" not in merged
+
+
+def test_merge_refuses_missing_incomplete_duplicated_and_foreign_shards(cifar_shards, tmp_path):
+    out = tmp_path / "m.h5"
+    line = error_line(merge("--out", out, cifar_shards[0], cifar_shards[2]), 1)
+    assert "1/3" in line and "missing" in line
+    line = error_line(merge("--out", out, cifar_shards[0], cifar_shards[0], cifar_shards[1]), 1)
+    assert "given twice" in line
+    # an interrupted shard: no file, its checkpoints beside it
+    gone = tmp_path / "c.shard-1-of-3.h5"
+    (tmp_path / "c.shard-1-of-3.h5.partial").mkdir()
+    line = error_line(merge("--out", out, cifar_shards[0], gone, cifar_shards[2]), 1)
+    assert "incomplete" in line and str(gone) in line
+    # a truncated copy of shard 2
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(cifar_shards[2].read_bytes()[:4096])
+    line = error_line(merge("--out", out, cifar_shards[0], cifar_shards[1], cut), 1)
+    assert str(cut) in line
+    # a shard of other settings
+    r = invoke_extract("--data-dir", CIFAR_FIXTURE, "--weights", "none", "--seed", "1", "--out", tmp_path / "s1.h5",
+                       "--shard", "1/3")
+    assert r.exit_code == 0, r.output
+    line = error_line(merge("--out", out, cifar_shards[0], tmp_path / "s1.shard-1-of-3.h5", cifar_shards[2]), 1)
+    assert "other settings" in line and "seed" in line
+    assert not out.exists()
+
+
+def test_merge_never_overwrites_a_cache_on_bad_input(cifar_shards, tiny_cache, tmp_path):
+    out = tmp_path / "kept.h5"
+    shutil.copy(tiny_cache, out)
+    before = out.read_bytes()
+    error_line(merge("--out", out, cifar_shards[0], tmp_path / "nowhere.h5", cifar_shards[2]), 1)
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("shard", ["3/2", "0/0", "1", "-1/2"])
+def test_bad_shard_is_one_line(shard, tmp_path):
+    r = invoke_extract("--data-dir", CIFAR_FIXTURE, "--weights", "none", "--out", tmp_path / "x.h5", "--shard", shard)
+    assert "--shard" in error_line(r, 1)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_photo_shards_merge_like_one_run(tmp_path):
+    """Photos with broken files: each shard skips its own, the merged cache lists them all."""
+    common = ["--data-dir", PHOTOS_FIXTURE, "--weights", "none"]
+    r = invoke_extract(*common, "--out", tmp_path / "one.h5")
+    assert r.exit_code == 0, r.output
+    for i in range(2):
+        r = invoke_extract(*common, "--out", tmp_path / "p.h5", "--shard", f"{i}/2")
+        assert r.exit_code == 0, r.output
+    r = merge("--out", tmp_path / "p.h5", tmp_path / "p.shard-0-of-2.h5", tmp_path / "p.shard-1-of-2.h5")
+    assert r.exit_code == 0, r.output
+    assert_same_cache(tmp_path / "one.h5", tmp_path / "p.h5")
