@@ -153,7 +153,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 code, pre { font: 12px/1.4 ui-monospace, monospace; }
 pre { background: #f7f7f7; padding: .6em; overflow-x: auto; }
 section.run { border-top: 2px solid #ddd; margin-top: 2em; }
-figure { display: inline-block; margin: .5em 1em .5em 0; vertical-align: top; }
+figure { display: inline-block; margin: .5em 1em .5em 0; vertical-align: top; max-width: 48%; }
+figure.gallery { max-width: 100%; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; }
 .muted { color: #777; }
@@ -247,7 +248,7 @@ def run_html(run: Run) -> str:
     for key in FIGURES:
         if key in run.files:
             name = run.files[key]
-            out.append(f'<figure><a href="{esc(quote(name))}"><img src="{esc(quote(name))}" alt="{esc(key)}"></a>'
+            out.append(f'<figure class="{esc(key)}"><a href="{esc(quote(name))}"><img src="{esc(quote(name))}" alt="{esc(key)}"></a>'
                        f"<figcaption>{esc(key)}</figcaption></figure>")
     if r.get("gallery") not in (None, "written"):
         out.append(f'<p class="muted">no gallery: {esc(r["gallery"])}</p>')
