@@ -96,7 +96,7 @@ def log_run(record: dict) -> str:
     import time
 
     import mlflow
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
     stem = Path(record["files"]["run"]).name.removesuffix("-run.json")
