@@ -73,9 +73,9 @@ def cli(**options) -> None:
         click.echo(f"no gallery: {gallery_note}")
     click.echo(f"{cfg.model}: fit on {result.metrics['n_fit']:,} rows, validated on {result.metrics['n_val']:,}, "
                f"tested on {result.metrics['n_test']:,}; wrote:")
-    for line in summary_lines(cfg.model, path.stem, result.metrics, {k: record["files"][k] for k in record["files"]}):
+    index = write_index(out_dir)
+    for line in summary_lines(cfg.model, path.stem, result.metrics, {**record["files"], "index": str(index)}):
         click.echo(line)
-    click.echo(f"  index: {write_index(out_dir)}")
     if options["track"]:
         click.echo(f"  mlflow: run {log_run(record)}")
 
