@@ -22,7 +22,7 @@ CLASSIFY_OPTS = $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,distributed]'
+	$(BIN)/python -m pip install --quiet -e '.[test,tracking,distributed]'
 	touch $@
 
 .PHONY: help install features classify compare learning-curve predict bench test clean
@@ -53,6 +53,10 @@ compare: $(STAMP)
 ## Test accuracy against training-set size: MODEL=lr|rf|mlp
 learning-curve: $(STAMP)
 	$(BIN)/python -m classify.learning_curve --model $(or $(MODEL),lr) $(CLASSIFY_OPTS)
+
+## Rebuild OUT_DIR/index.html (default reports/): every run's table, curves, confusion matrix, gallery, report
+report: $(STAMP)
+	$(BIN)/python -m classify.report $(call opt,OUT_DIR,--out-dir)
 
 ## Predict the class of new images with a saved run: RUN=reports/<run>-run.json IMAGES="photo or folder" (PREDICT_ARGS for more)
 predict: $(STAMP)

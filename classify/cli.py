@@ -26,6 +26,7 @@ import click
 
 from classify.models import MODELS
 from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
+from classify.tracking import track_option
 from featurecache.files import interruptible
 
 
@@ -38,6 +39,7 @@ from featurecache.files import interruptible
 @click.option("--report-name", default=None,
               help="Base name of the report: NAME.txt, NAME.json, NAME-run.json, NAME-model.<ext>.")
 @training_options
+@track_option
 @interruptible("classify")
 def cli(**options) -> None:
     """Train one classifier on a feature cache; write curves, reports, a confusion matrix, a gallery,
@@ -46,6 +48,8 @@ def cli(**options) -> None:
     Saved models load without running code (LR and RF: HDF5 arrays; MLP: a Keras archive loaded in
     safe mode); runs and models this tool did not write are refused when loaded."""
     from classify.outputs import check_name, check_out_dir, run_paths, write_run
+    from classify.report import write_index
+    from classify.tracking import log_run, require
     from classify.train import train_and_evaluate
     from featurecache.cache import read_cache
 
@@ -55,6 +59,7 @@ def cli(**options) -> None:
     path = cache_path(cfg.features)
     cfg.features = str(path)
     out_dir = check_out_dir(cfg.out_dir)
+    require(options["track"])
     cache = read_cache(path)
     echo_config(cfg)
     click.echo(f"classify: {cfg.model} on {path} (train {len(cache.train.labels):,}, test {len(cache.test.labels):,}, "
@@ -68,8 +73,11 @@ def cli(**options) -> None:
         click.echo(f"no gallery: {gallery_note}")
     click.echo(f"{cfg.model}: fit on {result.metrics['n_fit']:,} rows, validated on {result.metrics['n_val']:,}, "
                f"tested on {result.metrics['n_test']:,}; wrote:")
-    for line in summary_lines(cfg.model, path.stem, result.metrics, {k: record["files"][k] for k in record["files"]}):
+    index = write_index(out_dir)
+    for line in summary_lines(cfg.model, path.stem, result.metrics, {**record["files"], "index": str(index)}):
         click.echo(line)
+    if options["track"]:
+        click.echo(f"  mlflow: run {log_run(record)}")
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ import click
 from classify import plots
 from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
 from classify.models import MODELS
+from classify.tracking import track_option
 from featurecache.errors import UserError
 from featurecache.files import interruptible
 
@@ -138,11 +139,14 @@ def stage_table(staged, table: dict[str, Path], rows: list[dict]) -> None:
 @click.option("--model", "models", multiple=True, type=click.Choice(sorted(MODELS)),
               help="Models to train (repeatable). Default: all of them.")
 @training_options
+@track_option
 @interruptible("compare")
-def cli(features: tuple[str, ...], models: tuple[str, ...], **options) -> None:
+def cli(features: tuple[str, ...], models: tuple[str, ...], track: str | None, **options) -> None:
     """Train several classifiers on the same cached features (each cache loaded once) and write a
     comparison table (CSV, Markdown) and bar chart; rows of other caches, models and settings are kept."""
     from classify.outputs import Staged, check_out_dir, run_paths, stage_run, write_error
+    from classify.report import write_index
+    from classify.tracking import log_run, require
     from classify.train import train_and_evaluate
     from featurecache.cache import read_cache
     from featurecache.files import locked
@@ -153,6 +157,7 @@ def cli(features: tuple[str, ...], models: tuple[str, ...], **options) -> None:
     out_dir = check_out_dir(options["out_dir"])
     table = {ext: out_dir / f"{TABLE}.{ext}" for ext in ("csv", "md", "png")}
     read_rows(table["csv"])  # a broken table fails now, before any training
+    require(track)
     caches = [read_cache(p) for p in paths]  # all checked before any training; each read once
     echo_config(make_config(model=models[0], features=",".join(map(str, paths)), **options))
     for cache in caches:
@@ -177,9 +182,13 @@ def cli(features: tuple[str, ...], models: tuple[str, ...], **options) -> None:
                 raise error from None
             for line in summary_lines(model, cache.path.stem, result.metrics, {"run": record["files"]["run"]}):
                 click.echo(line)
+            write_index(out_dir)  # after each run: a compare stopped part-way still shows the runs it finished
+            if track:
+                click.echo(f"  mlflow: run {log_run(record)}")
     click.echo(to_markdown(read_rows(table["csv"])), nl=False)
     for ext, p in table.items():
         click.echo(f"  {ext}: {p}")
+    click.echo(f"  index: {out_dir / 'index.html'}")
 
 
 def main() -> None:

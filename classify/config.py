@@ -51,6 +51,7 @@ class ClassifyConfig:
                                          # (11 vs 22, mean of 3 seeds)
     momentum: float = 0.9                # sgd only
     patience: int = 5                    # early stopping on validation loss, best weights restored
+    tensorboard: str | None = None       # MLP: folder for TensorBoard logs (not part of the run's identity)
 
     def __post_init__(self) -> None:
         if self.learning_rate is None:

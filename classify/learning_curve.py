@@ -79,6 +79,7 @@ def cli(model: str, features: str | None, min_size: int, points: int, seeds: int
     """Test accuracy against training-set size, a few seeds per size; writes a PNG and a CSV.
     Each size is a stratified subset of the cache's training rows, from --min-size to all of them."""
     from classify.outputs import Staged, check_out_dir, digest, run_id
+    from classify.report import write_index
     from featurecache.cache import read_cache
 
     path = cache_path(features)
@@ -106,7 +107,7 @@ def cli(model: str, features: str | None, min_size: int, points: int, seeds: int
     for size in sizes:
         acc = [r["accuracy"] for r in rows if r["train_size"] == size]
         click.echo(f"  {size:>7,} rows: test accuracy {np.mean(acc):.4f} (min {min(acc):.4f}, max {max(acc):.4f})")
-    click.echo(f"  csv: {csv_path}\n  png: {png_path}")
+    click.echo(f"  csv: {csv_path}\n  png: {png_path}\n  index: {write_index(out_dir)}")
 
 
 def main() -> None:

@@ -7,12 +7,16 @@ cached features on its own.
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import numpy as np
 
 from classify import saved
 from classify.config import ClassifyConfig
 from classify.trained import Trained
 from featurecache.errors import UserError
+from featurecache.files import check_writable
 
 
 def build_mlp(keras, dim: int, n_classes: int, mean: np.ndarray, var: np.ndarray, cfg: ClassifyConfig):
@@ -41,6 +45,20 @@ def datasets(tf, X_fit, y_fit, X_val, y_val, cfg: ClassifyConfig):
     return train, val
 
 
+def tensorboard_dir(cfg: ClassifyConfig, n_fit: int) -> Path:
+    """A fresh folder under --tensorboard for one fit (Keras writes train/ and validation/ in it):
+    mlp-<UTC time>-n<rows>-seed<seed>, so `tensorboard --logdir DIR` shows each fit as its own run,
+    the points of a learning curve included."""
+    try:
+        import tensorboard  # noqa: F401 - Keras's callback writes through tf.summary, which needs it
+    except ImportError:
+        raise UserError("--tensorboard needs the tensorboard package, which is not installed: "
+                        "pip install -e '.[tracking]' (or `make install`)") from None
+    root = check_writable(cfg.tensorboard, "--tensorboard folder")
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    return root / f"mlp-{stamp}-n{n_fit}-seed{cfg.seed}"
+
+
 def finite(history: dict, weights: list[np.ndarray]) -> bool:
     """Every loss recorded and every weight kept is a finite number."""
     losses = [v for key in ("loss", "val_loss") for v in history.get(key, [])]
@@ -67,9 +85,11 @@ def fit_mlp(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig) -> 
     model.compile(optimizer=optimizer(keras, cfg), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   steps_per_execution=steps)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
+    callbacks = [keras.callbacks.TerminateOnNaN(), stop]
+    if cfg.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir(cfg, len(y_fit)))))
     train, val = datasets(tf, X_fit, y_fit, X_val, y_val, cfg)
-    fit = model.fit(train, validation_data=val, epochs=cfg.epochs, callbacks=[keras.callbacks.TerminateOnNaN(), stop],
-                    shuffle=False, verbose=0)
+    fit = model.fit(train, validation_data=val, epochs=cfg.epochs, callbacks=callbacks, shuffle=False, verbose=0)
     h = fit.history
     if not finite(h, model.get_weights()):
         raise UserError(f"the MLP's training diverged (its loss or weights became infinite or NaN) at --learning-rate "

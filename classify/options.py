@@ -85,6 +85,8 @@ TRAINING_OPTIONS = [
     ("--optimizer", click.Choice(("adam", "sgd")), D.optimizer, "MLP: Adam, or SGD with momentum."),
     ("--momentum", Finite(0, 1, max_open=True), D.momentum, "MLP: SGD momentum."),
     ("--patience", click.IntRange(min=1), D.patience, "MLP: epochs without a better validation loss before stopping."),
+    ("--tensorboard", click.Path(file_okay=False, path_type=str), None,
+     "MLP: also write TensorBoard logs (Keras's callback), one folder per fit under DIR."),
 ]
 
 

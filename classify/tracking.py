@@ -1,0 +1,131 @@
+"""Optional experiment tracking: a finished run, logged to MLflow from its run record.
+
+`--track mlflow` (or FEATURECACHE_TRACK=mlflow) on `classify` and `compare` logs each run, after
+its files are written, to the tracking server MLFLOW_TRACKING_URI names (MLflow's default: a
+SQLite file `mlflow.db` in the working folder, artifacts under `mlruns/`), in the experiment
+MLFLOW_EXPERIMENT_NAME names (default "featurecache"):
+
+    parameters   the run's config (model settings, seed, validation share, training-set size),
+                 what training chose (chosen.C, chosen.epochs_run, ...), and the cache's identity
+                 (cache.backbone, cache.pooling, cache.image_size, cache.weights, ...)
+    metrics      accuracy, macro_f1, train_time_s, predict_time_s, n_fit, n_val, n_test; and the
+                 training curves (train_loss, val_loss, train_acc, val_acc) per epoch for the
+                 MLP, per number of trees for the forest
+    artifacts    plots/ (the PNGs), report/ (text and JSON report, the run record), model/ (the
+                 saved model file, exactly as in the reports folder)
+    tags         featurecache.run_record, featurecache.cache_path, featurecache.run_id
+
+Everything is read from the run record and the files already in place, so tracking never
+changes what is written under the reports folder. MLflow is an extra
+(`pip install -e '.[tracking]'`); it is imported only when tracking is asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from featurecache.errors import UserError, reason
+
+TRACKERS = ("mlflow",)
+ENV = "FEATURECACHE_TRACK"
+DEFAULT_EXPERIMENT = "featurecache"
+INSTALL = "pip install -e '.[tracking]' (or `make install`)"
+PARAM_SKIP = ("features", "out_dir", "plot_name", "report_name")   # paths: tags, not parameters
+CACHE_PARAMS = ("dataset", "backbone", "pooling", "image_size", "weights", "precision", "feature_dim",
+                "data_fingerprint", "weights_sha256", "backbone_sha256", "feature_layer", "seed")
+CURVES = ("train_loss", "val_loss", "train_acc", "val_acc")
+ARTIFACT_DIRS = {"curves": "plots", "confusion": "plots", "gallery": "plots", "report_txt": "report",
+                 "report_json": "report", "run": "report", "model": "model"}
+
+__all__ = ["track_option", "require", "params_of", "metrics_of", "log_run"]
+
+
+def track_option(command):
+    """`--track mlflow` (default: FEATURECACHE_TRACK), for the commands that train runs."""
+    return click.option("--track", type=click.Choice(TRACKERS), envvar=ENV, default=None,
+                        help=f"Also log each run (parameters, metrics, PNGs, model) to MLflow at MLFLOW_TRACKING_URI. "
+                             f"Default: ${ENV}. Needs the tracking extra: {INSTALL}.")(command)
+
+
+def require(track: str | None) -> None:
+    """Refuse, before any training, a --track whose library is not installed."""
+    if track != "mlflow":
+        return
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        raise UserError(f"--track mlflow needs MLflow, which is not installed: {INSTALL}") from None
+
+
+def params_of(record: dict) -> dict[str, str]:
+    """MLflow parameters of a run record: config, chosen values and the cache's identity, as strings."""
+    out = {}
+    for key, value in (record.get("config") or {}).items():
+        if key not in PARAM_SKIP and value is not None:
+            out[key] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    for key, value in (record.get("chosen") or {}).items():
+        if not isinstance(value, (list, dict)) and value is not None:
+            out[f"chosen.{key}"] = str(value)
+    attrs = (record.get("cache") or {}).get("attrs") or {}
+    for key in CACHE_PARAMS:
+        if attrs.get(key) not in (None, ""):
+            out[f"cache.{key}"] = str(attrs[key])
+    out["cache_id"] = str(record.get("cache_id"))
+    out["run_id"] = str(record.get("run_id"))
+    return out
+
+
+def metrics_of(record: dict) -> list[tuple[str, float, int]]:
+    """(name, value, step) of a run: final metrics at step 0, then the training curves per step
+    (epoch for the MLP, trees for the forest; LR's curve is over C, not steps, and is left out)."""
+    out = [(k, float(v), 0) for k, v in (record.get("metrics") or {}).items()
+           if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    history = record.get("history") or {}
+    if history.get("x_label") in ("epoch", "trees"):
+        for name in CURVES:
+            out += [(name, float(v), int(x)) for x, v in zip(history["x"], history.get(name, []))]
+    return out
+
+
+def log_run(record: dict) -> str:
+    """Log one written run to MLflow; returns MLflow's run id. Any failure of the tracking server
+    is one line that says the run's own files are kept."""
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    stem = Path(record["files"]["run"]).name.removesuffix("-run.json")
+    try:
+        client = MlflowClient()
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                experiment_id = client.create_experiment(name)
+            except mlflow.exceptions.MlflowException:  # created meanwhile by a run beside this one
+                experiment_id = client.get_experiment_by_name(name).experiment_id
+        else:
+            experiment_id = experiment.experiment_id
+        tags = {"featurecache.run_record": record["files"]["run"], "featurecache.run_id": str(record.get("run_id")),
+                "featurecache.cache_path": str((record.get("cache") or {}).get("path")), "model": str(record.get("model"))}
+        run = client.create_run(experiment_id, run_name=stem, tags=tags)
+        run_id = run.info.run_id
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, step) for k, v, step in metrics_of(record)]
+        params = [Param(k, v) for k, v in params_of(record).items()]
+        for start in range(0, max(len(metrics), len(params)), 100):  # MLflow takes at most 100 params per batch
+            client.log_batch(run_id, metrics=metrics[start:start + 100], params=params[start:start + 100])
+        for key, path in record["files"].items():
+            if Path(path).is_file():
+                client.log_artifact(run_id, path, ARTIFACT_DIRS.get(key, "files"))
+        client.set_terminated(run_id)
+    except Exception as e:  # noqa: BLE001 - a tracking server's errors are many kinds; each becomes one line
+        uri = mlflow.get_tracking_uri()
+        raise UserError(f"the run's files are written, but logging it to MLflow at {uri} failed ({reason(e, 100)}); "
+                        "check MLFLOW_TRACKING_URI") from None
+    return run_id

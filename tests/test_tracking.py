@@ -1,0 +1,116 @@
+"""--track mlflow: runs logged to a temporary SQLite tracking store and read back with MLflow's client
+(parameters, final accuracy, per-epoch MLP curves, PNG and model artifacts); the reports folder is the
+same with tracking as without; a missing MLflow or a broken tracking URI is one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from classify import compare
+from classify.cli import cli as classify_cli
+from conftest import error_line
+
+
+def classify(*args):
+    return CliRunner().invoke(classify_cli, [str(a) for a in args])
+
+
+def records(folder) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*-run.json"))]
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh SQLite tracking store; artifacts land under tmp_path (MLflow puts them beside the working folder)."""
+    pytest.importorskip("mlflow", reason="the tracking extra is not installed: pip install -e '.[tracking]'")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "featurecache-test")
+    return MlflowClient(tracking_uri=uri)
+
+
+def logged_runs(client) -> list:
+    experiment = client.get_experiment_by_name("featurecache-test")
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def artifact_names(client, run_id: str, folder: str) -> set[str]:
+    return {a.path.split("/")[-1] for a in client.list_artifacts(run_id, folder)}
+
+
+def test_classify_logs_params_accuracy_pngs_and_model_and_leaves_reports_as_without(tiny_cache, tmp_path, store):
+    plain, tracked = tmp_path / "plain", tmp_path / "tracked"
+    assert classify("--model", "lr", "--features", tiny_cache, "--out-dir", plain).exit_code == 0
+    r = classify("--model", "lr", "--features", tiny_cache, "--out-dir", tracked, "--track", "mlflow")
+    assert r.exit_code == 0, r.output
+    (record,) = records(tracked)
+    (run,) = logged_runs(store)
+    assert f"mlflow: run {run.info.run_id}" in r.output
+    params = run.data.params
+    assert params["model"] == "lr" and params["C"] == "0.01" and params["seed"] == "0"
+    assert params["cache.backbone"] == "vgg16" and params["cache.pooling"] == "gap" and params["cache.image_size"] == "32"
+    assert params["run_id"] == record["run_id"] and params["cache_id"] == record["cache_id"]
+    assert run.data.metrics["accuracy"] == pytest.approx(record["metrics"]["accuracy"])
+    assert run.data.metrics["macro_f1"] == pytest.approx(record["metrics"]["macro_f1"])
+    pngs = {name for key, name in ((k, v.split("/")[-1]) for k, v in record["files"].items()) if name.endswith(".png")}
+    assert len(pngs) == 3 and artifact_names(store, run.info.run_id, "plots") == pngs
+    assert artifact_names(store, run.info.run_id, "model") == {record["model_file"]}
+    assert run.data.tags["featurecache.run_record"] == record["files"]["run"]
+    # tracking writes nothing else under the reports folder: the same files, the same reports
+    assert {p.name for p in tracked.iterdir()} == {p.name for p in plain.iterdir()}
+    (plain_record,) = records(plain)
+    assert (tracked / record["files"]["report_txt"].split("/")[-1]).read_text() == \
+        (plain / plain_record["files"]["report_txt"].split("/")[-1]).read_text()
+    for key in ("run_id", "cache_id", "hyperparameters", "chosen", "class_names"):
+        assert record[key] == plain_record[key], key
+    assert record["metrics"]["accuracy"] == plain_record["metrics"]["accuracy"]
+
+
+def test_compare_with_the_environment_variable_logs_mlp_curves_per_epoch(tiny_cache, tmp_path, store, monkeypatch):
+    monkeypatch.setenv("FEATURECACHE_TRACK", "mlflow")
+    r = CliRunner().invoke(compare.cli, ["--model", "mlp", "--epochs", "3", "--hidden", "16", "--features",
+                                         str(tiny_cache), "--out-dir", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    (record,) = records(tmp_path / "out")
+    (run,) = logged_runs(store)
+    epochs = record["chosen"]["epochs_run"]
+    for name in ("train_loss", "val_loss", "train_acc", "val_acc"):
+        history = store.get_metric_history(run.info.run_id, name)
+        assert [m.step for m in history] == list(range(1, epochs + 1))
+    assert [m.value for m in store.get_metric_history(run.info.run_id, "val_loss")] == \
+        pytest.approx(record["history"]["val_loss"])
+    assert run.data.params["chosen.epochs_run"] == str(epochs) and run.data.params["hidden"] == "16"
+    assert artifact_names(store, run.info.run_id, "model") == {record["model_file"]}
+
+
+def test_without_mlflow_track_is_one_line_before_training(tiny_cache, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` raises ImportError, as when not installed
+    r = classify("--model", "lr", "--features", tiny_cache, "--out-dir", tmp_path, "--track", "mlflow")
+    assert isinstance(r.exception, SystemExit)
+    line = error_line(r, 1)
+    assert "--track mlflow" in line and "pip install -e '.[tracking]'" in line
+    assert not list(tmp_path.glob("*-run.json"))
+
+
+def test_unknown_tracker_in_the_environment_is_refused_at_parse_time(tiny_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATURECACHE_TRACK", "wandb")
+    r = classify("--model", "lr", "--features", tiny_cache, "--out-dir", tmp_path)
+    assert r.exit_code == 2 and "wandb" in r.output and not list(tmp_path.glob("*-run.json"))
+
+
+def test_a_broken_tracking_uri_is_one_line_and_keeps_the_runs_files(tiny_cache, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="the tracking extra is not installed: pip install -e '.[tracking]'")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://nowhere")
+    r = classify("--model", "lr", "--features", tiny_cache, "--out-dir", tmp_path / "out", "--track", "mlflow")
+    line = error_line(r, 1)
+    assert "files are written" in line and "MLFLOW_TRACKING_URI" in line
+    (record,) = records(tmp_path / "out")
+    assert (tmp_path / "out" / record["model_file"]).is_file() and (tmp_path / "out" / "index.html").is_file()
