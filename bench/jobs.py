@@ -200,9 +200,9 @@ def extract(data_dir: str, size: int, precision: str, batch_size: int | None, li
 @click.option("--json", "json_out", required=True)
 def extract_ray(data_dir: str, size: int, precision: str, batch_size: int | None, limit: int | None, workers: int,
                 out: str, json_out: str) -> None:
-    """This project on Ray Data (`extract.ray_engine.run`, --workers actors on this machine), with Ray's
+    """This project on Ray Data (`extract.ray_engine.RayEngine`, --workers actors on this machine), with Ray's
     start-up (ray.init, then the actors loading until the first batch) apart from the steady throughput."""
-    from extract import ray_engine
+    from extract import pipeline, ray_engine
     from extract.config import ExtractConfig
     from extract.datasets import load_cifar10
     from featurecache.extractor import Extractor
@@ -214,7 +214,7 @@ def extract_ray(data_dir: str, size: int, precision: str, batch_size: int | None
     ds = load_cifar10(data_dir, limit)
     extractor = Extractor("vgg16", "gap", size, "none", 0, resolve_precision(cfg.precision), native_size=32)
     t1 = time.perf_counter()
-    result = ray_engine.run(cfg, ds, Path(out), extractor, workers=workers)
+    result = pipeline.run(cfg, ds, Path(out), extractor, engine=ray_engine.RayEngine(workers))
     t2 = time.perf_counter()
     _write(json_out, {
         "images": int(sum(result.rows.values())), "size": size, "precision": extractor.precision,

@@ -37,7 +37,8 @@ def smallest_train_size(labels: np.ndarray, val_fraction: float) -> int:
     k = len(counts)
     for size in range(2 * k, n):
         n_val = n_validation(val_fraction, size)
-        if n_val >= k and size - n_val >= k and (size * counts // n).min() >= 2:
+        # a stratified subset leaves at least one row of each class out, so size <= n - k
+        if n_val >= k and size - n_val >= k and n - size >= k and (size * counts // n).min() >= 2:
             return size
     return n
 
@@ -54,6 +55,11 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
         raise UserError(
             f"--train-size {size} is too small for {n_classes} classes; pass at least {2 * n_classes} "
             "(two rows per class, one to train and one to validate)"
+        )
+    if n - size < n_classes:
+        raise UserError(
+            f"--train-size {size} leaves {n - size} of the {n} training rows out, fewer than the {n_classes} classes, "
+            f"so no stratified subset exists; pass at most {n - n_classes}, or {n} for every row"
         )
     idx, _ = train_test_split(np.arange(n), train_size=size, stratify=labels, random_state=seed)
     return np.sort(idx)

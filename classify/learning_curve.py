@@ -32,10 +32,12 @@ from featurecache.errors import UserError
 from featurecache.files import interruptible
 
 
-def sizes_for(n_train: int, min_size: int, points: int) -> list[int]:
-    """Log-spaced training-set sizes from min_size to n_train, both included, without repeats."""
+def sizes_for(n_train: int, min_size: int, points: int, n_classes: int = 0) -> list[int]:
+    """Log-spaced training-set sizes from min_size to n_train, both included, without repeats; sizes
+    that would leave fewer rows out than there are classes (no stratified subset exists) are dropped."""
     low = min(min_size, n_train)
-    return sorted({int(round(s)) for s in np.geomspace(low, n_train, points)} | {n_train})
+    sizes = {int(round(s)) for s in np.geomspace(low, n_train, points)} | {n_train}
+    return sorted(s for s in sizes if s == n_train or n_train - s >= n_classes)
 
 
 def check_min_size(labels: np.ndarray, min_size: int, val_fraction: float) -> None:
@@ -46,6 +48,10 @@ def check_min_size(labels: np.ndarray, min_size: int, val_fraction: float) -> No
         raise UserError(f"--min-size {min_size} leaves no curve: the cache has {n:,} training rows; "
                         f"pass a --min-size below {n:,}")
     need = smallest_train_size(labels, val_fraction)
+    if need >= n:
+        raise UserError(f"no subset of the {n:,} training rows can hold out --val-fraction {val_fraction:g} with "
+                        f"every one of {len(np.unique(labels))} classes on both sides; use a larger cache or "
+                        "a larger --val-fraction")
     if min_size < need:
         raise UserError(f"--min-size {min_size} is too small for {len(np.unique(labels))} classes with --val-fraction "
                         f"{val_fraction:g} held out; pass --min-size {need} or more")
@@ -88,7 +94,7 @@ def cli(model: str, features: str | None, min_size: int, points: int, seeds: int
     cfg = make_config(model=model, features=str(path), **options)
     check_min_size(cache.train.labels, min_size, cfg.val_fraction)
     echo_config(cfg)
-    sizes = sizes_for(len(cache.train.labels), min_size, points)
+    sizes = sizes_for(len(cache.train.labels), min_size, points, len(np.unique(cache.train.labels)))
     click.echo(f"learning curve: {model} on {path}, sizes {sizes}, {seeds} seed(s) each", err=True)
     rows = learning_curve(cache, cfg, sizes, seeds)
     ident = digest({"run": run_id(cache, cfg), "sizes": sizes, "seeds": seeds})

@@ -199,13 +199,13 @@ def _extract(cfg: ExtractConfig, where: dict):
 
     where["out"] = out
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    engine = None
     if cfg.engine == "ray":
-        from extract import ray_engine
+        from extract.ray_engine import RayEngine
 
-        result = ray_engine.run(cfg, dataset, out, extractor, workers=cfg.workers or 2, address=cfg.address,
-                                verbose=cfg.verbose, make_bar=make_bar, log=log, extra_attrs=extra_attrs)
-    else:
-        result = pipeline.run(cfg, dataset, out, extractor, make_bar=make_bar, log=log, extra_attrs=extra_attrs)
+        engine = RayEngine(cfg.workers or 2, cfg.address, cfg.verbose)
+    result = pipeline.run(cfg, dataset, out, extractor, make_bar=make_bar, log=log, extra_attrs=extra_attrs,
+                          engine=engine)
     return out, result
 
 

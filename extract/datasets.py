@@ -71,10 +71,17 @@ class Dataset:
     splits: dict[str, Split]    # "train", optionally "val", "test", in that order
     not_images: list[str] = field(default_factory=list)  # files in a photo folder that are not images
     index: str | None = None    # photo folders: where per-file digests are kept between runs
+    index_data: dict | None = None  # the digests, updated in memory; written by `save_index`
 
     def changes_since(self, fingerprint: str) -> str:
         """Which files were added, removed or changed since the data had `fingerprint` ("" if unknown)."""
-        return changes_since(self.index, fingerprint, self.fingerprint) if self.index else ""
+        return changes_since(self.index_data, fingerprint, self.fingerprint) if self.index_data else ""
+
+    def save_index(self) -> None:
+        """Keep the digests for the next run; called once the run has something it keeps, so a run
+        refused for bad input leaves nothing behind."""
+        if self.index is not None and self.index_data is not None:
+            _write_index(self.index, self.index_data)
 
 
 # --------------------------------------------------------------------------- CIFAR-10
@@ -635,18 +642,19 @@ def load_image_folder(
         files, lab = [listing.files[i] for i in rows], listing.labels[rows]
         used[split] = files
         splits[split] = Split(lab, files, _folder_reader(root, files, lab, size))
-    contents = hash_files(root, [f for files in used.values() for f in files], index, verify)
+    index_data = _read_index(index) if index is not None else None
+    contents = hash_files(root, [f for files in used.values() for f in files], index_data, verify)
     digest = hashlib.sha256()
     for split, files in used.items():
         for f in files:
             digest.update(f"{split}\0{f}\0{contents[f]}\n".encode())
     fingerprint = digest.hexdigest()
-    if index is not None:
-        remember(index, fingerprint, {f: contents[f] for files in used.values() for f in files})
+    if index_data is not None:
+        remember(index_data, fingerprint, {f: contents[f] for files in used.values() for f in files})
     return Dataset(name=root.name, kind="folder", location=str(root), class_names=class_names, image_size=size,
                    fingerprint=fingerprint, splits=splits,
                    not_images=[f for listing in listings.values() for f in listing.not_images],
-                   index=str(index) if index is not None else None)
+                   index=str(index) if index is not None else None, index_data=index_data)
 
 
 # --------------------------------------------------------------------------- content fingerprints
@@ -681,14 +689,15 @@ def _write_index(index: str | os.PathLike, data: dict) -> None:
         pass  # the index only saves time: a folder that cannot hold it costs a full hash next run
 
 
-def hash_files(root: Path, files: list[str], index: str | os.PathLike | None = None, verify: bool = False) -> dict[str, str]:
+def hash_files(root: Path, files: list[str], index_data: dict | None = None, verify: bool = False) -> dict[str, str]:
     """{source: sha256 of its bytes} for files under root, streamed.
 
-    With `index`, digests are reused for files whose (size, mtime_ns) have not changed
-    since they were hashed, and the index is updated; `verify` hashes every file again."""
+    With `index_data` (an index read by `_read_index`), digests are reused for files whose
+    (size, mtime_ns) have not changed since they were hashed, and it is updated in memory;
+    `verify` hashes every file again."""
     from featurecache.files import sha256
 
-    data = _read_index(index)
+    data = index_data if index_data is not None else _read_index(None)
     known = data["files"]
     out = {}
     for f in files:
@@ -698,26 +707,22 @@ def hash_files(root: Path, files: list[str], index: str | os.PathLike | None = N
             entry = [st.st_size, st.st_mtime_ns, sha256(source_path(root, f))]
             known[f] = entry
         out[f] = entry[2]
-    if index is not None:
-        _write_index(index, data)
     return out
 
 
-def remember(index: str | os.PathLike, fingerprint: str, contents: dict[str, str]) -> None:
-    """Keep which files (and digests) made `fingerprint`, for `changes_since`."""
-    data = _read_index(index)
+def remember(data: dict, fingerprint: str, contents: dict[str, str]) -> None:
+    """Keep which files (and digests) made `fingerprint`, for `changes_since` (in memory)."""
     snapshots = data.setdefault("snapshots", {})
     snapshots.pop(fingerprint, None)
     snapshots[fingerprint] = contents  # newest last
     for old in list(snapshots)[:-KEPT_SNAPSHOTS]:
         del snapshots[old]
-    _write_index(index, data)
 
 
-def changes_since(index: str | os.PathLike | None, old: str, new: str, shown: int = 3) -> str:
+def changes_since(index_data: dict, old: str, new: str, shown: int = 3) -> str:
     """What differs between the files behind fingerprints `old` and `new`, as one short phrase
     ("2 added: a.jpg, b.jpg; 1 changed: c.jpg"); "" when the index does not remember `old`."""
-    snapshots = _read_index(index).get("snapshots", {})
+    snapshots = index_data.get("snapshots", {})
     if old not in snapshots or new not in snapshots:
         return ""
     a, b = snapshots[old], snapshots[new]

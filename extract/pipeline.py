@@ -226,17 +226,39 @@ class CacheLock:
 # --------------------------------------------------------------------------- the run
 
 
+class LocalEngine:
+    """Computes the missing parts in this process, in order: the next batch loads on a second thread while
+    the model runs. Another engine (extract.ray_engine.RayEngine) offers the same three methods."""
+
+    def check(self) -> None:
+        """Whatever the engine needs, checked before anything is written."""
+
+    def summary(self, **fields) -> Summary:
+        return Summary(**fields)
+
+    def compute(self, dataset: Dataset, extractor: Extractor, checkpoints: Checkpoints, manifest: dict, dim: int,
+                summary: Summary, make_bar, log) -> dict[str, list[Path]]:
+        """Every split's checkpoint parts, those on disk reused; returns their paths in row order."""
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            return {split: extract_split(split, data, extractor, checkpoints, manifest, dim, reader, summary,
+                                         make_bar, log)
+                    for split, data in dataset.splits.items()}
+
+
 def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor,
         make_bar: Callable[[str, int, int], object] | None = None,
-        log: Callable[[str], None] = lambda msg: None, extra_attrs: dict | None = None) -> Summary:
+        log: Callable[[str], None] = lambda msg: None, extra_attrs: dict | None = None,
+        engine: LocalEngine | None = None) -> Summary:
     """Extract features of every split of `dataset` into the cache `out`.
 
     `extra_attrs` are written into the cache beside the usual ones (a shard's `shard`, `num_shards`,
-    `shard_rows`: see extract/shards.py)."""
-    out = Path(out)
+    `shard_rows`: see extract/shards.py); `engine` computes the parts (default: this process)."""
+    out, engine = Path(out), engine or LocalEngine()
     ident = identity(cfg, dataset, extractor)
     if check_existing(out, ident, cfg.force, dataset.changes_since):
+        dataset.save_index()
         return up_to_date(out, ident, dataset.location, log)
+    engine.check()
     check_writable(out.parent)
     model_size = extractor.sizes.model
     if not extractor.from_file and model_size != extractor.image_size:
@@ -244,6 +266,7 @@ def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor,
             f"up to {model_size} px")
     dim = extractor.feature_dim  # builds the model: a bad model or weights fail before anything is written
     with CacheLock(out, wait=not cfg.no_wait, log=log):
+        dataset.save_index()
         if not cfg.force and check_existing(out, ident, False):
             return up_to_date(out, ident, dataset.location, log)  # another run finished it while this one waited
         batch_size = cfg.batch_size or default_batch_size(extractor.precision, model_size)
@@ -251,14 +274,10 @@ def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor,
         checkpoints = Checkpoints(out)
         manifest = checkpoints.prepare({"identity": ident, "batch_size": batch_size, "part_rows": part_rows},
                                        cfg.force)
-        summary = Summary("built", out, feature_dim=dim, precision=extractor.precision,
-                          batch_size=manifest["batch_size"])
-        parts: dict[str, list[Path]] = {}
+        summary = engine.summary(status="built", out=out, feature_dim=dim, precision=extractor.precision,
+                                 batch_size=manifest["batch_size"])
         started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=1) as reader:
-            for split, data in dataset.splits.items():
-                parts[split] = extract_split(split, data, extractor, checkpoints, manifest, dim, reader,
-                                             summary, make_bar, log)
+        parts = engine.compute(dataset, extractor, checkpoints, manifest, dim, summary, make_bar, log)
         summary.seconds = time.perf_counter() - started
         attrs = {**cache_attrs(cfg, dataset, extractor, ident, dim, summary), **(extra_attrs or {})}
         assemble(out, attrs, parts, cfg.store_dtype, dim, sum(summary.rows.values()))

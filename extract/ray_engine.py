@@ -25,18 +25,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from extract.config import ExtractConfig
 from extract.datasets import Dataset, Split
-from extract.pipeline import (CacheLock, Checkpoints, NoBar, Summary, assemble, cache_attrs, check_existing,
-                              identity, up_to_date)
+from extract.pipeline import Checkpoints, NoBar, Summary
 from featurecache.errors import UserError, reason
 from featurecache.extractor import Extractor
-from featurecache.files import check_writable
-from featurecache.precision import default_batch_size
 
 INSTALL = "--engine ray needs Ray, which is not installed: pip install -e '.[distributed]' (or make install)"
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,30 +208,24 @@ class PartBuffer:
                 "skipped": rows["source"][~ok].astype(str)}
 
 
-def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor, workers: int = 2,
-        address: str | None = None, verbose: bool = False,
-        make_bar: Callable[[str, int, int], object] | None = None,
-        log: Callable[[str], None] = lambda msg: None, extra_attrs: dict | None = None) -> RaySummary | Summary:
-    """Extract every split of `dataset` into the cache `out` on a Ray Data pipeline of `workers` actors."""
-    out = Path(out)
-    ident = identity(cfg, dataset, extractor)
-    if check_existing(out, ident, cfg.force, dataset.changes_since):
-        return up_to_date(out, ident)
-    import_ray()  # before anything is written: without Ray, one line saying how to install it
-    check_writable(out.parent)
-    dim = extractor.feature_dim  # builds the model here too: a bad model or weights fail before Ray starts
-    with CacheLock(out, wait=not cfg.no_wait, log=log):
-        if not cfg.force and check_existing(out, ident, False):
-            return up_to_date(out, ident)
-        batch_size = cfg.batch_size or default_batch_size(extractor.precision, extractor.sizes.model)
-        part_rows = -(-max(cfg.checkpoint_every, 1) // batch_size) * batch_size
-        checkpoints = Checkpoints(out)
-        manifest = checkpoints.prepare({"identity": ident, "batch_size": batch_size, "part_rows": part_rows},
-                                       cfg.force)
-        batch_size, part_rows = manifest["batch_size"], manifest["part_rows"]
-        summary = RaySummary("built", out, feature_dim=dim, precision=extractor.precision, batch_size=batch_size,
-                             workers=workers)
-        # every part of every split: those on disk are kept (in any order: Ray writes them out of order)
+@dataclass
+class RayEngine:
+    """extract.pipeline's engine on a Ray Data pipeline of `workers` actors (pipeline.run(..., engine=RayEngine(...)))."""
+
+    workers: int = 2
+    address: str | None = None
+    verbose: bool = False
+
+    def check(self) -> None:
+        import_ray(self.verbose)  # before anything is written: without Ray, one line saying how to install it
+
+    def summary(self, **fields) -> RaySummary:
+        return RaySummary(workers=self.workers, **fields)
+
+    def compute(self, dataset: Dataset, extractor: Extractor, checkpoints: Checkpoints, manifest: dict, dim: int,
+                summary: RaySummary, make_bar, log) -> dict[str, list[Path]]:
+        """Every part of every split: those on disk are kept (in any order: Ray writes them out of order)."""
+        part_rows, batch_size = manifest["part_rows"], manifest["batch_size"]
         parts: dict[str, list[dict | None]] = {}
         missing: dict[tuple[str, int], int] = {}
         for split, data in dataset.splits.items():
@@ -250,19 +239,13 @@ def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor, w
                                          for k, p in enumerate(parts[split]) if p is not None)
             if summary.resumed[split]:
                 log(f"{split}: {summary.resumed[split]:,} of {n:,} rows resumed from {checkpoints.folder}")
-        started = time.perf_counter()
         if missing:
-            compute(dataset, extractor, checkpoints, parts, missing, part_rows, batch_size, dim, workers, address,
-                    verbose, summary, make_bar, log)
-        summary.seconds = time.perf_counter() - started
+            compute(dataset, extractor, checkpoints, parts, missing, part_rows, batch_size, dim, self.workers,
+                    self.address, self.verbose, summary, make_bar, log)
         for split, split_parts in parts.items():
             summary.rows[split] = sum(p["n"] for p in split_parts)
             summary.skipped.extend(s for p in split_parts for s in p["skipped"])
-        attrs = {**cache_attrs(cfg, dataset, extractor, ident, dim, summary), **(extra_attrs or {})}
-        paths = {split: [checkpoints.path(split, k) for k in range(len(p))] for split, p in parts.items()}
-        assemble(out, attrs, paths, cfg.store_dtype, dim, sum(summary.rows.values()))
-        checkpoints.remove()
-    return summary
+        return {split: [checkpoints.path(split, k) for k in range(len(p))] for split, p in parts.items()}
 
 
 def compute(dataset: Dataset, extractor: Extractor, checkpoints: Checkpoints, parts: dict, missing: dict,
@@ -318,4 +301,4 @@ def compute(dataset: Dataset, extractor: Extractor, checkpoints: Checkpoints, pa
         raise RuntimeError(f"Ray Data returned too few rows: parts {sorted(buffers)[:3]} incomplete")
 
 
-__all__ = ["run", "start", "import_ray", "pool_resources", "RaySummary", "INSTALL"]
+__all__ = ["RayEngine", "start", "import_ray", "pool_resources", "RaySummary", "INSTALL"]

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from extract.datasets import Dataset, Split
-from featurecache.cache import IDENTITY_ATTRS, partial_dir, read_attrs, write_cache
+from featurecache.cache import IDENTITY_ATTRS, partial_dir, read_attrs
 from featurecache.errors import UserError
 
 SHARD_ATTRS = ("shard", "num_shards", "shard_rows")

@@ -178,11 +178,12 @@ def test_lr_on_two_classes_saves_one_coefficient_row_and_predicts_both(tmp_path)
     path = blob_cache(tmp_path / "two.h5", classes=2, spread=0.6, seed=3)
     result = invoke(cli, ["--model", "lr", "--features", path, "--out-dir", tmp_path, "--C", "auto"])
     assert result.exit_code == 0, result.output
-    with h5py.File(tmp_path / "two-lr-model.h5") as f:
+    base = run_base(tmp_path, "two", "lr")
+    with h5py.File(tmp_path / f"{base}-model.h5") as f:
         assert f["coef"].shape == (1, 16) and list(f["classes"][()]) == [0, 1]
     cache = read_cache(path)
-    proba = load_run(tmp_path / "two-lr-run.json").predict_proba(cache.test.features)
-    record = json.loads((tmp_path / "two-lr-run.json").read_text())
+    proba = load_run(tmp_path / f"{base}-run.json").predict_proba(cache.test.features)
+    record = json.loads((tmp_path / f"{base}-run.json").read_text())
     assert proba.shape == (90, 2) and 0.5 < record["metrics"]["accuracy"] < 1.0  # overlapping: both classes matter
     assert accuracy_score(cache.test.labels, proba.argmax(1)) == pytest.approx(record["metrics"]["accuracy"])
 
@@ -238,7 +239,7 @@ def test_C_auto_from_the_command_line_is_recorded(blobs, tmp_path):
     record = json.loads((tmp_path / f"{run_base(tmp_path, 'blobs-none-gap-1px', 'lr')}-run.json").read_text())
     assert record["hyperparameters"]["C"] == "auto" and record["chosen"]["C"] in C_GRID
     assert record["history"]["x"] == sorted(C_GRID) and record["history"]["chosen"] == record["chosen"]["C"]
-    w, h = png_size(tmp_path / "blobs-none-gap-1px-lr-curves.png")
+    w, h = png_size(tmp_path / f"{run_base(tmp_path, 'blobs-none-gap-1px', 'lr')}-curves.png")
     assert w >= 400 and h >= 250
 
 

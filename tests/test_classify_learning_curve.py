@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+
+from featurecache.errors import UserError
 
 from classify import learning_curve
 from test_classify_data import blob_cache, invoke
@@ -38,4 +41,23 @@ def test_min_size_too_small_names_min_size_and_the_smallest_that_works(blobs, tm
     assert "--train-size" not in result.output
     result = run(blobs, tmp_path, "--min-size", "21")
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "blobs-lr-learning-curve.csv").read_text().splitlines()[1].startswith("21,")
+    (csv,) = tmp_path.glob("blobs-lr-*-learning-curve.csv")
+    assert csv.read_text().splitlines()[1].startswith("21,")
+
+
+def test_every_suggested_size_works_even_near_the_whole_cache():
+    """200 rows of 10 classes: a subset of 191..199 rows would leave fewer than 10 rows out, which no
+    stratified split allows; the smallest size suggested and every size drawn must be possible.
+    With 100 rows no subset at all can be validated (10 held out of at least 91), only every row."""
+    from classify.data import smallest_train_size, split_rows
+    from classify.learning_curve import sizes_for
+
+    labels = np.repeat(np.arange(10), 20)
+    need = smallest_train_size(labels, 0.1)
+    assert need == 91
+    for size in sizes_for(200, need, 12, 10):
+        split_rows(labels, 0.1, 0, size)  # none raises
+    assert max(s for s in sizes_for(200, need, 40, 10) if s < 200) <= 190
+    with pytest.raises(UserError, match="pass at most 190"):
+        split_rows(labels, 0.1, 0, 195)
+    assert smallest_train_size(np.repeat(np.arange(10), 10), 0.1) == 100

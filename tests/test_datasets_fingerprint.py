@@ -48,15 +48,24 @@ def test_same_size_replacement_changes_the_fingerprint(tmp_path):
 def test_index_is_trusted_until_size_or_mtime_change_and_verify_rereads(tmp_path):
     root = pets(tmp_path / "pets")
     index = tmp_path / "features" / "p.h5.index.json"
-    first = load_dataset(root, 32, index=index).fingerprint
+
+    def fingerprint(**kw) -> str:
+        data = load_dataset(root, 32, index=index, **kw)
+        data.save_index()  # what a run does once it has something to keep
+        return data.fingerprint
+
+    unsaved = load_dataset(root, 32, index=index)
+    assert not index.exists()  # loading alone writes nothing: a refused run leaves no index behind
+    first = fingerprint()
+    assert first == unsaved.fingerprint
     files = json.loads(index.read_text())["files"]
     assert len(files) == 8 and all(len(v[2]) == 64 for v in files.values())
     flip_a_byte(root / "dogs" / DOGS[0].name, keep_mtime=True)
-    assert load_dataset(root, 32, index=index).fingerprint == first      # size and mtime unchanged: trusted
-    verified = load_dataset(root, 32, index=index, verify=True).fingerprint
+    assert fingerprint() == first      # size and mtime unchanged: trusted
+    verified = fingerprint(verify=True)
     assert verified != first and verified == load_dataset(root, 32).fingerprint
     flip_a_byte(root / "cats" / CATS[0].name)                            # a new mtime: re-hashed
-    assert load_dataset(root, 32, index=index).fingerprint == load_dataset(root, 32).fingerprint != verified
+    assert fingerprint() == load_dataset(root, 32).fingerprint != verified
 
 
 def test_rerun_is_up_to_date_and_a_changed_folder_is_refused_naming_files(tmp_path):
