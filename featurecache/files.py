@@ -232,7 +232,11 @@ class Interrupted(UserError):
     exit_code = 130
 
 
+_signalled: list[str] = []  # names of the signals that interrupted this process
+
+
 def _raise_interrupt(signum, frame):
+    _signalled.append(signal.Signals(signum).name)
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
@@ -245,16 +249,21 @@ def interruptible(what: str):
         @functools.wraps(command)
         def run(*args, **kwargs):
             main = threading.current_thread() is threading.main_thread()
-            previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
+            previous = ({sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+                        if main else {})
             try:
                 return command(*args, **kwargs)
-            except KeyboardInterrupt as e:
-                name = str(e) or "SIGINT"
+            except BaseException as e:
+                # a library unwinding from the interrupt may raise its own error on the way out
+                # (TensorFlow: "Exiting device scope without proper scope nesting"): the signal is the cause
+                if not (isinstance(e, KeyboardInterrupt) or _signalled):
+                    raise
+                name = _signalled[0] if _signalled else "SIGINT"
                 raise Interrupted(f"interrupted ({name}): {what} stopped; files it had not finished are removed "
                                   "and earlier results are unchanged") from None
             finally:
-                if main:
-                    signal.signal(signal.SIGTERM, previous)
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
         return run
 
