@@ -122,19 +122,21 @@ def initial_rows(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(idx)
 
 
-def pool_uncertainty(trained, features: np.ndarray, rows: np.ndarray, strategy: str) -> np.ndarray:
-    """Uncertainty (len(rows),) of the pool rows `rows` under a fitted model, scored in chunks."""
+def pool_uncertainty(trained, features: np.ndarray, strategy: str) -> np.ndarray:
+    """Uncertainty (n,) of every pool row under a fitted model, scored in contiguous chunks (views,
+    no copy of the pool; the model's float64 copy is one chunk at a time)."""
     score = STRATEGIES[strategy]
-    return np.concatenate([score(trained.predict_proba(features[rows[i:i + SCORE_CHUNK]]))
-                           for i in range(0, len(rows), SCORE_CHUNK)] or [np.empty(0)])
+    return np.concatenate([score(trained.predict_proba(features[i:i + SCORE_CHUNK]))
+                           for i in range(0, len(features), SCORE_CHUNK)])
 
 
 def query(strategy: str, trained, features: np.ndarray, unlabelled: np.ndarray, batch: int,
           rng: np.random.Generator) -> np.ndarray:
-    """The `batch` unlabelled pool rows the strategy picks, in the order picked (most uncertain first)."""
+    """The `batch` pool rows of `unlabelled` (sorted) the strategy picks, in the order picked: most
+    uncertain first, ties to the earlier row; random draws them."""
     if strategy == "random":
         return rng.choice(unlabelled, size=batch, replace=False)
-    u = pool_uncertainty(trained, features, unlabelled, strategy)
+    u = pool_uncertainty(trained, features, strategy)[unlabelled]
     return unlabelled[np.argsort(-u, kind="stable")[:batch]]
 
 
