@@ -41,6 +41,7 @@ import numpy as np
 from scipy.special import entr
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
+from threadpoolctl import threadpool_limits
 
 from classify.config import ClassifyConfig
 from classify.data import split_rows
@@ -181,7 +182,10 @@ def run_strategy(cache, cfg: ClassifyConfig, strategy: str, seed: int, plan: Pla
 
 def active_learning(cache, cfg: ClassifyConfig, strategies: list[str], seeds: list[int], plan: Plan) -> list[dict]:
     """Every strategy from every seed (`run_strategy`), seed-major."""
-    return [run_strategy(cache, cfg, s, seed, plan) for seed in seeds for s in strategies]
+    # BLAS on one thread: the products here are thin ((n, D) x (D, C)) and many; on a busy machine
+    # idle BLAS threads cost more than they give (fit_lr fits this way for the same reason)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return [run_strategy(cache, cfg, s, seed, plan) for seed in seeds for s in strategies]
 
 
 def csv_rows(runs: list[dict], class_names: list[str]) -> list[dict]:
