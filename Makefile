@@ -54,6 +54,11 @@ compare: $(STAMP)
 learning-curve: $(STAMP)
 	$(BIN)/python -m classify.learning_curve --model $(or $(MODEL),lr) $(CLASSIFY_OPTS)
 
+## Active learning: which training images to label next, per strategy: MODEL=lr|rf|mlp (FEATURES, OUT_DIR, SEED, ACTIVE_ARGS="--strategy entropy --budget 1500")
+.PHONY: active-learning
+active-learning: $(STAMP)
+	$(BIN)/python -m classify.active --model $(or $(MODEL),lr) $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(call opt,SEED,--seed) $(ACTIVE_ARGS)
+
 ## Rebuild OUT_DIR/index.html (default reports/): every run's table, curves, confusion matrix, gallery, report
 report: $(STAMP)
 	$(BIN)/python -m classify.report $(call opt,OUT_DIR,--out-dir)

@@ -1,0 +1,325 @@
+"""`python -m classify.active` / `make active-learning`: which training images to label next.
+
+Pool-based active learning on one cache, as the seed project ran it by hand: start from
+--initial labelled rows of the training split (a stratified random set), then, round by round,
+fit the classifier on the labelled rows, score the test rows, and move the --batch pool rows the
+strategy picks into the labelled set, until --budget rows are labelled. Only features move: every
+round refits a classifier, so a whole run takes seconds. The pool is the cache's training split;
+the test rows are scored after each round and never queried.
+
+Strategies (higher uncertainty is picked first; ties go to the earlier pool row):
+    margin           smallest gap between the two most probable classes (the seed's)
+    entropy          largest entropy of the predicted distribution
+    least-confident  smallest probability of the predicted class
+    random           a seeded random draw (the baseline)
+
+For a seed, every strategy starts from the same initial set, and a strategy's picks never depend
+on which other strategies run beside it. Writes under --out-dir (default reports/):
+
+    <cache>-<model>-<id>-active.csv    strategy, seed, round, labelled, accuracy, macro_f1, queried_per_class
+    <cache>-<model>-<id>-active.png    mean test accuracy +- 1 sd over seeds against labelled images
+    <cache>-<model>-<id>-active.json   {"settings": {...}, "runs": [{strategy, seed, indices, sources}]}
+
+`indices` are rows of the cache's /train split, the initial set first and then each round's picks
+in the order they were queried; `sources` name the image behind each (CIFAR-10 batch/row or a
+photo's path), so exactly those images can be labelled. <id> is a short digest of the settings
+and the cache's identity. TensorFlow is imported only for --model mlp.
+
+    python -m classify.active --features features/cifar10-vgg16-gap-32px.h5 --strategy margin --strategy random
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import time
+
+import click
+import numpy as np
+from scipy.special import entr
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import train_test_split
+from threadpoolctl import threadpool_limits
+
+from classify.config import ClassifyConfig
+from classify.data import split_rows
+from classify.models import MODELS
+from classify.options import CONTEXT, cache_path, echo_config, make_config, training_options
+from featurecache.errors import UserError
+from featurecache.files import Staged, interruptible
+
+SCORE_CHUNK = 8192  # pool rows scored at a time: bounds the float64 copies of a large pool
+
+
+def margin(proba: np.ndarray) -> np.ndarray:
+    """Uncertainty (n,) of probabilities (n, C): minus the gap between the two most probable classes."""
+    top2 = np.partition(proba, -2, axis=1)[:, -2:]     # (n, 2): second, first
+    return top2[:, 0] - top2[:, 1]
+
+
+def least_confident(proba: np.ndarray) -> np.ndarray:
+    """Uncertainty (n,): one minus the probability of the predicted class."""
+    return 1.0 - proba.max(axis=1)
+
+
+def predictive_entropy(proba: np.ndarray) -> np.ndarray:
+    """Uncertainty (n,): entropy of the predicted distribution (nats)."""
+    return entr(proba).sum(axis=1)   # entr(p) = -p log p, 0 at p = 0
+
+
+# name -> uncertainty(proba (n, C)) -> (n,), larger = queried first; "random" draws instead
+STRATEGIES = {"margin": margin, "entropy": predictive_entropy, "least-confident": least_confident, "random": None}
+DEFAULT_STRATEGIES = ("margin", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How many rows are labelled when: --initial rows, then --batch per round up to --budget."""
+
+    initial: int = 750
+    batch: int = 50
+    budget: int = 1000
+
+    def sizes(self) -> list[int]:
+        """Labelled counts after each round, round 0 first: initial, initial + batch, ..., budget."""
+        return sorted(set(range(self.initial, self.budget, self.batch)) | {self.budget})
+
+
+def check_plan(plan: Plan, train_labels: np.ndarray, n_test: int, path) -> None:
+    """Refuse, before anything is fitted, a plan the cache cannot run: one line naming the option
+    and the values that work."""
+    n = len(train_labels)
+    k = len(np.unique(train_labels))
+    if n_test == 0:
+        raise UserError(f"{path} has no test rows to score the rounds on; use a cache with a test split "
+                        "(extract writes one for CIFAR-10 and for photo folders)")
+    if k < 2:
+        raise UserError(f"the cache's {n:,} training rows are all of one class; a classifier needs at least two: "
+                        "extract a cache with images of two or more classes")
+    if not k <= plan.initial <= n:
+        raise UserError(f"--initial {plan.initial} is outside what the pool of {n:,} training rows with {k} classes "
+                        f"allows; pass --initial between {k} and {n:,}")
+    if plan.budget > n:
+        raise UserError(f"--budget {plan.budget} is more than the {n:,} training rows in the pool; "
+                        f"pass --budget between {plan.initial} (--initial) and {n:,}")
+    if plan.budget < plan.initial:
+        raise UserError(f"--budget {plan.budget} is smaller than --initial {plan.initial}; "
+                        f"pass --budget between {plan.initial} and {n:,}")
+
+
+def initial_rows(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """`size` training rows with the class proportions of `labels`, seeded, sorted; every strategy
+    of a seed starts from these."""
+    if size == len(labels):
+        return np.arange(len(labels))
+    try:
+        idx, _ = train_test_split(np.arange(len(labels)), train_size=size, stratify=labels, random_state=seed)
+    except ValueError:  # a class with a single training row cannot be stratified
+        counts = np.bincount(labels)
+        raise UserError(f"a class has {counts[counts > 0].min()} training row(s), too few to draw a stratified --initial "
+                        "set; use a cache with at least two rows of every class") from None
+    return np.sort(idx)
+
+
+def pool_uncertainty(trained, features: np.ndarray, strategy: str) -> np.ndarray:
+    """Uncertainty (n,) of every pool row under a fitted model, scored in contiguous chunks (views,
+    no copy of the pool; the model's float64 copy is one chunk at a time)."""
+    score = STRATEGIES[strategy]
+    return np.concatenate([score(trained.predict_proba(features[i:i + SCORE_CHUNK]))
+                           for i in range(0, len(features), SCORE_CHUNK)])
+
+
+def query(strategy: str, trained, features: np.ndarray, unlabelled: np.ndarray, batch: int,
+          rng: np.random.Generator) -> np.ndarray:
+    """The `batch` pool rows of `unlabelled` (sorted) the strategy picks, in the order picked: most
+    uncertain first, ties to the earlier row; random draws them."""
+    if strategy == "random":
+        return rng.choice(unlabelled, size=batch, replace=False)
+    u = pool_uncertainty(trained, features, strategy)[unlabelled]
+    return unlabelled[np.argsort(-u, kind="stable")[:batch]]
+
+
+def fit(cache, cfg: ClassifyConfig, labelled: np.ndarray, n_classes: int):
+    """The round's model on the labelled rows. A model that needs validation rows (--C auto, the MLP)
+    gets --val-fraction of them held out (stratified, seeded); otherwise it fits all of them."""
+    X, y = cache.train.features, cache.train.labels
+    if cfg.model == "mlp" or cfg.C == "auto":
+        rows = split_rows(y[labelled], cfg.val_fraction, cfg.seed)
+        fit_rows, val_rows = labelled[rows.fit], labelled[rows.val]
+    else:
+        fit_rows, val_rows = labelled, labelled[:0]
+    return MODELS[cfg.model](X[fit_rows], y[fit_rows], X[val_rows], y[val_rows], n_classes, cfg, False)
+
+
+def run_strategy(cache, cfg: ClassifyConfig, strategy: str, seed: int, plan: Plan) -> dict:
+    """One strategy from one seed's initial set to the budget. Returns {strategy, seed, indices
+    (labelled training rows in the order labelled), rounds: [{round, labelled, accuracy, macro_f1,
+    queried_per_class}]}; round 0 is the initial set."""
+    cfg = dataclasses.replace(cfg, seed=seed)
+    labels = cache.train.labels
+    n_classes = len(cache.class_names)
+    rng = np.random.default_rng(seed)  # the random strategy's draws: the same for a seed whatever else runs
+    labelled = initial_rows(labels, plan.initial, seed)
+    picked = labelled
+    sizes = plan.sizes()
+    rounds = []
+    for r, size in enumerate(sizes):
+        trained = fit(cache, cfg, labelled, n_classes)
+        pred = trained.predict_proba(cache.test.features).argmax(axis=1)  # the only use of the test rows
+        rounds.append({"round": r, "labelled": len(labelled),
+                       "accuracy": round(float(accuracy_score(cache.test.labels, pred)), 4),
+                       "macro_f1": round(float(f1_score(cache.test.labels, pred, labels=range(n_classes),
+                                                        average="macro", zero_division=0)), 4),
+                       "queried_per_class": np.bincount(labels[picked], minlength=n_classes).tolist()})
+        if r + 1 < len(sizes):
+            unlabelled = np.setdiff1d(np.arange(len(labels)), labelled)  # sorted pool rows not yet labelled
+            picked = query(strategy, trained, cache.train.features, unlabelled, sizes[r + 1] - size, rng)
+            labelled = np.concatenate([labelled, picked])
+    return {"strategy": strategy, "seed": seed, "indices": labelled.tolist(), "rounds": rounds}
+
+
+def active_learning(cache, cfg: ClassifyConfig, strategies: list[str], seeds: list[int], plan: Plan) -> list[dict]:
+    """Every strategy from every seed (`run_strategy`), seed-major."""
+    # BLAS on one thread: the products here are thin ((n, D) x (D, C)) and many; on a busy machine
+    # idle BLAS threads cost more than they give (fit_lr fits this way for the same reason)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return [run_strategy(cache, cfg, s, seed, plan) for seed in seeds for s in strategies]
+
+
+def csv_rows(runs: list[dict], class_names: list[str]) -> list[dict]:
+    """One row per strategy, seed and round; queried_per_class as a JSON object of class -> count."""
+    return [{"strategy": run["strategy"], "seed": run["seed"], "round": r["round"], "labelled": r["labelled"],
+             "accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
+             "queried_per_class": json.dumps(dict(zip(class_names, r["queried_per_class"])), separators=(",", ":"))}
+            for run in runs for r in run["rounds"]]
+
+
+def curves(runs: list[dict]) -> dict[str, dict]:
+    """strategy -> {labelled (R,), mean (R,), sd (R,)}: test accuracy over seeds (population sd)."""
+    out = {}
+    for strategy in dict.fromkeys(run["strategy"] for run in runs):
+        acc = np.array([[r["accuracy"] for r in run["rounds"]] for run in runs if run["strategy"] == strategy])
+        labelled = [r["labelled"] for r in next(run for run in runs if run["strategy"] == strategy)["rounds"]]
+        out[strategy] = {"labelled": labelled, "mean": acc.mean(axis=0), "sd": acc.std(axis=0)}
+    return out
+
+
+def table(runs: list[dict]) -> list[str]:
+    """Final test accuracy per strategy (mean ± sd over seeds), then its gain in mean test accuracy
+    over random at each labelled count (when random ran)."""
+    c = curves(runs)
+    sizes = next(iter(c.values()))["labelled"]
+    width = max(len("strategy"), *map(len, c)) + 2
+    base = c.get("random")
+    cols = " ".join(f"{n:>7,}" for n in sizes)
+    lines = []
+    if base is not None:
+        lines.append(" " * (width + 18) + "gain over random at labelled =")
+    lines.append(f"{'strategy':<{width}}{'final accuracy':<18}" + (cols if base is not None else ""))
+    for s, v in c.items():
+        line = f"{s:<{width}}{v['mean'][-1]:.4f} ± {v['sd'][-1]:.4f}   "
+        if base is not None:
+            line += " ".join(f"{g:>+7.4f}" for g in v["mean"] - base["mean"])
+        lines.append(line.rstrip())
+    return lines
+
+
+def plot(runs: list[dict], path, title: str) -> None:
+    """Mean test accuracy +- one sd over seeds against labelled images, one line per strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s, v in curves(runs).items():
+        line, = ax.plot(v["labelled"], v["mean"], "-o", markersize=3, label=s)
+        ax.fill_between(v["labelled"], v["mean"] - v["sd"], v["mean"] + v["sd"], color=line.get_color(), alpha=0.2)
+    seeds = len({run["seed"] for run in runs})
+    ax.set_xlabel("labelled training images")
+    ax.set_ylabel(f"test accuracy (mean ± 1 sd, {seeds} seed{'s' * (seeds > 1)})")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--features", type=click.Path(path_type=str), default=None,
+              help="Feature cache (.h5). Default: the one features/LATEST names.")
+@click.option("--model", type=click.Choice(sorted(MODELS)), default="lr", show_default=True)
+@click.option("--strategy", "strategies", type=click.Choice(list(STRATEGIES)), multiple=True,
+              help="Query strategy; give several times to compare. Default: margin and random.")
+@click.option("--initial", type=click.IntRange(min=1), default=Plan.initial, show_default=True,
+              help="Labelled rows to start from: a stratified random set of the training split.")
+@click.option("--batch", type=click.IntRange(min=1), default=Plan.batch, show_default=True,
+              help="Pool rows queried (labelled) per round.")
+@click.option("--budget", type=click.IntRange(min=1), default=Plan.budget, show_default=True,
+              help="Labelled rows at the end (the last round takes what is left when --batch does not divide).")
+@click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Repeats with different initial sets: seeds --seed .. --seed + N - 1.")
+@training_options(skip=("--train-size",))  # the pool is the whole training split
+@interruptible("active learning")
+def cli(features, model, strategies, initial, batch, budget, seeds, **options) -> None:
+    """Active learning on a feature cache: start from --initial labelled training rows, query --batch
+    more per round with each --strategy until --budget, scoring the test rows after every round.
+    Writes a CSV of every round, a PNG of accuracy against labelled images and a JSON of the rows
+    (and their sources) each run labelled."""
+    from classify.outputs import check_out_dir, digest, run_id
+    from featurecache.cache import read_cache
+
+    path = cache_path(features)
+    out_dir = check_out_dir(options["out_dir"])
+    cache = read_cache(path)
+    plan = Plan(initial, batch, budget)
+    check_plan(plan, cache.train.labels, len(cache.test.labels), path)
+    cfg = make_config(model=model, features=str(path), **options)
+    strategies = list(dict.fromkeys(strategies or DEFAULT_STRATEGIES))
+    seed_list = list(range(cfg.seed, cfg.seed + seeds))
+    echo_config(cfg)
+    click.echo(f"active learning: {model} on {path}, {', '.join(strategies)}, seeds {seed_list}, "
+               f"labelled {plan.sizes()}", err=True)
+    start = time.perf_counter()
+    runs = active_learning(cache, cfg, strategies, seed_list, plan)
+    elapsed = time.perf_counter() - start
+    settings = {"cache": str(path.resolve()), "model": model, "hyperparameters": cfg.hyperparameters(),
+                "val_fraction": cfg.val_fraction, "strategies": strategies, "seeds": seed_list,
+                "initial": initial, "batch": batch, "budget": budget, "labelled": plan.sizes(),
+                "class_names": cache.class_names, "data_kind": cache.attrs.get("data_kind"),
+                "data_location": cache.attrs.get("data_location")}
+    ident = digest({"run": run_id(cache, cfg), **{k: settings[k] for k in ("strategies", "seeds", "labelled")}})
+    settings["id"] = ident
+    base = out_dir / f"{path.stem}-{model}-{ident}-active"
+    files = {s: base.with_name(base.name + "." + s) for s in ("csv", "png", "json")}
+    sources = cache.train.sources
+    record = {"settings": settings,
+              "runs": [{"strategy": r["strategy"], "seed": r["seed"], "indices": r["indices"],
+                        "sources": [str(sources[i]) for i in r["indices"]]} for r in runs]}
+    rows = csv_rows(runs, cache.class_names)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    try:
+        with Staged() as staged:
+            staged.aside(files["csv"]).write_text(text.getvalue())
+            staged.aside(files["json"]).write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
+            plot(runs, staged.aside(files["png"]), f"active learning: {model} on {path.stem}")
+    except OSError as e:
+        raise UserError(f"could not write the active-learning files in {out_dir} ({e}); earlier files are unchanged") from None
+    for line in table(runs):
+        click.echo(line)
+    for kind, p in files.items():
+        click.echo(f"  {kind}: {p}")
+    click.echo(f"{len(runs)} run(s) of {len(plan.sizes())} rounds in {elapsed:.1f} s", err=True)
+
+
+def main() -> None:
+    cli(prog_name="python -m classify.active")
+
+
+if __name__ == "__main__":
+    main()
