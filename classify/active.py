@@ -269,6 +269,7 @@ def cli(features, model, strategies, initial, batch, budget, seeds, **options) -
     Writes a CSV of every round, a PNG of accuracy against labelled images and a JSON of the rows
     (and their sources) each run labelled."""
     from classify.outputs import check_out_dir, digest, run_id
+    from classify.report import write_index
     from featurecache.cache import read_cache
 
     path = cache_path(features)
@@ -314,6 +315,7 @@ def cli(features, model, strategies, initial, batch, budget, seeds, **options) -
         click.echo(line)
     for kind, p in files.items():
         click.echo(f"  {kind}: {p}")
+    click.echo(f"  index: {write_index(out_dir)}")
     click.echo(f"{len(runs)} run(s) of {len(plan.sizes())} rounds in {elapsed:.1f} s", err=True)
 
 
