@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,tracking,distributed]'
 	touch $@
 
-.PHONY: help install features classify compare learning-curve predict bench test clean
+.PHONY: help install features classify compare learning-curve predict bench bench-accuracy test clean
 
 ## Show this help (default goal)
 help:
@@ -70,6 +70,10 @@ predict: $(STAMP)
 ## Benchmark: seed-style VGG16 vs this project, side by side, on ../shared/data (writes reports/bench/)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## Accuracy with the real ImageNet-trained EfficientNet-Lite0 in ../shared/models: LR, MLP, RF on CIFAR-10 at 224 px and cats-vs-dogs
+bench-accuracy: $(STAMP)
+	$(BIN)/python -m bench.accuracy $(BENCH_ARGS)
 
 ## Run the test suite
 test: $(STAMP)

@@ -56,6 +56,65 @@ def lr_only(cache: Path, work: Path, tag: str) -> dict:
     return {**step, "models": read_classify_runs(out_dir)}
 
 
+class Recorder:
+    """Runs each step, logs it, and keeps its result under its tag."""
+
+    def __init__(self, work: Path):
+        self.work, self.steps = work, {}
+
+    def __call__(self, tag: str, fn, *args) -> None:
+        click.echo(f"bench: {tag} ...", err=True)
+        self.steps[tag] = fn(*args)
+        shown = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in self.steps[tag].items()
+                 if k in ("images", "seconds", "wall_s", "peak_rss_mb", "precision", "batch_size", "load_before")}
+        click.echo(f"bench: {tag} done {json.dumps(shown, allow_nan=False)}", err=True)
+
+
+def extraction_steps(step: Recorder, data: str, sizes: list[int], memory_sizes: list[int], memory_limit: int,
+                     lim: list[str], quick: bool) -> None:
+    """Peaks, then seed predict and extract side by side at each size (pairs run back to back, so each ratio
+    compares runs under the same machine load), Ray, float32, and the memory comparison."""
+    work = step.work
+    all_sizes = sorted(set(sizes) | set(memory_sizes))
+    mm = "512,1024" if quick else "2048,4096"
+    step("peak", job, "peak", ["--sizes", ",".join(map(str, all_sizes)), "--matmul-sizes", mm], work, "peak")
+    for s in sizes:
+        step(f"seed_predict_{s}", job, "seed-predict", ["--data-dir", data, "--size", str(s), *lim], work, f"seed_predict_{s}")
+        step(f"extract_{s}", job, "extract",
+             ["--data-dir", data, "--size", str(s), "--out", str(work / f"cifar10-{s}px-auto.h5"), *lim],
+             work, f"extract_{s}")
+    # Ray Data with 2 workers against the single process, at 64 px where asked (else the largest size)
+    ray_size = 64 if 64 in sizes else max(sizes)
+    try:
+        if not quick:  # Ray's start-up alone outlasts a quick run
+            step(f"extract_ray_{ray_size}", job, "extract-ray",
+                 ["--data-dir", data, "--size", str(ray_size), "--workers", "2",
+                  "--out", str(work / f"cifar10-{ray_size}px-ray.h5"), *lim], work, f"extract_ray_{ray_size}")
+    except StepFailed as e:
+        click.echo(f"bench: the Ray engine could not run (pip install -e '.[distributed]'), reported as "
+                   f"missing: {e}", err=True)
+    base = sizes[0]
+    step(f"extract_{base}_float32", job, "extract",
+         ["--data-dir", data, "--size", str(base), "--precision", "float32",
+          "--out", str(work / f"cifar10-{base}px-float32.h5"), *lim], work, f"extract_{base}_float32")
+    for s in memory_sizes:
+        step(f"memory_extract_{s}", job, "extract",
+             ["--data-dir", data, "--size", str(s), "--limit", str(memory_limit),
+              "--out", str(work / f"memory-{s}px.h5")], work, f"memory_extract_{s}")
+
+
+def training_steps(step: Recorder, data: str, base: int, epochs: int, lim: list[str]) -> None:
+    """The seed's end-to-end training, then the three classifiers on the caches extracted above."""
+    work = step.work
+    step(f"seed_train_{base}", job, "seed-train",
+         ["--data-dir", data, "--size", str(base), "--epochs", str(epochs), *lim], work, f"seed_train_{base}")
+    try:
+        step("classify_auto", classifiers, work / f"cifar10-{base}px-auto.h5", work, "classify_auto")
+        step("classify_lr_float32", lr_only, work / f"cifar10-{base}px-float32.h5", work, "classify_lr_float32")
+    except StepFailed as e:
+        click.echo(f"bench: the classifiers could not run, reported as missing: {e}", err=True)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--data-dir", type=click.Path(exists=True, path_type=Path), default=DEFAULT_DATA, show_default=True,
               help="CIFAR-10 python-layout folder (cifar-10-batches-py).")
@@ -86,53 +145,14 @@ def cli(data_dir: Path, sizes: list[int], limit: int | None, epochs: int, memory
     work.mkdir()
     data = str(Path(data_dir).resolve())
     lim = ["--limit", str(limit)] if limit else []
-    steps: dict[str, dict] = {}
     started = time.perf_counter()
-
-    def step(tag: str, fn, *args):
-        click.echo(f"bench: {tag} ...", err=True)
-        steps[tag] = fn(*args)
-        shown = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in steps[tag].items()
-                 if k in ("images", "seconds", "wall_s", "peak_rss_mb", "precision", "batch_size", "load_before")}
-        click.echo(f"bench: {tag} done {json.dumps(shown)}", err=True)
-
-    all_sizes = sorted(set(sizes) | set(memory_sizes))
+    steps = Recorder(work)
     try:
-        mm = "512,1024" if quick else "2048,4096"
-        step("peak", job, "peak", ["--sizes", ",".join(map(str, all_sizes)), "--matmul-sizes", mm], work, "peak")
-        # pairs run back to back so each ratio compares runs under the same machine load
-        for s in sizes:
-            step(f"seed_predict_{s}", job, "seed-predict", ["--data-dir", data, "--size", str(s), *lim], work, f"seed_predict_{s}")
-            step(f"extract_{s}", job, "extract",
-                 ["--data-dir", data, "--size", str(s), "--out", str(work / f"cifar10-{s}px-auto.h5"), *lim],
-                 work, f"extract_{s}")
-        # Ray Data with 2 workers against the single process, at 64 px where asked (else the largest size)
-        ray_size = 64 if 64 in sizes else max(sizes)
-        try:
-            if not quick:  # Ray's start-up alone outlasts a quick run
-                step(f"extract_ray_{ray_size}", job, "extract-ray",
-                     ["--data-dir", data, "--size", str(ray_size), "--workers", "2",
-                      "--out", str(work / f"cifar10-{ray_size}px-ray.h5"), *lim], work, f"extract_ray_{ray_size}")
-        except StepFailed as e:
-            click.echo(f"bench: the Ray engine could not run (pip install -e '.[distributed]'), reported as "
-                       f"missing: {e}", err=True)
-        base = sizes[0]
-        step(f"extract_{base}_float32", job, "extract",
-             ["--data-dir", data, "--size", str(base), "--precision", "float32",
-              "--out", str(work / f"cifar10-{base}px-float32.h5"), *lim], work, f"extract_{base}_float32")
-        for s in memory_sizes:
-            step(f"memory_extract_{s}", job, "extract",
-                 ["--data-dir", data, "--size", str(s), "--limit", str(memory_limit),
-                  "--out", str(work / f"memory-{s}px.h5")], work, f"memory_extract_{s}")
-        step(f"seed_train_{base}", job, "seed-train",
-             ["--data-dir", data, "--size", str(base), "--epochs", str(epochs), *lim], work, f"seed_train_{base}")
-        try:
-            step("classify_auto", classifiers, work / f"cifar10-{base}px-auto.h5", work, "classify_auto")
-            step("classify_lr_float32", lr_only, work / f"cifar10-{base}px-float32.h5", work, "classify_lr_float32")
-        except StepFailed as e:
-            click.echo(f"bench: the classifiers could not run, reported as missing: {e}", err=True)
+        extraction_steps(steps, data, sizes, memory_sizes, memory_limit, lim, quick)
+        training_steps(steps, data, sizes[0], epochs, lim)
     except StepFailed as e:
         raise click.ClickException(str(e)) from None
+    base, steps = sizes[0], steps.steps
 
     report = build_report(steps, sizes=sizes, base=base, memory_sizes=memory_sizes, epochs=epochs, quick=quick)
     report["command"] = "python -m bench " + " ".join(sys.argv[1:])
