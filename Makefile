@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-.PHONY: help install features classify compare learning-curve predict bench test clean
+.PHONY: help install features classify compare learning-curve predict bench test clean robustness export
 
 ## Show this help (default goal)
 help:
@@ -50,6 +50,14 @@ learning-curve: $(STAMP)
 ## Predict the class of new images with a saved run: RUN=reports/<run>.json IMAGES="a.jpg folder/"
 predict: $(STAMP)
 	$(BIN)/python -m predict --run "$(RUN)" $(IMAGES)
+
+## Accuracy of a saved run under attack: RUN=reports/<run>-run.json (ROBUSTNESS_ARGS="--attack fgsm --attack pgd --limit 1000")
+robustness: $(STAMP)
+	$(BIN)/python -m classify.robustness --run "$(RUN)" $(ROBUSTNESS_ARGS)
+
+## Export a saved run for deployment: RUN=reports/<run>-run.json EXPORT_DIR=export/ (model.keras, saved_model/, labels.json)
+export: $(STAMP)
+	$(BIN)/python -m predict --run "$(RUN)" --export "$(EXPORT_DIR)" $(if $(FORCE),--force)
 
 ## Benchmark: seed-style VGG16 vs this project, side by side, on ../shared/data (writes reports/bench/)
 bench: $(STAMP)
