@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
@@ -46,7 +46,6 @@ class AttackConfig:
     batch_size: int = 100
     seed: int = 0
     transfer_from: str | None = None             # an lr/mlp run that crafts the images (forest runs)
-    extra: dict = field(default_factory=dict)
 
 
 def parse_eps(text: str) -> tuple[float, ...]:
@@ -97,7 +96,7 @@ def pgd(model, clean: np.ndarray, labels: np.ndarray, eps: float, steps: int, st
 
 
 @dataclass
-class TestImages:
+class RunImages:
     kind: str
     location: str
     sources: list[str]
@@ -105,7 +104,7 @@ class TestImages:
     clean_accuracy: float        # the run's classifier on the cached features of these rows
 
 
-def test_images(run, limit: int | None) -> TestImages:
+def run_images(run, limit: int | None) -> RunImages:
     """The run's test rows (first `limit`), with the pictures behind them checked to be there."""
     from extract.datasets import source_path
     from featurecache.cache import read_cache
@@ -127,10 +126,10 @@ def test_images(run, limit: int | None) -> TestImages:
                             f"{source_path(location, missing[0])}; restore them or re-extract")
     proba = run.predict_proba(cache.test.features[:n])
     labels = np.asarray(cache.test.labels[:n], dtype=np.int64)
-    return TestImages(kind, location, sources, labels, float((proba.argmax(1) == labels).mean()))
+    return RunImages(kind, location, sources, labels, float((proba.argmax(1) == labels).mean()))
 
 
-def read_batch(images: TestImages, start: int, stop: int, size: int) -> np.ndarray:
+def read_batch(images: RunImages, start: int, stop: int, size: int) -> np.ndarray:
     """(b, size, size, 3) uint8: the pictures of rows start..stop, decoded as extract decoded them."""
     from extract.datasets import source_image
 
@@ -159,7 +158,7 @@ def find_transfer_run(run) -> Path:
     return sorted(found)[0][2]
 
 
-def evaluate(target, attacker, images: TestImages, cfg: AttackConfig, log=lambda s: None) -> dict:
+def evaluate(target, attacker, images: RunImages, cfg: AttackConfig, log=lambda s: None) -> dict:
     """Accuracy of `target` (EndToEnd) on the test images under each attack and eps, crafted on
     `attacker` (the target itself, or an lr/mlp run of the same cache for a forest). Batch by batch:
     memory does not grow with the number of images. Returns {"results", "examples", "seconds"}."""
@@ -210,7 +209,7 @@ def robustness(run, cfg: AttackConfig, allow_weights_mismatch: bool = False, log
     from classify import endtoend
     from classify.saved import load_run
 
-    images = test_images(run, cfg.limit)
+    images = run_images(run, cfg.limit)
     target = endtoend.build(run, allow_weights_mismatch)
     transfer = None
     if target.differentiable:
@@ -343,7 +342,7 @@ def cli(run_path, attacks, eps_text, pgd_steps, pgd_step_size, limit, batch_size
                        batch_size, seed, str(transfer_from) if transfer_from else None)
     run = load_run(run_path)
     folder = check_writable(out_dir or run_path.parent, "--out-dir")
-    click.echo(f"robustness: {json.dumps({k: v for k, v in asdict(cfg).items() if k != 'extra'})}", err=True)
+    click.echo(f"robustness: {json.dumps(asdict(cfg))}", err=True)
     doc = robustness(run, cfg, allow_weights_mismatch, log=lambda s: click.echo(s, err=True))
     stem = run_path.name.removesuffix(".json").removesuffix("-run")
     paths = write_outputs(doc, folder, stem, run.class_names)

@@ -36,12 +36,12 @@ def invoke(*args):
 
 def test_attacked_images_stay_in_the_eps_ball_and_in_0_255(lr_run):
     from classify import endtoend
-    from classify.robustness import fgsm, pgd, read_batch, test_images
+    from classify.robustness import fgsm, pgd, read_batch, run_images
     from classify.saved import load_run
 
     run = load_run(lr_run)
     e2e = endtoend.build(run)
-    images = test_images(run, 12)
+    images = run_images(run, 12)
     x8 = read_batch(images, 0, 12, e2e.input_size)
     x = x8.astype(np.float32)
     grad = e2e.loss_gradient(x, images.labels)
@@ -144,3 +144,27 @@ def test_changed_backbone_file_or_gone_images_are_refused(model_file_run):
     shutil.rmtree(data)
     line = error_line(invoke("--run", run, "--limit", "4"), 1)
     assert "images behind the run's cache are gone" in line and str(data) in line
+
+
+@pytest.mark.slow
+def test_mlp_head_and_bfloat16_cache_score_like_the_run(tiny_cache, tmp_path):
+    """The MLP's saved layers and a bfloat16 backbone: the end-to-end model scores like the run on cached features."""
+    from classify import endtoend
+    from classify.robustness import read_batch, run_images
+    from classify.saved import load_run
+    from featurecache.cache import read_cache
+
+    bf16 = tmp_path / "bf16.h5"
+    result = run_extract(["--data-dir", str(CIFAR_FIXTURE), "--weights", "none", "--precision", "bfloat16",
+                          "--out", str(bf16)])
+    assert result.exit_code == 0, result.output
+    for cache_path, model in ((tiny_cache, "mlp"), (bf16, "lr")):
+        run = load_run(classify_run(cache_path, tmp_path / f"{model}-{cache_path.stem}", model))
+        e2e = endtoend.build(run)
+        images = run_images(run, None)
+        x8 = read_batch(images, 0, len(images.labels), e2e.input_size)
+        got = e2e.proba(x8)
+        want = run.predict_proba(read_cache(cache_path).test.features)
+        assert (got.argmax(1) != want.argmax(1)).sum() <= 1, model           # at most one flipped by rounding
+        assert np.abs(got - want).max() < (1e-4 if model == "mlp" else 0.05)
+        assert np.abs(e2e.loss_gradient(x8.astype(np.float32), images.labels)).max() > 0
