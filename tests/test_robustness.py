@@ -29,14 +29,14 @@ def lr_run(tiny_cache, tmp_path_factory):
 
 
 def invoke(*args):
-    from classify.robustness import cli
+    from classify.attacks import cli
 
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def test_attacked_images_stay_in_the_eps_ball_and_in_0_255(lr_run):
     from classify import endtoend
-    from classify.robustness import fgsm, pgd, read_batch, run_images
+    from classify.attacks import fgsm, pgd, read_batch, run_images
     from classify.saved import load_run
 
     run = load_run(lr_run)
@@ -150,7 +150,7 @@ def test_changed_backbone_file_or_gone_images_are_refused(model_file_run):
 def test_mlp_head_and_bfloat16_cache_score_like_the_run(tiny_cache, tmp_path):
     """The MLP's saved layers and a bfloat16 backbone: the end-to-end model scores like the run on cached features."""
     from classify import endtoend
-    from classify.robustness import read_batch, run_images
+    from classify.attacks import read_batch, run_images
     from classify.saved import load_run
     from featurecache.cache import read_cache
 
