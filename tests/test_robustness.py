@@ -29,7 +29,7 @@ def lr_run(tiny_cache, tmp_path_factory):
 
 
 def invoke(*args):
-    from classify.attacks import cli
+    from classify.robustness import cli
 
     return CliRunner().invoke(cli, [str(a) for a in args])
 
