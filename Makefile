@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,tracking,distributed]'
 	touch $@
 
-.PHONY: help install features classify compare learning-curve predict bench bench-accuracy test clean
+.PHONY: help install features classify compare learning-curve predict bench bench-accuracy test clean robustness export
 
 ## Show this help (default goal)
 help:
@@ -66,6 +66,14 @@ report: $(STAMP)
 ## Predict the class of new images with a saved run: RUN=reports/<run>-run.json IMAGES="photo or folder" (PREDICT_ARGS for more)
 predict: $(STAMP)
 	$(BIN)/python -m predict $(call opt,RUN,--run) $(if $(IMAGES),"$(IMAGES)") $(PREDICT_ARGS)
+
+## Accuracy of a saved run under attack: RUN=reports/<run>-run.json (ROBUSTNESS_ARGS="--attack fgsm --attack pgd --limit 1000")
+robustness: $(STAMP)
+	$(BIN)/python -m classify.robustness $(call opt,RUN,--run) $(ROBUSTNESS_ARGS)
+
+## Export a saved run for deployment: RUN=reports/<run>-run.json EXPORT_DIR=export/ (model.keras, saved_model/, labels.json)
+export: $(STAMP)
+	$(BIN)/python -m predict $(call opt,RUN,--run) $(call opt,EXPORT_DIR,--export) $(if $(FORCE),--force)
 
 ## Benchmark: seed-style VGG16 vs this project, side by side, on ../shared/data (writes reports/bench/)
 bench: $(STAMP)

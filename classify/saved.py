@@ -177,14 +177,19 @@ def save_keras(path: Path, model) -> None:
 # --------------------------------------------------------------------------- readers
 
 
-def _load_linear(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+def read_linear(path: Path) -> dict:
+    """An LR model file's arrays: coef (k, D), intercept (k,), classes (k,), mean (D,), scale (D,)."""
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != MODEL_FORMAT or f.attrs.get("kind") != "linear":
                 raise UserError(f"{path} is not a linear model written by classify; re-run `python -m classify --model lr`")
-            w = {k: f[k][()] for k in ("coef", "intercept", "classes", "mean", "scale")}
+            return {k: f[k][()] for k in ("coef", "intercept", "classes", "mean", "scale")}
     except (OSError, KeyError) as e:
         raise UserError(f"{path} is not a readable model file ({reason(e, 60)}); re-run classify to write it again") from None
+
+
+def _load_linear(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+    w = read_linear(path)
     return lambda x: linear_proba(np.asarray(x, dtype=np.float64), w, n_classes)
 
 
@@ -228,13 +233,18 @@ def _forest_ok(w: dict, n_features: int, n_classes: int) -> bool:
     )
 
 
-def _load_keras(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+def load_keras_model(path: Path):
+    """An MLP model file as a Keras model, loaded with safe_mode (no custom code runs)."""
     from featurecache.tfimport import keras
 
     try:
-        model = keras().saving.load_model(path, safe_mode=True, compile=False)
+        return keras().saving.load_model(path, safe_mode=True, compile=False)
     except Exception as e:  # noqa: BLE001 - unsafe or broken archives are refused as one
         raise UserError(f"{path} is not a Keras model classify can load safely ({reason(e, 80)}); re-run classify --model mlp") from None
+
+
+def _load_keras(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+    model = load_keras_model(path)
     return lambda x: np.asarray(model.predict(np.asarray(x, dtype=np.float32), batch_size=1024, verbose=0))
 
 
@@ -255,6 +265,8 @@ class SavedRun:
     class_names: list[str]
     cache_attrs: dict              # the source cache's attributes: backbone, pooling, image_size, weights, ...
     _proba: Callable[[np.ndarray], np.ndarray]
+    model_path: Path | None = None  # the verified model file beside the record
+    path: Path | None = None        # the run record itself
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """(n, D) features from the same extraction settings -> (n, C) class probabilities."""
@@ -295,4 +307,4 @@ def load_run(run_json_path: str | os.PathLike) -> SavedRun:
         )
     class_names = list(record["class_names"])
     proba = FORMATS[kind][1](model_path, len(class_names))
-    return SavedRun(record, class_names, dict(record["cache"]["attrs"]), proba)
+    return SavedRun(record, class_names, dict(record["cache"]["attrs"]), proba, model_path, path)

@@ -21,12 +21,16 @@ from predict.images import collect_images, predict_images
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--run", "run_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Run record JSON written by classify (reports/...-run.json).")
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--allow-weights-mismatch", is_flag=True,
               help="Predict even if the weights or model file differ from those the run's cache was made with.")
-def cli(run_path: Path, images: tuple[Path, ...], as_json: bool, batch_size: int, allow_weights_mismatch: bool) -> None:
+@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the run as one model for deployment into this folder (see docs/deployment.md).")
+@click.option("--force", is_flag=True, help="With --export: replace a folder that is not empty.")
+def cli(run_path: Path, images: tuple[Path, ...], as_json: bool, batch_size: int, allow_weights_mismatch: bool,
+        export_dir: Path | None, force: bool) -> None:
     """Predict the class of each image with a saved classify run.
 
     IMAGES are image files or folders (searched recursively). Only run files
@@ -34,7 +38,16 @@ def cli(run_path: Path, images: tuple[Path, ...], as_json: bool, batch_size: int
     """
     from classify.saved import load_run
 
+    if export_dir is None and not images:
+        raise UserError("no IMAGES given; pass image files or folders, or --export DIR to export the run")
     run = load_run(run_path)
+    if export_dir is not None:
+        from predict.export import export_run
+
+        for name, path in export_run(run, export_dir, force, allow_weights_mismatch).items():
+            click.echo(f"  {name}: {path}")
+        if not images:
+            return
     files = collect_images(images)
     results, skipped = predict_images(run, files, batch_size, allow_weights_mismatch)
     if as_json:

@@ -1,0 +1,111 @@
+"""The end-to-end model agrees with predict, and `predict --export` gives a SavedModel plain TensorFlow can serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import PHOTOS_FIXTURE, error_line, run_extract
+
+
+@pytest.fixture(scope="module")
+def photo_runs(tmp_path_factory):
+    """Real photos -> cache (random VGG16) -> saved LR and RF runs."""
+    from classify.cli import cli as classify_cli
+
+    tmp = tmp_path_factory.mktemp("export")
+    cache = tmp / "photos.h5"
+    result = run_extract(["--data-dir", str(PHOTOS_FIXTURE), "--weights", "none", "--out", str(cache)])
+    assert result.exit_code == 0, result.output
+    runs = {}
+    for model in ("lr", "rf"):
+        result = CliRunner().invoke(classify_cli, ["--model", model, "--features", str(cache), "--out-dir", str(tmp / "reports")])
+        assert result.exit_code == 0, result.output
+        runs[model] = next((tmp / "reports").glob(f"*-{model}-*-run.json"))
+    return runs
+
+
+def fixture_files():
+    from predict.cli import collect_images
+
+    return [str(f) for f in collect_images((PHOTOS_FIXTURE / "test",))]
+
+
+def invoke(*args):
+    from predict.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_end_to_end_model_agrees_with_predict(photo_runs):
+    from classify import endtoend
+    from classify.saved import load_run
+    from extract.datasets import load_image
+    from predict.cli import predict_images
+
+    run = load_run(photo_runs["lr"])
+    files = [Path(f) for f in fixture_files()]
+    expected, _ = predict_images(run, files)
+    e2e = endtoend.build(run)
+    proba = e2e.proba(np.stack([load_image(f, e2e.input_size) for f in files]))   # (n, C)
+    for p, want in zip(proba, expected):
+        assert run.class_names[int(np.argmax(p))] == want["class"], want["image"]
+        assert float(p.max()) == pytest.approx(want["probability"], abs=0.01)
+
+
+@pytest.mark.slow
+def test_exported_saved_model_in_plain_tensorflow_gives_predicts_classes(photo_runs, tmp_path):
+    from extract.datasets import load_image
+
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "old.txt").write_text("x")
+    assert "not empty" in error_line(invoke("--run", photo_runs["lr"], "--export", out), 1)
+    assert (out / "old.txt").exists()                                   # refused: left as it was
+    result = invoke("--run", photo_runs["lr"], "--export", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert not (out / "old.txt").exists() and (out / "model.keras").is_file()
+    labels = json.loads((out / "labels.json").read_text())
+    assert labels == json.loads(photo_runs["lr"].read_text())["class_names"]
+
+    files = fixture_files()
+    expected = {p["image"]: p["class"] for p in json.loads(invoke("--run", photo_runs["lr"], *files, "--json").output)["predictions"]}
+    size = 32  # the photo cache's input size (random VGG16 at its default 32 px)
+    np.save(tmp_path / "pixels.npy", np.stack([load_image(f, size) for f in files]))
+    script = (
+        "import json, sys, numpy as np, tensorflow as tf\n"
+        f"serve = tf.saved_model.load({str(out / 'saved_model')!r}).signatures['serving_default']\n"
+        f"labels = json.load(open({str(out / 'labels.json')!r}))\n"
+        f"pixels = np.load({str(tmp_path / 'pixels.npy')!r})\n"
+        "(probs,) = serve(images=tf.constant(pixels)).values()\n"
+        f"files = {files!r}\n"
+        "full = [labels[int(np.argmax(list(serve(images=tf.io.decode_image(tf.io.read_file(f), channels=3,"
+        " expand_animations=False)[None]).values())[0][0]))] for f in files]\n"
+        "assert not any(m.split('.')[0] in ('featurecache', 'classify', 'extract', 'predict') for m in sys.modules)\n"
+        "print(json.dumps({'classes': [labels[i] for i in np.argmax(probs.numpy(), 1)], 'full': full,"
+        " 'sums': probs.numpy().sum(1).tolist()}))\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["classes"] == [expected[f] for f in files]               # predict's pixels: the same classes
+    assert np.allclose(got["sums"], 1.0, atol=1e-4)
+    # whole photos of any size, resized inside the model (TensorFlow's decoder and resize, not Pillow's)
+    agree = np.mean([a == expected[f] for a, f in zip(got["full"], files)])
+    assert agree >= 0.8, agree
+
+
+def test_export_refuses_a_forest_and_a_file_as_folder(photo_runs, tmp_path):
+    line = error_line(invoke("--run", photo_runs["rf"], "--export", tmp_path / "rf"), 1)
+    assert "random-forest" in line and not (tmp_path / "rf").exists()
+    (tmp_path / "f").write_text("")
+    assert "is a file" in error_line(invoke("--run", photo_runs["lr"], "--export", tmp_path / "f"), 2)
+    assert "no IMAGES" in error_line(invoke("--run", photo_runs["lr"]), 1)
