@@ -79,6 +79,9 @@ def cli(run_path, attacks, eps_text, pgd_steps, pgd_step_size, limit, batch_size
     click.echo(f"  seconds: {s['seconds']}")
     for p in paths.values():
         click.echo(f"  {p}")
+    from classify.report import write_index
+
+    click.echo(f"  index: {write_index(folder)}")
 
 
 def main() -> None:
