@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from featurecache.errors import UserError
 from predict.images import collect_images, predict_images
 
 
