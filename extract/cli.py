@@ -83,6 +83,15 @@ def _raise_interrupt(signum, frame):
 @click.option("--verify", is_flag=True,
               help="Photo folders: hash every file again instead of trusting unchanged sizes and times "
                    "recorded in <cache>.index.json.")
+@click.option("--augment", default=None, metavar="SPEC",
+              help="Also store K augmented views of each training image (/train/view_features): a comma list of "
+                   "flip, crop (shift up to 12.5%), rotate (up to --rotate-degrees), color (brightness and "
+                   "contrast) and zoom (up to 10%). Needs --views.")
+@click.option("--views", type=int, default=None, metavar="K", help="Augmented views per training image (1..64).")
+@click.option("--rotate-degrees", type=float, default=None, metavar="DEG",
+              help="Largest rotation of `rotate`, 0..180 degrees.  [default: 15]")
+@click.option("--test-views", type=int, default=None, metavar="K",
+              help="Also store K augmented views of each test image, for test-time augmentation (classify --tta).")
 def cli(**options) -> None:
     """Run a frozen ImageNet CNN over a data set once and cache its features in HDF5.
 
@@ -112,6 +121,9 @@ def cli(**options) -> None:
         click.echo(f"{out} is already up to date with these settings: nothing to do (--force rebuilds it)")
         return
     splits = ", ".join(f"{split} {n:,} x {result.feature_dim:,}" for split, n in result.rows.items())
+    if cfg.augment:
+        splits += f"; {cfg.views} view(s) of each training image" + (
+            f", {cfg.test_views} of each test image" if cfg.test_views else "") + f" ({cfg.augment})"
     speed = (f"{result.images_per_second:.0f} img/s, {result.seconds:.1f} s" if result.computed
              else "every row resumed from checkpoints")
     click.echo(f"wrote {out}: {splits} ({result.precision}, batch {result.batch_size}, {speed})")
@@ -126,6 +138,9 @@ def _extract(cfg: ExtractConfig, where: dict):
     from featurecache.extractor import Extractor
     from featurecache.precision import resolve_precision
 
+    from extract.config import augment_settings
+
+    augment_settings(cfg)  # bad augmentation options fail before anything loads or is written
     extractor = Extractor(cfg.backbone, cfg.pooling, cfg.image_size, cfg.weights, cfg.seed,
                           resolve_precision(cfg.precision), cfg.feature_layer)
     out = Path(cfg.out) if cfg.out else default_cache_path(dataset_name(cfg.data_dir), extractor.name, cfg.pooling,

@@ -30,9 +30,20 @@ class ExtractConfig:
     force: bool = False              # rebuild even if a matching cache exists
     no_wait: bool = False            # fail at once instead of waiting while another run writes the cache
     verify: bool = False             # photo folders: hash every file again, not only changed ones
+    augment: str | None = None       # comma list of featurecache.augment.AUGMENTATIONS; None: no views
+    views: int | None = None         # augmented views per training image (needs augment)
+    rotate_degrees: float | None = None  # `rotate` range in degrees, 0..180; None: 15
+    test_views: int | None = None    # augmented views per test image, for test-time augmentation
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def augment_settings(cfg: ExtractConfig):
+    """The augmentation options checked (`featurecache.augment.AugmentSettings`); a mistake is one UserError."""
+    from featurecache.augment import check_settings
+
+    return check_settings(cfg.augment, cfg.views, cfg.rotate_degrees, cfg.test_views)
 
 
 def slug(text: str) -> str:
