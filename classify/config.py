@@ -51,6 +51,9 @@ class ClassifyConfig:
                                          # (11 vs 22, mean of 3 seeds)
     momentum: float = 0.9                # sgd only
     patience: int = 5                    # early stopping on validation loss, best weights restored
+    # augmented caches (extract --augment): fit the training images' views too; average test views
+    views: str = "all"                   # all | none: fit each image's K views beside its original
+    tta: bool = False                    # average test probabilities over the original and its test views
 
     def __post_init__(self) -> None:
         if self.learning_rate is None:
