@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-.PHONY: help install features classify compare learning-curve predict bench test clean
+.PHONY: help install features classify compare learning-curve predict bench bench-augment test clean
 
 ## Show this help (default goal)
 help:
@@ -31,9 +31,9 @@ help:
 ## Create .venv and install the project and its test tools into it
 install: $(STAMP)
 
-## Extract features once into features/ (DATA_DIR, WEIGHTS, BACKBONE, POOLING, IMAGE_SIZE, LIMIT, OUT, PRECISION, BATCH_SIZE, SEED, FORCE=1)
+## Extract features once into features/ (DATA_DIR, WEIGHTS, BACKBONE, POOLING, IMAGE_SIZE, LIMIT, OUT, PRECISION, BATCH_SIZE, SEED, FORCE=1, AUGMENT=flip,crop VIEWS=4)
 features: $(STAMP)
-	$(BIN)/python -m extract $(EXTRACT_OPTS)
+	$(BIN)/python -m extract $(EXTRACT_OPTS) $(call opt,AUGMENT,--augment) $(call opt,VIEWS,--views)
 
 ## Train one classifier on the cache: MODEL=lr|rf|mlp (FEATURES, OUT_DIR, SEED, TRAIN_SIZE, CLASSIFY_ARGS="--C auto")
 classify: $(STAMP)
@@ -54,6 +54,10 @@ predict: $(STAMP)
 ## Benchmark: seed-style VGG16 vs this project, side by side, on ../shared/data (writes reports/bench/)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## Augmentation benchmark: extraction time for K = 0, 2, 4 views and accuracy with views and TTA (writes reports/bench/)
+bench-augment: $(STAMP)
+	$(BIN)/python -m bench.augment $(BENCH_AUGMENT_ARGS)
 
 ## Run the test suite
 test: $(STAMP)
