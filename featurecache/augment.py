@@ -156,19 +156,34 @@ def row_seed_class(k):
 
 
 def augment_images(k, aug_layers: list, images, seeds):
-    """(n, s, s, 3) float32 pixels 0..255 and (n, 2) int32 seeds -> the augmented pixels, per image."""
+    """(n, s, s, 3) float32 pixels 0..255 and (n, 2) int32 seeds -> the augmented pixels.
+
+    Each layer's random transformation is drawn per image from that image's seed (`tf.map_fn` over
+    the seeds: a few numbers each), then applied to the whole batch at once with the layer's own
+    `transform_images`, which applies row i's parameters to image i."""
     from featurecache.tfimport import tensorflow
 
     tf = tensorflow()
     RowSeed = row_seed_class(k)
+    one = tf.zeros([1, *images.shape[1:]], images.dtype)  # (1, s, s, 3): the draws need the shape only
+    n = tf.shape(images)[0]
+    x = images
+    for layer in aug_layers:
+        probe = layer.get_random_transformation(one, training=True, seed=RowSeed(seeds[0]))
+        # the per-image draws: tensors with a leading batch axis of 1 (sizes and counts are not drawn)
+        drawn = [key for key, value in probe.items()
+                 if tf.is_tensor(value) and value.shape.rank and value.shape[0] == 1 and key != "input_shape"]
 
-    def one(args):
-        image, pair = args
-        gen = RowSeed(pair)
-        x = image
-        for layer in aug_layers:
-            transform = layer.get_random_transformation(x, training=True, seed=gen)
-            x = layer.transform_images(x, transform, training=True)
-        return tf.cast(x, tf.float32)
+        def draw(pair, layer=layer, drawn=drawn):
+            t = layer.get_random_transformation(one, training=True, seed=RowSeed(pair))
+            return {key: t[key] for key in drawn}
 
-    return tf.map_fn(one, (images, seeds), fn_output_signature=tf.TensorSpec(images.shape[1:], tf.float32))
+        signature = {key: tf.TensorSpec(probe[key].shape, probe[key].dtype) for key in drawn}
+        stacked = tf.map_fn(draw, seeds, fn_output_signature=signature)   # each (n, 1, ...)
+        transform = {key: (tf.squeeze(stacked[key], axis=1) if key in stacked else value)
+                     for key, value in probe.items()}
+        for key in ("input_shape", "batch_size"):
+            if key in transform:
+                transform[key] = tf.shape(images) if key == "input_shape" else n
+        x = layer.transform_images(x, transform, training=True)
+    return tf.cast(x, tf.float32)
