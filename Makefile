@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,tracking,distributed]'
 	touch $@
 
-.PHONY: help install features classify compare learning-curve predict bench bench-accuracy test clean robustness export
+.PHONY: help install features classify compare learning-curve predict bench bench-accuracy bench-augment test clean robustness export
 
 ## Show this help (default goal)
 help:
@@ -34,9 +34,9 @@ help:
 ## Create .venv and install the project and its test tools into it
 install: $(STAMP)
 
-## Extract features once into features/ (DATA_DIR, BACKBONE=name|model.keras, FEATURE_LAYER, WEIGHTS, POOLING, IMAGE_SIZE, LIMIT, OUT, PRECISION, BATCH_SIZE, SEED, TEST_FRACTION, STORE_DTYPE, CHECKPOINT_EVERY, FORCE=1, NO_WAIT=1, VERIFY=1, ENGINE=ray WORKERS=N, SHARD=i/N)
+## Extract features once into features/ (DATA_DIR, BACKBONE=name|model.keras, FEATURE_LAYER, WEIGHTS, POOLING, IMAGE_SIZE, LIMIT, OUT, PRECISION, BATCH_SIZE, SEED, TEST_FRACTION, STORE_DTYPE, CHECKPOINT_EVERY, FORCE=1, NO_WAIT=1, VERIFY=1, ENGINE=ray WORKERS=N, SHARD=i/N, AUGMENT=flip,crop VIEWS=4)
 features: $(STAMP)
-	$(BIN)/python -m extract $(EXTRACT_OPTS)
+	$(BIN)/python -m extract $(EXTRACT_OPTS) $(call opt,AUGMENT,--augment) $(call opt,VIEWS,--views)
 
 ## Merge the shard files of SHARD=i/N runs into one cache: OUT=features/x.h5 SHARDS="features/x.shard-*-of-4.h5"
 merge: $(STAMP)
@@ -82,6 +82,10 @@ bench: $(STAMP)
 ## Accuracy with the real ImageNet-trained EfficientNet-Lite0 in ../shared/models: LR, MLP, RF on CIFAR-10 at 224 px and cats-vs-dogs
 bench-accuracy: $(STAMP)
 	$(BIN)/python -m bench.accuracy $(BENCH_ARGS)
+
+## Augmentation benchmark: extraction time for K = 0, 2, 4 views and accuracy with views and TTA (writes reports/bench/)
+bench-augment: $(STAMP)
+	$(BIN)/python -m bench.augment $(BENCH_AUGMENT_ARGS)
 
 ## Run the test suite
 test: $(STAMP)

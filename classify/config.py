@@ -52,6 +52,9 @@ class ClassifyConfig:
     momentum: float = 0.9                # sgd only
     patience: int = 5                    # early stopping on validation loss, best weights restored
     tensorboard: str | None = None       # MLP: folder for TensorBoard logs (not part of the run's identity)
+    # augmented caches (extract --augment): fit the training images' views too; average test views
+    views: str = "all"                   # all | none: fit each image's K views beside its original
+    tta: bool = False                    # average test probabilities over the original and its test views
 
     def __post_init__(self) -> None:
         if self.learning_rate is None:

@@ -16,10 +16,12 @@ from featurecache.errors import UserError
 
 @dataclass
 class Rows:
-    """Indices into the cache's training split."""
+    """Indices into the cache's training split: images, each with its augmented views when it has them.
 
-    fit: np.ndarray   # (n_fit,) rows the model is trained on
-    val: np.ndarray   # (n_val,) rows used to choose C, stop early and draw validation curves
+    The split is drawn over images, so every view of an image is on the same side as the image."""
+
+    fit: np.ndarray   # (n_fit,) images the model is trained on (their original rows plus their views)
+    val: np.ndarray   # (n_val,) images used to choose C, stop early and draw validation curves (originals only)
 
 
 def n_validation(val_fraction: float, n: int) -> int:
@@ -63,6 +65,18 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
         )
     idx, _ = train_test_split(np.arange(n), train_size=size, stratify=labels, random_state=seed)
     return np.sort(idx)
+
+
+def fit_rows(features: np.ndarray, labels: np.ndarray, images: np.ndarray,
+             views: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The rows fitted for `images`: each image's original features, then, with `views` (N, K, D), its K
+    views: (n * (K + 1), D) features and their labels. Views of images not in `images` never appear."""
+    X, y = features[images], labels[images]          # (n, D), (n,)
+    if views is None or views.shape[1] == 0:
+        return X, y
+    k = views.shape[1]
+    X_views = views[images].reshape(len(images) * k, -1)   # (n * K, D), image-major
+    return np.concatenate([X, X_views]), np.concatenate([y, np.repeat(y, k)])
 
 
 def split_rows(labels: np.ndarray, val_fraction: float, seed: int, train_size: int | None = None) -> Rows:

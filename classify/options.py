@@ -87,6 +87,10 @@ TRAINING_OPTIONS = [
     ("--patience", click.IntRange(min=1), D.patience, "MLP: epochs without a better validation loss before stopping."),
     ("--tensorboard", click.Path(file_okay=False, path_type=str), None,
      "MLP: also write TensorBoard logs (Keras's callback), one folder per fit under DIR."),
+    ("--views", click.Choice(("all", "none")), D.views,
+     "Augmented caches: fit each training image's views beside its original (all), or the originals only (none)."),
+    ("--tta", bool, D.tta, "Average the test probabilities over each test image and its views (needs a cache "
+     "extracted with --test-views)."),
 ]
 
 
@@ -99,6 +103,9 @@ def training_options(command=None, *, skip: tuple[str, ...] = ()):
             if flag in skip:
                 continue
             dest = flag.lstrip("-").replace("-", "_")
+            if kind is bool:  # a flag
+                cmd = click.option(flag, dest, is_flag=True, default=default, help=text)(cmd)
+                continue
             cmd = click.option(flag, dest, type=kind, default=default, show_default=default is not None,
                                help=text)(cmd)
         return cmd

@@ -91,8 +91,10 @@ def run_id(cache: Cache, cfg: ClassifyConfig, model: str | None = None) -> str:
     its hyperparameters, the seed, the validation share and the training-set size."""
     model = model or cfg.model
     hyper = cfg.hyperparameters() if model == cfg.model else {}
+    # views and TTA enter the digest only when not the defaults, so earlier runs keep their names
+    augment = {k: v for k, v in (("views", cfg.views), ("tta", cfg.tta)) if v != getattr(ClassifyConfig, k)}
     return digest({"cache": cache_identity(cache), "model": model, "hyperparameters": hyper, "seed": cfg.seed,
-                    "val_fraction": cfg.val_fraction, "train_size": cfg.train_size})
+                    "val_fraction": cfg.val_fraction, "train_size": cfg.train_size, **augment})
 
 
 def run_paths(out_dir: Path, cache: Cache, cfg: ClassifyConfig, model: str | None = None) -> dict[str, Path]:
@@ -217,6 +219,10 @@ def run_record(cache: Cache, cfg: ClassifyConfig, result: RunResult, paths: dict
         "cache": {"path": os.path.abspath(cache.path), "attrs": cache.attrs},
         "class_names": cache.class_names,
         "metrics": result.metrics,
+        # the split is over images: fit_rows == fit_images * (K + 1) with K views, val_images never fitted
+        "fit_images": result.metrics["fit_images"],
+        "fit_rows": result.metrics["fit_rows"],
+        "val_images": result.rows.val.tolist(),
         "history": result.trained.history,
         "model_format": result.trained.format,
         "model_file": paths["model"].name,

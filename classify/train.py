@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 from classify.config import ClassifyConfig
-from classify.data import Rows, split_rows
+from classify.data import Rows, fit_rows, split_rows
 from classify.models import MODELS
 from classify.trained import Trained
 from featurecache.cache import Cache
@@ -51,18 +51,29 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
     """Fit cfg.model on the cache's training rows (validation carved from them), score the test rows."""
     if len(cache.test.labels) == 0:
         raise UserError(f"{cache.path} has no test rows to report on; extract a cache with a test split")
+    if cfg.tta and cache.test.views is None:
+        raise UserError(f"--tta needs test views, and {cache.path} has none; re-extract with --augment SPEC "
+                        "--views K --test-views K, or leave out --tta")
+    # the split is over images: an image and all its views land on the same side
     rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed, cfg.train_size)
     X, y = cache.train.features, cache.train.labels   # (N, D) float32, (N,)
+    views = cache.train.views if cfg.views == "all" else None   # (N, K, D) or None
+    X_fit, y_fit = fit_rows(X, y, rows.fit, views)   # (n_fit * (K + 1), D): originals, then views
     n_classes = len(cache.class_names)
     start = time.perf_counter()
-    trained = MODELS[cfg.model](X[rows.fit], y[rows.fit], X[rows.val], y[rows.val], n_classes, cfg, curves)
+    trained = MODELS[cfg.model](X_fit, y_fit, X[rows.val], y[rows.val], n_classes, cfg, curves)
     train_time = time.perf_counter() - start
     start = time.perf_counter()
     proba = trained.predict_proba(cache.test.features)   # (n_test, C): the only use of the test rows
+    if cfg.tta:
+        # test-time augmentation: the mean over the original and each of its K' views
+        per_view = [trained.predict_proba(cache.test.views[:, j]) for j in range(cache.test.views.shape[1])]
+        proba = np.mean([proba, *per_view], axis=0)
     predict_time = time.perf_counter() - start
     metrics, text, report, confusion = evaluate(cache.test.labels, proba, cache.class_names)
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
-                   n_fit=len(rows.fit), n_val=len(rows.val), n_test=len(cache.test.labels))
+                   n_fit=len(y_fit), n_val=len(rows.val), n_test=len(cache.test.labels),
+                   fit_images=len(rows.fit), fit_rows=len(y_fit))
     return RunResult(trained, rows, proba, metrics, text, report, confusion)
 
 

@@ -97,6 +97,15 @@ def _raise_interrupt(signum, frame):
 @click.option("--address", default=None, metavar="HOST:PORT",
               help="--engine ray: the Ray cluster to join (default: RAY_ADDRESS, else Ray on this machine).")
 @click.option("--verbose", is_flag=True, help="--engine ray: show Ray's own logs and progress bars.")
+@click.option("--augment", default=None, metavar="SPEC",
+              help="Also store K augmented views of each training image (/train/view_features): a comma list of "
+                   "flip, crop (shift up to 12.5%), rotate (up to --rotate-degrees), color (brightness and "
+                   "contrast) and zoom (up to 10%). Needs --views.")
+@click.option("--views", type=int, default=None, metavar="K", help="Augmented views per training image (1..64).")
+@click.option("--rotate-degrees", type=float, default=None, metavar="DEG",
+              help="Largest rotation of `rotate`, 0..180 degrees.  [default: 15]")
+@click.option("--test-views", type=int, default=None, metavar="K",
+              help="Also store K augmented views of each test image, for test-time augmentation (classify --tta).")
 def cli(**options) -> None:
     """Run a frozen ImageNet CNN over a data set once and cache its features in HDF5.
 
@@ -127,6 +136,9 @@ def cli(**options) -> None:
         click.echo(f"{out} is already up to date with these settings: nothing to do (--force rebuilds it)")
         return
     splits = ", ".join(f"{split} {n:,} x {result.feature_dim:,}" for split, n in result.rows.items())
+    if cfg.augment:
+        splits += f"; {cfg.views} view(s) of each training image" + (
+            f", {cfg.test_views} of each test image" if cfg.test_views else "") + f" ({cfg.augment})"
     click.echo(f"wrote {out}: {splits} ({result.precision}, batch {result.batch_size}, {result.speed()})")
     if result.skipped:
         shown = ", ".join(result.skipped[:5]) + (" ..." if len(result.skipped) > 5 else "")
@@ -155,6 +167,8 @@ def check_engine(cfg: ExtractConfig) -> None:
         return
     if cfg.workers is not None and cfg.workers < 1:
         raise UserError(f"--workers {cfg.workers} is not a number of actors; pass --workers 1 or more")
+    if cfg.augment:
+        raise UserError("--augment runs on the local engine only; leave out --engine ray for an augmented cache")
     import os
 
     from extract.ray_engine import check_reachable, import_ray
@@ -170,6 +184,9 @@ def _extract(cfg: ExtractConfig, where: dict):
     from featurecache.extractor import Extractor
     from featurecache.precision import resolve_precision
 
+    from extract.config import augment_settings
+
+    augment_settings(cfg)  # bad augmentation options fail before anything loads or is written
     extractor = Extractor(cfg.backbone, cfg.pooling, cfg.image_size, cfg.weights, cfg.seed,
                           resolve_precision(cfg.precision), cfg.feature_layer)
     out = Path(cfg.out) if cfg.out else default_cache_path(dataset_name(cfg.data_dir), extractor.name, cfg.pooling,

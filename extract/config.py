@@ -36,9 +36,20 @@ class ExtractConfig:
     workers: int | None = None       # --engine ray: actors holding the model (default 2)
     address: str | None = None       # --engine ray: a cluster's address (default RAY_ADDRESS, else this machine)
     verbose: bool = False            # --engine ray: show Ray's own logs and progress bars
+    augment: str | None = None       # comma list of featurecache.augment.AUGMENTATIONS; None: no views
+    views: int | None = None         # augmented views per training image (needs augment)
+    rotate_degrees: float | None = None  # `rotate` range in degrees, 0..180; None: 15
+    test_views: int | None = None    # augmented views per test image, for test-time augmentation
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def augment_settings(cfg: ExtractConfig):
+    """The augmentation options checked (`featurecache.augment.AugmentSettings`); a mistake is one UserError."""
+    from featurecache.augment import check_settings
+
+    return check_settings(cfg.augment, cfg.views, cfg.rotate_degrees, cfg.test_views)
 
 
 def slug(text: str) -> str:

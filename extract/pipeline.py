@@ -26,9 +26,10 @@ from typing import Callable
 
 import numpy as np
 
-from extract.config import ExtractConfig
+from extract.config import ExtractConfig, augment_settings
 from extract.datasets import Dataset
-from featurecache.cache import IDENTITY_ATTRS, partial_dir, read_attrs, update_text_attrs, write_cache
+from featurecache.augment import AugmentSettings, view_seeds
+from featurecache.cache import IDENTITY_ATTRS, IDENTITY_DEFAULTS, partial_dir, read_attrs, update_text_attrs, write_cache
 from featurecache.errors import UserError
 from featurecache.extractor import Extractor
 from featurecache.files import atomic_path, check_writable, room_error, versions
@@ -80,13 +81,15 @@ def identity(cfg: ExtractConfig, dataset: Dataset, extractor: Extractor) -> dict
         "limit": cfg.limit if cfg.limit is not None else -1,
         "test_fraction": cfg.test_fraction if dataset.kind == "folder" else -1.0,
         "store_dtype": cfg.store_dtype,
+        **augment_settings(cfg).identity(),
     }
 
 
 def differences(have: dict, want: dict) -> list[str]:
     keys = [k for k in IDENTITY_ATTRS if k in want]
-    # caches written before model files were supported lack the new keys: "" is their value
-    return [f"{k} {have.get(k, '')!r} != {want[k]!r}" for k in keys if have.get(k, "") != want[k]]
+    # caches written before model files (or views) were supported lack the new keys: "" (no views) is their value
+    old = {k: IDENTITY_DEFAULTS.get(k, "") for k in keys}
+    return [f"{k} {have.get(k, old[k])!r} != {want[k]!r}" for k in keys if have.get(k, old[k]) != want[k]]
 
 
 def check_existing(out: Path, ident: dict, force: bool, changes: Callable[[str], str] | None = None) -> bool:
@@ -167,17 +170,21 @@ class Checkpoints:
             raise room_error(e, self.folder, need) from None
 
     @staticmethod
-    def load(path: Path, rows: int, dim: int) -> dict | None:
-        """Check a part of `rows` rows (kept + skipped) and `dim` features: its row count and skipped files
-        (not its features: memory holds at most one part), or None when it must be computed again."""
+    def load(path: Path, rows: int, dim: int, views: int = 0) -> dict | None:
+        """Check a part of `rows` rows (kept + skipped) and `dim` features (and `views` views of each): its row
+        count and skipped files (not its features: memory holds at most one part), or None when it must be
+        computed again."""
+        keys = ("features", "labels", "sources", "skipped") + (("view_features",) if views else ())
         try:
             with np.load(path, allow_pickle=False) as z:
-                part = {k: z[k] for k in ("features", "labels", "sources", "skipped")}
+                part = {k: z[k] for k in keys}
         except Exception:  # noqa: BLE001 - an unreadable part is simply computed again
             return None
         n = len(part["labels"])
         ok = (part["features"].shape == (n, dim) and part["features"].dtype == np.float32
-              and part["labels"].ndim == 1 and len(part["sources"]) == n and n + len(part["skipped"]) == rows)
+              and part["labels"].ndim == 1 and len(part["sources"]) == n and n + len(part["skipped"]) == rows
+              and (not views or (part["view_features"].shape == (n, views, dim)
+                                 and part["view_features"].dtype == np.float32)))
         return {"n": n, "skipped": [str(s) for s in part["skipped"]]} if ok else None
 
     def remove(self) -> None:
@@ -237,11 +244,12 @@ class LocalEngine:
         return Summary(**fields)
 
     def compute(self, dataset: Dataset, extractor: Extractor, checkpoints: Checkpoints, manifest: dict, dim: int,
-                summary: Summary, make_bar, log) -> dict[str, list[Path]]:
-        """Every split's checkpoint parts, those on disk reused; returns their paths in row order."""
+                summary: Summary, make_bar, log, augment: AugmentSettings | None = None) -> dict[str, list[Path]]:
+        """Every split's checkpoint parts (with their augmented views), those on disk reused; returns their
+        paths in row order."""
         with ThreadPoolExecutor(max_workers=1) as reader:
             return {split: extract_split(split, data, extractor, checkpoints, manifest, dim, reader, summary,
-                                         make_bar, log)
+                                         make_bar, log, augment)
                     for split, data in dataset.splits.items()}
 
 
@@ -277,7 +285,8 @@ def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor,
         summary = engine.summary(status="built", out=out, feature_dim=dim, precision=extractor.precision,
                                  batch_size=manifest["batch_size"])
         started = time.perf_counter()
-        parts = engine.compute(dataset, extractor, checkpoints, manifest, dim, summary, make_bar, log)
+        parts = engine.compute(dataset, extractor, checkpoints, manifest, dim, summary, make_bar, log,
+                               augment_settings(cfg))
         summary.seconds = time.perf_counter() - started
         attrs = {**cache_attrs(cfg, dataset, extractor, ident, dim, summary), **(extra_attrs or {})}
         assemble(out, attrs, parts, cfg.store_dtype, dim, sum(summary.rows.values()))
@@ -306,11 +315,16 @@ def up_to_date(out: Path, ident: dict, location: str, log: Callable[[str], None]
 
 
 def extract_split(split: str, data, extractor: Extractor, checkpoints: Checkpoints, manifest: dict, dim: int,
-                  reader: ThreadPoolExecutor, summary: Summary, make_bar, log) -> list[Path]:
-    """Every part of one split: reused from disk up to the first missing one, computed after it."""
+                  reader: ThreadPoolExecutor, summary: Summary, make_bar, log,
+                  augment: AugmentSettings | None = None) -> list[Path]:
+    """Every part of one split: reused from disk up to the first missing one, computed after it.
+    With `augment`, each part also holds the features of the split's augmented views (n, K, D)."""
     n, part_rows, batch_size = len(data), manifest["part_rows"], manifest["batch_size"]
+    augment = augment or AugmentSettings()
+    views = augment.views_of(split)
     starts = range(0, n, part_rows)
-    done = [checkpoints.load(checkpoints.path(split, k), min(part_rows, n - a), dim) for k, a in enumerate(starts)]
+    done = [checkpoints.load(checkpoints.path(split, k), min(part_rows, n - a), dim, views)
+            for k, a in enumerate(starts)]
     # resume after the last part on disk; parts are only ever written in order
     first_missing = next((k for k, p in enumerate(done) if p is None), len(done))
     summary.resumed[split] = min(first_missing * part_rows, n)
@@ -325,7 +339,7 @@ def extract_split(split: str, data, extractor: Extractor, checkpoints: Checkpoin
                 part = done[k]
             else:
                 arrays = extract_rows(extractor, data.read, start, min(start + part_rows, n), batch_size, dim,
-                                      reader, bar)
+                                      reader, bar, views=views and (split, data.sources, augment))
                 checkpoints.save(path, arrays)
                 part = {"n": len(arrays["labels"]), "skipped": [str(x) for x in arrays["skipped"]]}
                 summary.computed += part["n"] + len(part["skipped"])
@@ -338,10 +352,13 @@ def extract_split(split: str, data, extractor: Extractor, checkpoints: Checkpoin
 
 
 def extract_rows(extractor: Extractor, read, start: int, stop: int, batch_size: int, dim: int,
-                 reader: ThreadPoolExecutor, bar) -> dict:
-    """Features of rows [start, stop), batch by batch; the next batch loads while this one runs."""
+                 reader: ThreadPoolExecutor, bar, views=None) -> dict:
+    """Features of rows [start, stop), batch by batch; the next batch loads while this one runs.
+
+    `views`: (split, the split's sources, AugmentSettings) to also compute K augmented views of each
+    row, seeded by (seed, split, row index, view), into "view_features" (n, K, D)."""
     bounds = [(a, min(a + batch_size, stop)) for a in range(start, stop, batch_size)]
-    feats, labels, sources, skipped = [], [], [], []
+    feats, labels, sources, skipped, view_feats = [], [], [], [], []
     pending = reader.submit(read, *bounds[0])
     for i in range(len(bounds)):
         batch = pending.result()
@@ -349,18 +366,31 @@ def extract_rows(extractor: Extractor, read, start: int, stop: int, batch_size: 
             pending = reader.submit(read, *bounds[i + 1])
         if len(batch.labels):
             feats.append(extractor(batch.images))  # (b, D) float32
+            if views:
+                split, all_sources, augment = views
+                lost = set(batch.skipped)
+                rows = np.array([r for r in range(*bounds[i]) if all_sources[r] not in lost])  # kept rows
+                assert len(rows) == len(batch.labels), "kept rows do not match the batch"
+                view_feats.append(np.stack(
+                    [extractor.views(batch.images, view_seeds(extractor.seed, split, rows, v), augment)
+                     for v in range(augment.views_of(split))], axis=1))  # (b, K, D) float32
         labels.append(batch.labels)
         sources.extend(batch.sources)
         skipped.extend(batch.skipped)
         bar.update(len(batch.labels) + len(batch.skipped))
     features = np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)  # (n, D)
     assert features.shape[1] == dim, f"model gave {features.shape[1]} features, expected {dim}"
-    return {
+    arrays = {
         "features": features.astype(np.float32, copy=False),
         "labels": np.concatenate(labels).astype(np.int64),
         "sources": np.asarray(sources, dtype=str),
         "skipped": np.asarray(skipped, dtype=str),
     }
+    if views:
+        k = views[2].views_of(views[0])
+        arrays["view_features"] = (np.concatenate(view_feats) if view_feats
+                                   else np.zeros((0, k, dim), np.float32)).astype(np.float32, copy=False)
+    return arrays
 
 
 def cache_attrs(cfg: ExtractConfig, dataset: Dataset, extractor: Extractor, ident: dict, dim: int,
@@ -384,7 +414,8 @@ def cache_attrs(cfg: ExtractConfig, dataset: Dataset, extractor: Extractor, iden
 def assemble(out: Path, attrs: dict, parts: dict[str, list[Path]], store_dtype: str, dim: int, rows: int) -> None:
     """The parts into the final cache, after checking there is room for it: HDF5 can crash the process
     when a write fails half-way, so a full disk or a file-size limit is caught before it starts."""
-    need = int(rows * dim * np.dtype(store_dtype).itemsize * 1.02 + rows * 300 + (1 << 20))
+    views = max(int(attrs.get("views", 0) or 0), int(attrs.get("test_views", 0) or 0))
+    need = int(rows * dim * (1 + views) * np.dtype(store_dtype).itemsize * 1.02 + rows * 300 + (1 << 20))
     room = free_bytes(out.parent)
     if room is not None and room < need:
         raise room_error(OSError(28, os.strerror(28)), out.parent, need - room)

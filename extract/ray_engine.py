@@ -223,8 +223,9 @@ class RayEngine:
         return RaySummary(workers=self.workers, **fields)
 
     def compute(self, dataset: Dataset, extractor: Extractor, checkpoints: Checkpoints, manifest: dict, dim: int,
-                summary: RaySummary, make_bar, log) -> dict[str, list[Path]]:
-        """Every part of every split: those on disk are kept (in any order: Ray writes them out of order)."""
+                summary: RaySummary, make_bar, log, augment=None) -> dict[str, list[Path]]:
+        """Every part of every split: those on disk are kept (in any order: Ray writes them out of order).
+        Augmented views are computed by the local engine only (`check_engine` refuses them here)."""
         part_rows, batch_size = manifest["part_rows"], manifest["batch_size"]
         parts: dict[str, list[dict | None]] = {}
         missing: dict[tuple[str, int], int] = {}

@@ -6,9 +6,13 @@ Layout (format_version 1):
     /train/sources   (N,)   str: "data_batch_1/17" for CIFAR-10, a path relative to the data folder otherwise
     /test/...        the same
     /val/...         the same, only when the data set has a validation split
+    /train/view_features  (N, K, D) float32, only with --augment: K augmented views of each training
+                     row, in the order of /train/features (which stays the un-augmented features)
+    /test/view_features   (N, K', D), only with --test-views K': views for test-time augmentation
     root attributes: format="featurecache", format_version, dataset, data_kind, data_location,
     data_fingerprint, backbone, pooling, image_size, model_size, weights, seed, precision,
-    class_names, feature_dim, n_train, n_test, skipped (JSON), config (JSON), versions (JSON), created.
+    class_names, feature_dim, n_train, n_test, skipped (JSON), config (JSON), versions (JSON), created,
+    augment ("flip,crop", "" without views), views, rotate_degrees, test_views.
 
 Files are written with HDF5 1.10 metadata (checksummed object headers) and
 fletcher32 checksums on features, labels and sources, so damage is reported
@@ -48,7 +52,10 @@ REQUIRED_ATTRS = ("dataset", "backbone", "pooling", "image_size", "weights", "cl
 IDENTITY_ATTRS = (
     "data_fingerprint", "backbone", "pooling", "image_size", "weights", "weights_sha256", "backbone_sha256",
     "feature_layer", "seed", "precision", "limit", "test_fraction", "store_dtype",
+    "augment", "views", "rotate_degrees", "test_views",
 )
+# what a cache written before an identity attribute existed is taken to have had (no views)
+IDENTITY_DEFAULTS = {"augment": "", "views": 0, "rotate_degrees": 0.0, "test_views": 0}
 LATEST = "LATEST"  # features/LATEST names the cache the last extract run wrote
 
 
@@ -62,6 +69,7 @@ class SplitData:
     features: np.ndarray    # (N, D) float32
     labels: np.ndarray      # (N,) int64
     sources: np.ndarray     # (N,) str
+    views: np.ndarray | None = None  # (N, K, D) float32 augmented views of each row, when the cache has them
 
 
 @dataclass
@@ -116,11 +124,17 @@ def write_cache(path: str | os.PathLike, attrs: dict, splits: dict[str, list[dic
             labels = g.create_dataset("labels", (n,), dtype="int64", chunks=(max(1, min(n, 65536)),), fletcher32=True)
             sources = g.create_dataset("sources", (n,), dtype=h5py.string_dtype("utf-8", width),
                                        chunks=(max(1, min(n, 65536)),), fletcher32=True)
+            n_views = _views_in(parts[0]) if parts else 0
+            views = (g.create_dataset("view_features", (n, n_views, dim), dtype=store_dtype,
+                                      chunks=(max(1, min(n, max(1, 256 // n_views))), n_views, dim), fletcher32=True)
+                     if n_views else None)
             row = 0
             for part in parts:
-                part = _part(part)
+                part = _part(part, ("features", "labels", "sources") + (("view_features",) if n_views else ()))
                 k = len(part["labels"])
                 feats[row : row + k] = part["features"]
+                if views is not None:
+                    views[row : row + k] = part["view_features"]
                 labels[row : row + k] = part["labels"]
                 sources[row : row + k] = _fixed_utf8(part["sources"], sources.dtype.itemsize)
                 row += k
@@ -159,6 +173,20 @@ def _fixed_utf8(values, width: int | None = None) -> np.ndarray:
     """
     encoded = np.char.encode(np.asarray(values, dtype=str), "utf-8")
     return encoded.astype(h5py.string_dtype("utf-8", width or max(encoded.dtype.itemsize, 1)))
+
+
+def _views_in(part) -> int:
+    """K of a part's "view_features" (n, K, D), 0 when it has none (read without loading the array)."""
+    if isinstance(part, dict):
+        return part["view_features"].shape[1] if "view_features" in part else 0
+    with np.load(part, allow_pickle=False) as z:
+        if "view_features" not in z.files:
+            return 0
+        with z.zip.open("view_features.npy") as f:
+            fmt = np.lib.format
+            read = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
+            shape = read(f)[0]  # the header only, not the array
+        return int(shape[1])
 
 
 def _part(part, keys=("features", "labels", "sources")) -> dict:
@@ -302,7 +330,21 @@ def _read_split(f: h5py.File, split: str, path: Path, n_classes: int) -> SplitDa
             f"{path} /{split}/features hold NaN or infinite values (float16 overflow or a broken run); "
             "re-run extract with --force (and --precision float32)"
         )
-    return SplitData(feats.astype(np.float32, copy=False), labels.astype(np.int64), np.asarray(sources))
+    views = None
+    if "view_features" in g:
+        try:
+            views = g["view_features"][()]
+        except _DAMAGE as e:
+            raise UserError(f"{path} is damaged (cannot read /{split}/view_features: {str(e)[:80]}); "
+                            "delete it and run extract again") from None
+        if views.ndim != 3 or views.shape[0] != len(labels) or views.shape[2] != feats.shape[1]:
+            raise UserError(f"{path} /{split}/view_features has shape {views.shape}, not ({len(labels)}, K, "
+                            f"{feats.shape[1]}); the file is damaged: delete it and run extract again")
+        if not np.isfinite(views).all():
+            raise UserError(f"{path} /{split}/view_features hold NaN or infinite values; "
+                            "re-run extract with --force (and --precision float32)")
+        views = views.astype(np.float32, copy=False)
+    return SplitData(feats.astype(np.float32, copy=False), labels.astype(np.int64), np.asarray(sources), views)
 
 
 def set_latest(features_dir: str | os.PathLike, cache: str | os.PathLike) -> str | None:

@@ -209,6 +209,34 @@ class Extractor:
             self._call = run
         return self._call(images).numpy()
 
+    def views(self, images: np.ndarray, seeds: np.ndarray, settings) -> np.ndarray:
+        """Features of one augmented view of each image: (n, input, input, 3) uint8 and (n, 2) int32
+        seeds (`featurecache.augment.view_seeds`) -> (n, D) float32.
+
+        The `settings.ops` Keras layers run with `training=True` in the same traced graph as the resize
+        and the backbone's preprocessing, after the resize (so a flip mirrors what the backbone sees)
+        and before the preprocessing (colour jitter works on 0..255 pixels)."""
+        from featurecache import augment
+
+        key = settings.identity()["augment"], settings.rotate_degrees
+        if getattr(self, "_view_calls", None) is None:
+            self._view_calls = {}
+        if key not in self._view_calls:
+            from featurecache.tfimport import keras, tensorflow
+
+            tf, k, size = tensorflow(), keras(), self.sizes.input
+            self.model  # builds the stages
+            pixels, features = self._stages
+            aug_layers = augment.layers(k, settings)
+
+            @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8),
+                                          tf.TensorSpec([None, 2], tf.int32)], reduce_retracing=True)
+            def run(batch, pairs):
+                return features(augment.augment_images(k, aug_layers, pixels(batch), pairs))
+
+            self._view_calls[key] = run
+        return self._view_calls[key](images, seeds).numpy()
+
     def _file_input_size(self) -> int | None:
         shape = self._load_file().input_shape
         h, w = shape[1], shape[2]
@@ -293,19 +321,31 @@ class Extractor:
         if rank not in (2, 4):
             raise UserError(f"{self.name} returns features of shape {base.output_shape}; a backbone must return "
                             "(N, D) or a feature map (N, h, w, C): pick another --feature-layer")
-        inputs = k.Input((sizes.input, sizes.input, 3), dtype="uint8", name="images")
-        x = k.ops.cast(inputs, "float32")
-        if sizes.input != sizes.model:
-            # resize inside the graph: only native-size pixels are fed (and cross the bus on a GPU)
-            x = k.layers.Resizing(sizes.model, sizes.model, interpolation="bilinear", name="resize")(x)
-        if preprocess is not None:
-            x = preprocess(x)
-        x = base(x, training=False)
+        resize = (k.layers.Resizing(sizes.model, sizes.model, interpolation="bilinear", name="resize")
+                  if sizes.input != sizes.model else None)
+        pool = None
         if rank == 4:
-            x = (k.layers.GlobalAveragePooling2D(name="gap") if self.pooling == "gap"
-                 else k.layers.Flatten(name="flatten"))(x)
-        outputs = k.ops.cast(x, "float32")  # (n, D) float32 whatever the compute precision
-        return k.Model(inputs, outputs, name=f"{self.name}_{self.pooling}_{sizes.model}")
+            pool = (k.layers.GlobalAveragePooling2D(name="gap") if self.pooling == "gap"
+                    else k.layers.Flatten(name="flatten"))
+
+        def pixels(images):
+            """uint8 (n, input, input, 3) -> float32 (n, model, model, 3) in 0..255."""
+            x = k.ops.cast(images, "float32")
+            # resize inside the graph: only native-size pixels are fed (and cross the bus on a GPU)
+            return resize(x) if resize is not None else x
+
+        def features(x):
+            """float32 pixels at the model's size -> (n, D) float32 whatever the compute precision."""
+            if preprocess is not None:
+                x = preprocess(x)
+            x = base(x, training=False)
+            if pool is not None:
+                x = pool(x)
+            return k.ops.cast(x, "float32")
+
+        self._stages = (pixels, features)  # augmented views run between the two (`views`)
+        inputs = k.Input((sizes.input, sizes.input, 3), dtype="uint8", name="images")
+        return k.Model(inputs, features(pixels(inputs)), name=f"{self.name}_{self.pooling}_{sizes.model}")
 
 
 def _with_policy(k, model, policy: str):

@@ -46,22 +46,31 @@ def predict_images(run, files: list[Path], batch_size: int = 32,
     from extract.datasets import load_image
     from featurecache.extractor import Extractor
 
+    from featurecache.augment import from_attrs, view_seeds
+
     extractor = Extractor.from_cache(run.cache_attrs, allow_weights_mismatch)
     input_size = extractor.sizes.input
+    # a run trained with --tta averages each image's probabilities over it and the cache's test views
+    augment = from_attrs(run.cache_attrs) if run.record.get("config", {}).get("tta") else None
 
     results, skipped = [], []
     names = run.class_names
     for start in range(0, len(files), batch_size):
-        images, kept = [], []
-        for f in files[start : start + batch_size]:
+        images, kept, rows = [], [], []
+        for i, f in enumerate(files[start : start + batch_size], start):
             try:
                 images.append(load_image(f, input_size))
                 kept.append(f)
+                rows.append(i)
             except Exception:  # noqa: BLE001 - not an image or broken: reported, not fatal
                 skipped.append(str(f))
         if not images:
             continue
         proba = run.predict_proba(extractor(np.stack(images)))  # (b, C)
+        if augment is not None and augment.test_views:
+            views = [run.predict_proba(extractor.views(np.stack(images), view_seeds(extractor.seed, "test", rows, v),
+                                                       augment)) for v in range(augment.test_views)]
+            proba = np.mean([proba, *views], axis=0)
         for f, p in zip(kept, proba):
             k = int(np.argmax(p))
             results.append({
