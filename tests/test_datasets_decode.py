@@ -120,3 +120,21 @@ def test_16bit_per_channel_rgb_png_matches_its_8bit_equivalent(tmp_path, photo):
     with Image.open(path) as im:
         assert im.size == (48, 48)
     assert np.abs(decoded(path) - reference(tmp_path, photo)).max() <= 1
+
+
+def test_16bit_pngs_give_the_features_of_their_8bit_equivalents(tmp_path, photo):
+    """Through the real extractor (VGG16, random weights, bfloat16 where the CPU has it): a 16-bit gray and a
+    16-bit RGB PNG give the features of the same picture saved in 8 bits, within bfloat16 tolerance."""
+    from featurecache.extractor import Extractor
+    from featurecache.precision import resolve_precision
+
+    Image.fromarray(gray(photo).astype(np.uint16) * 257).save(tmp_path / "gray16.png")
+    png16_rgb(tmp_path / "rgb16.png", photo.astype(np.uint16) * 257)
+    Image.fromarray(gray(photo)).save(tmp_path / "gray8.png")
+    Image.fromarray(photo).save(tmp_path / "rgb8.png")
+    extractor = Extractor("vgg16", "gap", 32, "none", precision=resolve_precision("auto"))
+    batch = np.stack([load_image(tmp_path / name, 32) for name in ("gray16.png", "gray8.png", "rgb16.png", "rgb8.png")])
+    f = extractor(batch)  # (4, 512)
+    for a, b in ((0, 1), (2, 3)):
+        assert np.linalg.norm(f[a] - f[b]) / np.linalg.norm(f[b]) < 0.05
+    assert np.linalg.norm(f[0] - f[3]) / np.linalg.norm(f[3]) > 0.01  # gray and colour differ: the check can fail

@@ -272,3 +272,21 @@ def test_other_settings_against_an_existing_out_are_refused_and_leave_it_alone(t
         assert sha(out) == before
         assert (tmp_path / "LATEST").read_text() == "keep\n"
         assert not (tmp_path / "c.h5.partial").exists()
+
+
+def test_an_empty_latest_says_what_is_wrong(tmp_path, monkeypatch):
+    from featurecache.cache import latest
+    from featurecache.errors import UserError
+
+    (tmp_path / "LATEST").write_text("\n")
+    monkeypatch.setenv("FEATURECACHE_FEATURES_DIR", str(tmp_path))
+    with pytest.raises(UserError, match="LATEST is empty; run `make features` again"):
+        latest()
+
+
+def test_speed_line_for_slow_and_resumed_runs():
+    from extract.pipeline import Summary
+
+    assert Summary("built", Path("x"), computed=600, seconds=4.8).speed() == "125 img/s, 4.8 s"
+    assert Summary("built", Path("x"), computed=3, seconds=12.0).speed() == "0.25 img/s, 12.0 s"
+    assert Summary("built", Path("x"), computed=0, seconds=0.3).speed() == "every row resumed from checkpoints"

@@ -179,3 +179,35 @@ def test_real_imagenet_backbone_separates_cats_from_dogs(tmp_path):
     assert r.exit_code == 0, r.output
     record = json.loads(next((tmp_path / "r").glob("*-run.json")).read_text())
     assert record["metrics"]["accuracy"] >= 0.95, record["metrics"]
+
+
+def test_predict_refuses_a_changed_weights_file_unless_allowed(tmp_path):
+    """A Keras application with --weights PATH: the cache records the file's SHA-256, and predict compares it."""
+    from classify.cli import cli as classify_cli
+    from featurecache.tfimport import keras
+    from predict.cli import cli as predict_cli
+
+    k = keras()
+
+    def weights(seed: int) -> Path:
+        k.utils.set_random_seed(seed)
+        base = k.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
+        base.save_weights(tmp_path / "mine.weights.h5")
+        return tmp_path / "mine.weights.h5"
+
+    out = tmp_path / "c.h5"
+    r = extract(out, "--backbone", "mobilenetv2", "--weights", weights(0))
+    assert r.exit_code == 0, r.output
+    assert read_cache(out).attrs["weights_sha256"] == sha256(tmp_path / "mine.weights.h5")
+    r = CliRunner().invoke(classify_cli, ["--model", "lr", "--features", str(out), "--out-dir", str(tmp_path / "r")])
+    assert r.exit_code == 0, r.output
+    run = next((tmp_path / "r").glob("*-run.json"))
+    photo = str(PHOTOS_FIXTURE / "test" / "cats" / "cat.4001.jpg")
+    assert CliRunner().invoke(predict_cli, ["--run", str(run), photo]).exit_code == 0
+    weights(1)  # other weights under the same name
+    r = CliRunner().invoke(predict_cli, ["--run", str(run), photo])
+    assert isinstance(r.exception, SystemExit) and r.exit_code == 1
+    line = error_line(r)
+    assert "mine.weights.h5 has SHA-256" in line and "--allow-weights-mismatch" in line
+    r = CliRunner().invoke(predict_cli, ["--run", str(run), photo, "--allow-weights-mismatch"])
+    assert r.exit_code == 0, r.output

@@ -48,3 +48,14 @@ def test_make_features_passes_variables_through():
     for flag in ['--data-dir "d"', '--weights "none"', '--backbone "vgg19"', '--pooling "flatten"',
                  '--image-size "64"', '--limit "7"', '--out "o.h5"']:
         assert flag in out
+
+
+def test_make_predict_without_run_names_the_missing_option(tmp_path):
+    """`make predict` without RUN= leaves --run out, so the command itself says what is missing."""
+    import sys
+
+    bin_dir = str(Path(sys.executable).parent)
+    r = subprocess.run(["make", "-s", "-o", ".venv/.installed-stamp", f"BIN={bin_dir}", "predict",
+                        f"IMAGES={tmp_path / 'a photo.jpg'}"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "Missing option '--run'" in r.stderr and "no run record at ." not in r.stderr
