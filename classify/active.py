@@ -30,9 +30,7 @@ and the cache's identity. TensorFlow is imported only for --model mlp.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import time
 
@@ -268,7 +266,7 @@ def cli(features, model, strategies, initial, batch, budget, seeds, **options) -
     more per round with each --strategy until --budget, scoring the test rows after every round.
     Writes a CSV of every round, a PNG of accuracy against labelled images and a JSON of the rows
     (and their sources) each run labelled."""
-    from classify.outputs import check_out_dir, digest, run_id
+    from classify.outputs import check_out_dir, csv_text, digest, run_id
     from classify.report import write_index
     from featurecache.cache import read_cache
 
@@ -300,13 +298,9 @@ def cli(features, model, strategies, initial, batch, budget, seeds, **options) -
               "runs": [{"strategy": r["strategy"], "seed": r["seed"], "indices": r["indices"],
                         "sources": [str(sources[i]) for i in r["indices"]]} for r in runs]}
     rows = csv_rows(runs, cache.class_names)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
     try:
         with Staged() as staged:
-            staged.aside(files["csv"]).write_text(text.getvalue())
+            staged.aside(files["csv"]).write_text(csv_text(rows))
             staged.aside(files["json"]).write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
             plot(runs, staged.aside(files["png"]), f"active learning: {model} on {path.stem}")
     except OSError as e:

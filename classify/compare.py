@@ -93,11 +93,9 @@ def labelled(rows: list[dict]) -> list[dict]:
 
 
 def to_csv(rows: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
+    from classify.outputs import csv_text
+
+    return csv_text(rows, COLUMNS)
 
 
 def to_markdown(rows: list[dict]) -> str:

@@ -17,9 +17,7 @@ curve with other settings never overwrites an earlier one.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 
 import click
 import numpy as np
@@ -84,7 +82,7 @@ def learning_curve(cache, cfg, sizes: list[int], seeds: int) -> list[dict]:
 def cli(model: str, features: str | None, min_size: int, points: int, seeds: int, **options) -> None:
     """Test accuracy against training-set size, a few seeds per size; writes a PNG and a CSV.
     Each size is a stratified subset of the cache's training rows, from --min-size to all of them."""
-    from classify.outputs import Staged, check_out_dir, digest, run_id
+    from classify.outputs import Staged, check_out_dir, csv_text, digest, run_id
     from classify.report import write_index
     from featurecache.cache import read_cache
 
@@ -100,13 +98,9 @@ def cli(model: str, features: str | None, min_size: int, points: int, seeds: int
     ident = digest({"run": run_id(cache, cfg), "sizes": sizes, "seeds": seeds})
     base = out_dir / f"{path.stem}-{model}-{ident}-learning-curve"
     csv_path, png_path = base.with_suffix(".csv"), base.with_suffix(".png")
-    text = io.StringIO()
-    writer = csv.DictWriter(text, list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
     try:
         with Staged() as staged:
-            staged.aside(csv_path).write_text(text.getvalue())
+            staged.aside(csv_path).write_text(csv_text(rows))
             plots.learning_curve(rows, staged.aside(png_path), f"{model} on {path.stem}")
     except OSError as e:
         raise UserError(f"could not write the learning curve in {out_dir} ({e}); earlier files are unchanged") from None

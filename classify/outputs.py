@@ -39,8 +39,20 @@ from featurecache.files import Staged, check_writable, os_error, remove_stale_te
 MODEL_SUFFIX = {"lr": ".h5", "rf": ".h5", "mlp": ".keras"}
 DIGEST_HEX = 8  # hex digits of a run's or cache's identity digest in file names and table rows
 
-__all__ = ["Staged", "check_out_dir", "check_name", "cache_id", "run_id", "digest", "run_paths", "resolve",
+__all__ = ["csv_text", "Staged", "check_out_dir", "check_name", "cache_id", "run_id", "digest", "run_paths", "resolve",
            "drawable_names", "save_model", "stage_run", "write_run", "write_json"]
+
+
+def csv_text(rows: list[dict], columns: list[str] | None = None) -> str:
+    """Rows as CSV text with a header: `columns` (other keys ignored), or the first row's keys."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns or list(rows[0]), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 def check_out_dir(out_dir: str | os.PathLike) -> Path:
