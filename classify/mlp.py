@@ -103,7 +103,7 @@ def stream_datasets(tf, stream, cfg: ClassifyConfig):
     n_batches = sum(-(-len(b) * (1 + stream.views) // cfg.batch_size)
                     for b in (stream.fit[i:i + stream.chunk] for i in range(0, len(stream.fit), stream.chunk)))
     train = (tf.data.Dataset.from_generator(train_batches, output_signature=spec)
-             .apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2))
+             .repeat().prefetch(2))   # each pass calls train_batches anew; fit counts n_batches a pass
     val = tf.data.Dataset.from_generator(val_chunks, output_signature=spec)
     return train, val, n_fit, n_batches
 
@@ -128,6 +128,7 @@ def train_model(keras, train, val, mean: np.ndarray, var: np.ndarray, n_fit: int
     var = np.array(var, copy=True)
     var[var == 0] = 1.0  # constant features (dead ReLUs of random weights) stay 0, not 0/eps
     model = build_mlp(keras, len(mean), n_classes, mean, var, cfg)
+    steps_per_epoch = steps   # None: the in-memory pipeline ends each pass itself
     steps = steps or -(-n_fit // cfg.batch_size)
     model.compile(optimizer=optimizer(keras, cfg), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   steps_per_execution=steps)
@@ -135,7 +136,8 @@ def train_model(keras, train, val, mean: np.ndarray, var: np.ndarray, n_fit: int
     callbacks = [keras.callbacks.TerminateOnNaN(), stop]
     if cfg.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir(cfg, n_fit))))
-    fit = model.fit(train, validation_data=val, epochs=cfg.epochs, callbacks=callbacks, shuffle=False, verbose=0)
+    fit = model.fit(train, validation_data=val, epochs=cfg.epochs, callbacks=callbacks, shuffle=False, verbose=0,
+                    steps_per_epoch=steps_per_epoch)
     h = fit.history
     if not finite(h, model.get_weights()):
         raise UserError(f"the MLP's training diverged (its loss or weights became infinite or NaN) at --learning-rate "
