@@ -197,13 +197,17 @@ def stream_scores(stream: Stream, chunks, weights: list[dict], n_classes: int) -
     return [scores(y, np.concatenate(p)) for p in probas]
 
 
+SGD_STEP = 1e-3   # streaming LR's constant learning rate (standardised features, averaged iterates)
+SGD_TOL = 1e-3    # a pass that lowers no model's validation loss by this much counts towards --patience
+
+
 def fit_lr_stream(stream: Stream, n_classes: int, cfg: ClassifyConfig, curves: bool = True) -> Trained:
     """Logistic regression streamed from the cache: standardisation statistics from one pass, then
     scikit-learn's SGDClassifier(loss="log_loss") by `partial_fit`, one chunk at a time, in a seeded
     order each pass. The L2 penalty matches lbfgs's C (alpha = 1 / (C n)); with C "auto" one model
     per C of C_GRID learns from the same chunks. After each pass every model is scored on the
     validation rows (streamed); its best pass is kept, and passes stop after --patience without a
-    better validation loss or at --max-iter. The run record says solver "sgd" (one-vs-rest log
+    validation loss lower by SGD_TOL or at --max-iter. The run record says solver "sgd" (one-vs-rest log
     loss; saved and scored as the softmax of its scores, which keeps its predicted class)."""
     from sklearn.linear_model import SGDClassifier
 
@@ -213,7 +217,10 @@ def fit_lr_stream(stream: Stream, n_classes: int, cfg: ClassifyConfig, curves: b
     sweep = cfg.C == "auto"
     grid = sorted(C_GRID) if sweep else [float(cfg.C)]
     classes = np.unique(y_all)
-    models = [SGDClassifier(loss="log_loss", alpha=1.0 / (C * len(y_all)), average=True, random_state=cfg.seed)
+    # averaged SGD with a constant step on standardised rows: within a point of lbfgs on the CIFAR-10
+    # subset, where scikit-learn's default "optimal" step, which shrinks as 1 / (alpha t), stayed 2.5 points below
+    models = [SGDClassifier(loss="log_loss", alpha=1.0 / (C * len(y_all)), learning_rate="constant", eta0=SGD_STEP,
+                            average=True, random_state=cfg.seed)
               for C in grid]
     sample = np.sort(np.random.default_rng(cfg.seed).permutation(stream.fit)[:CURVE_ROWS])  # curve rows
 
@@ -239,7 +246,9 @@ def fit_lr_stream(stream: Stream, n_classes: int, cfg: ClassifyConfig, curves: b
         improved = False
         for i, ((loss, acc), w) in enumerate(zip(val, ws)):
             if best[i] is None or loss < best[i][0]:
-                best[i], improved = (loss, acc, passes, w), True
+                # progress is a validation loss lower by SGD_TOL (scikit-learn's SGD `tol`); any lower one is kept
+                improved = improved or best[i] is None or loss < best[i][0] - SGD_TOL
+                best[i] = (loss, acc, passes, w)
         waited = 0 if improved else waited + 1
         if waited >= cfg.patience:
             break

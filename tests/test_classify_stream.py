@@ -112,8 +112,11 @@ def peak_kb(cache: Path, model: str, out: Path, *extra: str) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("model, extra", [("lr", ("--max-iter", "2")), ("mlp", ("--epochs", "2"))])
 def test_peak_memory_does_not_grow_with_the_cache_when_streaming(tmp_path, model, extra):
-    n = 16_000   # 131 MB of float32 at 2,048 wide, against a 24 MB budget
+    n = 10_000   # 82 MB of float32 at 2,048 wide, against a 24 MB budget
     small = synthetic_cache(tmp_path / "small.h5", n // 10)
     large = synthetic_cache(tmp_path / "large.h5", n)
     peaks = {name: peak_kb(path, model, tmp_path / name, *extra) for name, path in (("small", small), ("large", large))}
     assert peaks["large"] <= 1.3 * peaks["small"], peaks
+    # and in absolute terms: loading the matrix whole grew the MLP's peak by 250 MB here (1.25x of TensorFlow's
+    # ~1 GB, under 1.3x on its own), streaming by under 5 MB
+    assert peaks["large"] - peaks["small"] <= 0.5 * n * 2048 * 4 / 1024, peaks
