@@ -17,7 +17,7 @@ from classify.config import ClassifyConfig
 from classify.data import Rows, Stream, chunk_rows, fit_rows, in_memory_bytes, memory_budget, split_rows
 from classify.models import MODELS, STREAMING
 from classify.trained import Trained
-from featurecache.cache import Cache, iter_rows, read_cache, split_shapes
+from featurecache.cache import Cache, iter_rows, split_shapes
 from featurecache.errors import UserError
 
 GALLERY_SIZE = 24
@@ -52,6 +52,8 @@ def load_for_training(path: str | os.PathLike, cfg: ClassifyConfig) -> Cache:
     """The cache, whole when the classifier's copies of its feature matrices fit --max-memory
     (`classify.data.in_memory_bytes`); labels and sources only when they do not, and then
     `train_and_evaluate` streams the features from the file."""
+    from featurecache.cache import read_cache   # looked up at call time, as the commands did
+
     shapes = split_shapes(path)
     if in_memory_bytes(shapes, views=cfg.views == "all") <= memory_budget(cfg.max_memory):
         return read_cache(path)
