@@ -75,9 +75,9 @@ robustness: $(STAMP)
 export: $(STAMP)
 	$(BIN)/python -m predict $(call opt,RUN,--run) $(call opt,EXPORT_DIR,--export) $(if $(FORCE),--force)
 
-## Benchmark: seed-style VGG16 vs this project, side by side, on ../shared/data (writes reports/bench/)
+## Benchmark: seed-style VGG16 vs this project, side by side, on ../shared/data (writes reports/bench/); SCALE=full: 60,000 synthetic images
 bench: $(STAMP)
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench $(if $(SCALE),--scale "$(SCALE)") $(BENCH_ARGS)
 
 ## Accuracy with the real ImageNet-trained EfficientNet-Lite0 in ../shared/models: LR, MLP, RF on CIFAR-10 at 224 px and cats-vs-dogs
 bench-accuracy: $(STAMP)
