@@ -163,10 +163,16 @@ def cli(data_dir: Path, sizes: list[int], limit: int | None, epochs: int, memory
     data = str(Path(data_dir).resolve())
     full = None
     if scale == "full":
-        from bench.tiled import SYNTHETIC, build_tiled_cifar
+        from bench.tiled import SYNTHETIC
 
+        # in a process of its own: the set's arrays (a GB) would otherwise be every later step's
+        # peak memory, as a child's ru_maxrss starts from its parent's at fork
         click.echo("bench: building the synthetic 60,000-image set ...", err=True)
-        data = str(build_tiled_cifar(data, work / "tiled"))
+        try:
+            run_step([sys.executable, "-m", "bench.tiled", data, str(work / "tiled")], work / "tiled.log")
+        except StepFailed as e:
+            raise click.ClickException(str(e)) from None
+        data = str(work / "tiled" / "cifar-10-batches-py")
         full = "60,000 images " + SYNTHETIC.format(src=Path(data_dir).name)
         if sizes == [32, 64]:   # the default: add 224 px for the matmul-peak shares
             sizes = [32, 64, 224]

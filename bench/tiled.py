@@ -72,3 +72,9 @@ def build_tiled_cifar(src: str | Path, dest: str | Path, n_train: int = 50_000, 
                      b"num_cases_per_batch": n_train // 5, b"num_vis": 3072}, f, protocol=4)
     (out / "README.txt").write_text(label + f"; {n_train:,} training and {n_test:,} test images, seed {seed}\n")
     return out
+
+
+if __name__ == "__main__":   # python -m bench.tiled SRC DEST: run by `bench --scale full` in its own process
+    import sys
+
+    print(build_tiled_cifar(sys.argv[1], sys.argv[2]))
