@@ -199,6 +199,7 @@ def cli(data_dir: Path, sizes: list[int], limit: int | None, epochs: int, memory
     if not keep_caches:
         for h5 in work.glob("*.h5"):
             h5.unlink()
+        shutil.rmtree(work / "tiled", ignore_errors=True)   # --scale full's synthetic set (180 MB)
 
 
 def main() -> None:
