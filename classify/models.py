@@ -186,7 +186,7 @@ def stream_scaler(stream: Stream) -> StandardScaler:
     return scaler
 
 
-def stream_scores(stream: Stream, chunks, weights: list[dict], n_classes: int) -> list[tuple[float, float]]:
+def stream_scores(chunks, weights: list[dict], n_classes: int) -> list[tuple[float, float]]:
     """(log loss, accuracy) of each linear model in `weights` over streamed (X, y) chunks."""
     probas, ys = [[] for _ in weights], []
     for X, y in chunks:
@@ -238,10 +238,9 @@ def fit_lr_stream(stream: Stream, n_classes: int, cfg: ClassifyConfig, curves: b
                 m.partial_fit(Xs, y, classes=classes)
         passes = epoch + 1
         ws = [weights(m) for m in models]
-        val = stream_scores(stream, stream.val_chunks(), ws, n_classes)
-        train = stream_scores(stream, ((X, y) for X, y in
-                                       ((c.features, c.labels) for c in iter_rows(stream.path, "train", sample,
-                                                                                   stream.chunk))), ws, n_classes)             if curves else [None] * len(ws)
+        val = stream_scores(stream.val_chunks(), ws, n_classes)
+        sample_chunks = ((c.features, c.labels) for c in iter_rows(stream.path, "train", sample, stream.chunk))
+        train = stream_scores(sample_chunks, ws, n_classes) if curves else [None] * len(ws)
         per_pass.append((train, val))
         improved = False
         for i, ((loss, acc), w) in enumerate(zip(val, ws)):
