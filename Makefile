@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,tracking,distributed]'
 	touch $@
 
-.PHONY: help install features classify compare learning-curve predict bench bench-accuracy bench-augment test clean robustness export
+.PHONY: help install features classify compare learning-curve predict bench bench-accuracy bench-augment bench-decode test clean robustness export
 
 ## Show this help (default goal)
 help:
@@ -75,13 +75,17 @@ robustness: $(STAMP)
 export: $(STAMP)
 	$(BIN)/python -m predict $(call opt,RUN,--run) $(call opt,EXPORT_DIR,--export) $(if $(FORCE),--force)
 
-## Benchmark: seed-style VGG16 vs this project, side by side, on ../shared/data (writes reports/bench/)
+## Benchmark: seed-style VGG16 vs this project, side by side, on ../shared/data (writes reports/bench/); SCALE=full: 60,000 synthetic images
 bench: $(STAMP)
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench $(if $(SCALE),--scale "$(SCALE)") $(BENCH_ARGS)
 
 ## Accuracy with the real ImageNet-trained EfficientNet-Lite0 in ../shared/models: LR, MLP, RF on CIFAR-10 at 224 px and cats-vs-dogs
 bench-accuracy: $(STAMP)
 	$(BIN)/python -m bench.accuracy $(BENCH_ARGS)
+
+## Loader-only benchmark: photos decoded at 224 px with 1 and with every decode worker (prints a table)
+bench-decode: $(STAMP)
+	$(BIN)/python -m bench.decode $(BENCH_DECODE_ARGS)
 
 ## Augmentation benchmark: extraction time for K = 0, 2, 4 views and accuracy with views and TTA (writes reports/bench/)
 bench-augment: $(STAMP)

@@ -71,17 +71,20 @@ class Recorder:
 
 
 def extraction_steps(step: Recorder, data: str, sizes: list[int], memory_sizes: list[int], memory_limit: int,
-                     lim: list[str], quick: bool) -> None:
+                     lim: list[str], quick: bool, other_lim: list[str] | None = None) -> None:
     """Peaks, then seed predict and extract side by side at each size (pairs run back to back, so each ratio
-    compares runs under the same machine load), Ray, float32, and the memory comparison."""
+    compares runs under the same machine load), Ray, float32, and the memory comparison. `other_lim`
+    replaces `lim` at every size but the first (--scale full: throughput on part of the set)."""
     work = step.work
     all_sizes = sorted(set(sizes) | set(memory_sizes))
     mm = "512,1024" if quick else "2048,4096"
     step("peak", job, "peak", ["--sizes", ",".join(map(str, all_sizes)), "--matmul-sizes", mm], work, "peak")
     for s in sizes:
-        step(f"seed_predict_{s}", job, "seed-predict", ["--data-dir", data, "--size", str(s), *lim], work, f"seed_predict_{s}")
+        s_lim = lim if s == sizes[0] or other_lim is None else other_lim
+        step(f"seed_predict_{s}", job, "seed-predict", ["--data-dir", data, "--size", str(s), *s_lim], work,
+             f"seed_predict_{s}")
         step(f"extract_{s}", job, "extract",
-             ["--data-dir", data, "--size", str(s), "--out", str(work / f"cifar10-{s}px-auto.h5"), *lim],
+             ["--data-dir", data, "--size", str(s), "--out", str(work / f"cifar10-{s}px-auto.h5"), *s_lim],
              work, f"extract_{s}")
     # Ray Data with 2 workers against the single process, at 64 px where asked (else the largest size)
     ray_size = 64 if 64 in sizes else max(sizes)
@@ -103,7 +106,13 @@ def extraction_steps(step: Recorder, data: str, sizes: list[int], memory_sizes: 
               "--out", str(work / f"memory-{s}px.h5")], work, f"memory_extract_{s}")
 
 
-def training_steps(step: Recorder, data: str, base: int, epochs: int, lim: list[str]) -> None:
+def one_model(cache: Path, work: Path, model: str) -> dict:
+    """Time `python -m classify --model MODEL` on a cache in a fresh process (--scale full)."""
+    return run_step([sys.executable, "-m", "classify", "--model", model, "--features", str(cache),
+                     "--out-dir", str(work / f"classify_{model}-reports")], work / f"classify_{model}.log")
+
+
+def training_steps(step: Recorder, data: str, base: int, epochs: int, lim: list[str], full: bool = False) -> None:
     """The seed's end-to-end training, then the three classifiers on the caches extracted above."""
     work = step.work
     step(f"seed_train_{base}", job, "seed-train",
@@ -111,6 +120,8 @@ def training_steps(step: Recorder, data: str, base: int, epochs: int, lim: list[
     try:
         step("classify_auto", classifiers, work / f"cifar10-{base}px-auto.h5", work, "classify_auto")
         step("classify_lr_float32", lr_only, work / f"cifar10-{base}px-float32.h5", work, "classify_lr_float32")
+        for model in ("lr", "rf", "mlp") if full else ():
+            step(f"classify_{model}", one_model, work / f"cifar10-{base}px-auto.h5", work, model)
     except StepFailed as e:
         click.echo(f"bench: the classifiers could not run, reported as missing: {e}", err=True)
 
@@ -133,8 +144,14 @@ def training_steps(step: Recorder, data: str, base: int, epochs: int, lim: list[
 @click.option("--quick", is_flag=True,
               help="Smoke run: 100 images per split, 32 px, 1 epoch, 32 vs 64 px memory, small matmuls.")
 @click.option("--keep-caches", is_flag=True, help="Keep the caches the bench builds (in <out-dir>/work).")
+@click.option("--scale", type=click.Choice(("subset", "full")), default="subset", show_default=True,
+              help="full: a synthetic 60,000-image CIFAR-10 tiled from --data-dir with flips and shifts; sizes "
+                   "32,64,224 (64 and 224 px on --throughput-limit images), each classifier alone, the seed "
+                   "style for 2 epochs extrapolated to 10.")
+@click.option("--throughput-limit", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="--scale full: images per split extracted at the sizes after the first.")
 def cli(data_dir: Path, sizes: list[int], limit: int | None, epochs: int, memory_sizes: list[int],
-        memory_limit: int, out_dir: Path, quick: bool, keep_caches: bool) -> None:
+        memory_limit: int, out_dir: Path, quick: bool, keep_caches: bool, scale: str, throughput_limit: int) -> None:
     """Benchmark the seed style (VGG16 float32 on one big array, 10 epochs end to end) against
     extract-once + LR/RF/MLP on the cache, and check the performance targets of issue 4."""
     if quick:
@@ -144,17 +161,35 @@ def cli(data_dir: Path, sizes: list[int], limit: int | None, epochs: int, memory
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     data = str(Path(data_dir).resolve())
+    full = None
+    if scale == "full":
+        from bench.tiled import SYNTHETIC
+
+        # in a process of its own: the set's arrays (a GB) would otherwise be every later step's
+        # peak memory, as a child's ru_maxrss starts from its parent's at fork
+        click.echo("bench: building the synthetic 60,000-image set ...", err=True)
+        try:
+            run_step([sys.executable, "-m", "bench.tiled", data, str(work / "tiled")], work / "tiled.log")
+        except StepFailed as e:
+            raise click.ClickException(str(e)) from None
+        data = str(work / "tiled" / "cifar-10-batches-py")
+        full = "60,000 images " + SYNTHETIC.format(src=Path(data_dir).name)
+        if sizes == [32, 64]:   # the default: add 224 px for the matmul-peak shares
+            sizes = [32, 64, 224]
+        epochs = min(epochs, 2)
     lim = ["--limit", str(limit)] if limit else []
+    other_lim = ["--limit", str(min(limit or throughput_limit, throughput_limit))] if full else None
     started = time.perf_counter()
     steps = Recorder(work)
     try:
-        extraction_steps(steps, data, sizes, memory_sizes, memory_limit, lim, quick)
-        training_steps(steps, data, sizes[0], epochs, lim)
+        extraction_steps(steps, data, sizes, memory_sizes, memory_limit, lim, quick, other_lim)
+        training_steps(steps, data, sizes[0], epochs, lim, full=bool(full))
     except StepFailed as e:
         raise click.ClickException(str(e)) from None
     base, steps = sizes[0], steps.steps
 
-    report = build_report(steps, sizes=sizes, base=base, memory_sizes=memory_sizes, epochs=epochs, quick=quick)
+    report = build_report(steps, sizes=sizes, base=base, memory_sizes=memory_sizes, epochs=epochs, quick=quick,
+                          full=full)
     report["command"] = "python -m bench " + " ".join(sys.argv[1:])
     report["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     report["bench_wall_s"] = time.perf_counter() - started
@@ -164,6 +199,7 @@ def cli(data_dir: Path, sizes: list[int], limit: int | None, epochs: int, memory
     if not keep_caches:
         for h5 in work.glob("*.h5"):
             h5.unlink()
+        shutil.rmtree(work / "tiled", ignore_errors=True)   # --scale full's synthetic set (180 MB)
 
 
 def main() -> None:

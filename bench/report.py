@@ -20,6 +20,7 @@ TARGETS = {
     "lr_accuracy": ("<= 0.5 points", 0.5),
     "memory": ("<= 1.3x", 1.3),
     "ray_64": (">= 0.8x", 0.8),  # issue 19: Ray, 2 workers, start-up excluded, vs the single process
+    "end_to_end_full": (">= 12x", 12.0),  # issue 20: features + MLP vs the seed's 10 epochs, 60,000 images
 }
 
 
@@ -180,6 +181,33 @@ def end_to_end_rows(m: Steps, epochs: int) -> tuple[list[Row], list[Target]]:
     return rows, [_target("end_to_end", ratio, "whole commands on both sides, start-up and outputs included")]
 
 
+def scale_rows(steps: dict, base: int, epochs: int, to_epochs: int = 10) -> tuple[list[Row], list[Target]]:
+    """`--scale full`: the seed style's `to_epochs` extrapolated from the `epochs` it ran (its whole
+    run plus the epochs not run at the pace of those that were), features + MLP against it, and
+    each step's peak memory."""
+    rows, ratio = [], None
+    train = steps.get(f"seed_train_{base}")
+    seed_wall = None
+    if train:
+        seed_wall = train["wall_s"] + train["fit_s"] / epochs * (to_epochs - epochs)
+        rows.append(Row("full scale", f"seed style, {to_epochs} epochs (extrapolated from {epochs}), wall s", seed_wall,
+                        f"{epochs} epochs run ({train['wall_s']:.1f} s), {to_epochs - epochs} more at "
+                        f"{train['fit_s'] / epochs:.1f} s each", None, ""))
+    ext, mlp = steps.get(f"extract_{base}"), steps.get("classify_mlp")
+    if ext and mlp:
+        ours = ext["wall_s"] + mlp["wall_s"]
+        ratio = _ratio(seed_wall, ours)
+        rows.append(Row("full scale", f"end to end at {base} px: features + MLP, wall s", seed_wall,
+                        f"{to_epochs} epochs, extrapolated", ours,
+                        f"extract {ext['wall_s']:.1f} s + classify --model mlp {mlp['wall_s']:.1f} s", ratio))
+    for tag, step in steps.items():
+        if isinstance(step, dict) and step.get("peak_rss_mb") is not None:
+            seed_side = tag.startswith("seed_")
+            rows.append(Row("full scale", f"peak memory, {tag} (MiB)", step["peak_rss_mb"] if seed_side else None,
+                            "", None if seed_side else step["peak_rss_mb"], f"{step['wall_s']:.1f} s wall"))
+    return rows, [_target("end_to_end_full", ratio, f"seed's {to_epochs} epochs extrapolated from {epochs}")]
+
+
 def accuracy_rows(m: Steps) -> tuple[list[Row], list[Target]]:
     clf, ext = m.steps.get("classify_auto"), m.steps[f"extract_{m.base}"]
     lr_bf = (clf or {}).get("models", {}).get("lr", {}).get("test_accuracy")
@@ -225,8 +253,10 @@ def speed_targets(m: Steps, sizes: list[int]) -> tuple[list[Target], list[str]]:
     return targets, notes
 
 
-def build_report(steps: dict, sizes: list[int], base: int, memory_sizes: list[int], epochs: int, quick: bool) -> dict:
-    """Every section's rows, every target's verdict, and notes on how the run went; plain data for JSON."""
+def build_report(steps: dict, sizes: list[int], base: int, memory_sizes: list[int], epochs: int, quick: bool,
+                 full: str | None = None) -> dict:
+    """Every section's rows, every target's verdict, and notes on how the run went; plain data for JSON.
+    `full`: the synthetic set's description when the run was `--scale full` (its rows are added)."""
     m = Steps(steps, base)
     memory, memory_targets = memory_rows(m, sizes, memory_sizes)
     e2e, e2e_targets = end_to_end_rows(m, epochs)
@@ -235,6 +265,12 @@ def build_report(steps: dict, sizes: list[int], base: int, memory_sizes: list[in
     speed, notes = speed_targets(m, sizes)
     rows = throughput_rows(m, sizes) + compute_rows(m, sizes) + memory + e2e + accuracy + distributed
     targets = speed + accuracy_targets + e2e_targets + memory_targets + ray_targets
+    if full:
+        scale, scale_targets = scale_rows(steps, base, epochs)
+        rows += scale
+        targets += scale_targets
+        notes.append(f"--scale full: the data set is {full}; the seed style ran {epochs} epochs and its 10 are "
+                     "extrapolated")
     if quick:
         notes.append("--quick: a smoke run on a few images; the figures are not meaningful")
     loads = [v.get("load_before") for v in steps.values() if isinstance(v, dict) and "load_before" in v]

@@ -50,8 +50,7 @@ def cli(**options) -> None:
     from classify.outputs import check_name, check_out_dir, run_paths, write_run
     from classify.report import write_index
     from classify.tracking import log_run, require
-    from classify.train import train_and_evaluate
-    from featurecache.cache import read_cache
+    from classify.train import load_for_training, train_and_evaluate
 
     cfg = make_config(**options)
     check_name("--plot-name", cfg.plot_name)
@@ -60,10 +59,12 @@ def cli(**options) -> None:
     cfg.features = str(path)
     out_dir = check_out_dir(cfg.out_dir)
     require(options["track"])
-    cache = read_cache(path)
+    cache = load_for_training(path, cfg)
     echo_config(cfg)
     click.echo(f"classify: {cfg.model} on {path} (train {len(cache.train.labels):,}, test {len(cache.test.labels):,}, "
-               f"{cache.train.features.shape[1]} features, {len(cache.class_names)} classes)", err=True)
+               f"{cache.attrs.get('feature_dim', '?')} features, {len(cache.class_names)} classes)", err=True)
+    if cache.train.features is None:
+        click.echo("classify: the training matrix is larger than --max-memory; streaming it from the cache", err=True)
     result = train_and_evaluate(cache, cfg)
     for line in notes(cfg, result.trained.details):
         click.echo(line)

@@ -145,8 +145,7 @@ def cli(features: tuple[str, ...], models: tuple[str, ...], track: str | None, *
     from classify.outputs import Staged, check_out_dir, run_paths, stage_run, write_error
     from classify.report import write_index
     from classify.tracking import log_run, require
-    from classify.train import train_and_evaluate
-    from featurecache.cache import read_cache
+    from classify.train import load_for_training, train_and_evaluate
     from featurecache.files import locked
 
     paths = [cache_path(f) for f in features] if features else [cache_path(None)]
@@ -156,7 +155,8 @@ def cli(features: tuple[str, ...], models: tuple[str, ...], track: str | None, *
     table = {ext: out_dir / f"{TABLE}.{ext}" for ext in ("csv", "md", "png")}
     read_rows(table["csv"])  # a broken table fails now, before any training
     require(track)
-    caches = [read_cache(p) for p in paths]  # all checked before any training; each read once
+    # all checked before any training; each read once (labels only where it is streamed: --max-memory)
+    caches = [load_for_training(p, make_config(**options)) for p in paths]
     echo_config(make_config(model=models[0], features=",".join(map(str, paths)), **options))
     for cache in caches:
         for model in models:

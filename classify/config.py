@@ -55,6 +55,8 @@ class ClassifyConfig:
     # augmented caches (extract --augment): fit the training images' views too; average test views
     views: str = "all"                   # all | none: fit each image's K views beside its original
     tta: bool = False                    # average test probabilities over the original and its test views
+    # memory: bytes of feature data a classifier may hold; a larger cache is streamed from its file
+    max_memory: int | None = None        # None: half the RAM available when the run starts
 
     def __post_init__(self) -> None:
         if self.learning_rate is None:

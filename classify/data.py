@@ -6,11 +6,14 @@ pass through here: they are used once, for the final report.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from featurecache.cache import SplitShape, iter_rows
 from featurecache.errors import UserError
 
 
@@ -114,3 +117,112 @@ def split_rows(labels: np.ndarray, val_fraction: float, seed: int, train_size: i
         )
     fit, val = train_test_split(pool, test_size=n_val, stratify=y, random_state=seed)
     return Rows(np.sort(fit), np.sort(val))
+
+
+# --------------------------------------------------------------------------- memory budget and streaming
+
+FLOAT_BYTES = 4        # features are float32 in memory
+IN_MEMORY_COPIES = 3   # the cache's matrix, the fit rows taken from it, the model's own (scaled) copy
+STREAM_COPIES = 8      # per streamed chunk: the chunk, its float64 standardised copy, a shuffled copy, prefetch
+CHUNK_LIMITS = (64, 16384)
+
+
+def available_memory() -> int:
+    """Bytes of RAM available now (MemAvailable in /proc/meminfo; physical memory where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory_budget(max_memory: int | None) -> int:
+    """--max-memory in bytes; by default half the RAM available when the run starts."""
+    return int(max_memory) if max_memory else available_memory() // 2
+
+
+def in_memory_bytes(shapes: dict[str, SplitShape], views: bool) -> int:
+    """Bytes of feature data a classifier holds when it loads the cache whole: every split's matrix
+    (and training views when fitted), IN_MEMORY_COPIES times for the training rows."""
+    train = shapes["train"]
+    k = train.views if views else 0
+    held = train.rows * (1 + k) * train.dim * FLOAT_BYTES * IN_MEMORY_COPIES
+    for name, s in shapes.items():
+        if name != "train":
+            held += s.rows * (1 + s.views) * s.dim * FLOAT_BYTES
+    return held
+
+
+def chunk_rows(budget: int, dim: int, views: int = 0) -> int:
+    """Images per streamed chunk: STREAM_COPIES copies of a chunk (with its views) fit the budget."""
+    rows = budget // (STREAM_COPIES * FLOAT_BYTES * dim * (1 + views))
+    return int(np.clip(rows, *CHUNK_LIMITS))
+
+
+@dataclass
+class Stream:
+    """The training rows of a cache, read from its file a chunk at a time (`featurecache.cache.iter_rows`).
+
+    `fit` and `val` are the image indices of `Rows`; with `views` each fit image's K views are
+    streamed beside it, as `fit_rows` would stack them."""
+
+    path: Path
+    labels: np.ndarray   # (N,) the training split's labels
+    fit: np.ndarray      # (n_fit,) images
+    val: np.ndarray      # (n_val,) images
+    dim: int
+    views: int           # K views streamed per fit image (0: none)
+    chunk: int           # images per chunk
+    budget: int          # bytes of feature data the classifier may hold
+
+    @property
+    def fit_labels(self) -> np.ndarray:
+        """(n_fit * (K + 1),) labels of every fitted row, originals then views, as `fit_rows` gives."""
+        y = self.labels[self.fit]
+        return np.concatenate([y, np.repeat(y, self.views)]) if self.views else y
+
+    def fit_chunks(self, seed: int | None = None):
+        """(X (k, D) float32, y (k,)) for the fit images and their views, a chunk at a time. With a
+        seed, the chunks come in a seeded order and the rows of each chunk are shuffled."""
+        blocks = [self.fit[i:i + self.chunk] for i in range(0, len(self.fit), self.chunk)]
+        rng = np.random.default_rng(seed) if seed is not None else None
+        if rng is not None:
+            blocks = [blocks[i] for i in rng.permutation(len(blocks))]
+        for block in blocks:
+            # one block of images is one chunk, even where its rows lie far apart in the file
+            parts = list(iter_rows(self.path, "train", block, self.chunk, views=bool(self.views)))
+            X = np.concatenate([c.features for c in parts])
+            y = np.concatenate([c.labels for c in parts])
+            if self.views:
+                X = np.concatenate([X, *(c.views.reshape(-1, self.dim) for c in parts)])  # (k * (K + 1), D)
+                y = np.concatenate([y, *(np.repeat(c.labels, self.views) for c in parts)])
+            del parts
+            if rng is not None:
+                order = rng.permutation(len(y))
+                X, y = X[order], y[order]
+            yield X, y
+
+    def val_chunks(self):
+        """(X, y) for the validation images (originals only), a chunk at a time."""
+        for c in iter_rows(self.path, "train", self.val, self.chunk):
+            yield c.features, c.labels
+
+    def load(self, images: np.ndarray, views: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The given training images (ascending), with their views when asked, as one (n, D) array
+        written in place chunk by chunk (no second copy)."""
+        k = self.views if views else 0
+        X = np.empty((len(images) * (1 + k), self.dim), dtype=np.float32)
+        y = np.empty(len(images) * (1 + k), dtype=np.int64)
+        row = 0
+        for c in iter_rows(self.path, "train", images, self.chunk, views=bool(k)):
+            n = len(c.labels)
+            X[row:row + n], y[row:row + n] = c.features, c.labels
+            row += n
+            if k:
+                X[row:row + n * k] = c.views.reshape(-1, self.dim)
+                y[row:row + n * k] = np.repeat(c.labels, k)
+                row += n * k
+        return X, y

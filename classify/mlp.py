@@ -79,17 +79,65 @@ def fit_mlp(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig) -> 
     keras.utils.set_random_seed(cfg.seed)
     mean = X_fit.mean(axis=0)
     var = X_fit.var(axis=0)
+    train, val = datasets(tf, X_fit, y_fit, X_val, y_val, cfg)
+    return train_model(keras, train, val, mean, var, len(y_fit), n_classes, cfg)
+
+
+def stream_datasets(tf, stream, cfg: ClassifyConfig):
+    """The training batches and validation rows as tf.data pipelines over the cache file: each pass
+    over `train` reads the file a chunk at a time (`Stream.fit_chunks`), in a new seeded order, and
+    cuts the shuffled chunk into batches; memory holds a chunk or two, not the matrix."""
+    n_fit, dim = len(stream.fit_labels), stream.dim
+    passes = iter(range(1 << 62))
+
+    def train_batches():
+        for X, y in stream.fit_chunks(seed=cfg.seed + next(passes)):
+            for i in range(0, len(y), cfg.batch_size):
+                yield X[i:i + cfg.batch_size], y[i:i + cfg.batch_size]
+
+    def val_chunks():
+        yield from stream.val_chunks()
+
+    spec = (tf.TensorSpec((None, dim), tf.float32), tf.TensorSpec((None,), tf.int64))
+    # batches never straddle chunks, so a pass can have a few more batches than n_fit / batch_size
+    n_batches = sum(-(-len(b) * (1 + stream.views) // cfg.batch_size)
+                    for b in (stream.fit[i:i + stream.chunk] for i in range(0, len(stream.fit), stream.chunk)))
+    train = (tf.data.Dataset.from_generator(train_batches, output_signature=spec)
+             .repeat().prefetch(2))   # each pass calls train_batches anew; fit counts n_batches a pass
+    val = tf.data.Dataset.from_generator(val_chunks, output_signature=spec)
+    return train, val, n_fit, n_batches
+
+
+def fit_mlp_stream(stream, mean: np.ndarray, var: np.ndarray, n_classes: int, cfg: ClassifyConfig) -> Trained:
+    """`fit_mlp` on a cache larger than --max-memory: standardisation statistics from one streaming
+    pass (`mean`, `var`), batches from a tf.data pipeline over the file (`stream_datasets`)."""
+    from featurecache.tfimport import keras as load_keras, tensorflow
+
+    keras, tf = load_keras(), tensorflow()
+    keras.utils.set_random_seed(cfg.seed)
+    train, val, n_fit, steps = stream_datasets(tf, stream, cfg)
+    trained = train_model(keras, train, val, mean.astype(np.float32), var.astype(np.float32), n_fit, n_classes, cfg,
+                          steps=steps)
+    trained.details.update(streamed=True, budget_bytes=stream.budget, chunk_rows=stream.chunk)
+    return trained
+
+
+def train_model(keras, train, val, mean: np.ndarray, var: np.ndarray, n_fit: int, n_classes: int,
+                cfg: ClassifyConfig, steps: int | None = None) -> Trained:
+    """Build, compile and fit the MLP on tf.data pipelines; the Trained that `fit_mlp` returns."""
+    var = np.array(var, copy=True)
     var[var == 0] = 1.0  # constant features (dead ReLUs of random weights) stay 0, not 0/eps
-    model = build_mlp(keras, X_fit.shape[1], n_classes, mean, var, cfg)
-    steps = -(-len(y_fit) // cfg.batch_size)
+    model = build_mlp(keras, len(mean), n_classes, mean, var, cfg)
+    steps_per_epoch = steps   # None: the in-memory pipeline ends each pass itself
+    steps = steps or -(-n_fit // cfg.batch_size)
     model.compile(optimizer=optimizer(keras, cfg), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   steps_per_execution=steps)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
     callbacks = [keras.callbacks.TerminateOnNaN(), stop]
     if cfg.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir(cfg, len(y_fit)))))
-    train, val = datasets(tf, X_fit, y_fit, X_val, y_val, cfg)
-    fit = model.fit(train, validation_data=val, epochs=cfg.epochs, callbacks=callbacks, shuffle=False, verbose=0)
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir(cfg, n_fit))))
+    fit = model.fit(train, validation_data=val, epochs=cfg.epochs, callbacks=callbacks, shuffle=False, verbose=0,
+                    steps_per_epoch=steps_per_epoch)
     h = fit.history
     if not finite(h, model.get_weights()):
         raise UserError(f"the MLP's training diverged (its loss or weights became infinite or NaN) at --learning-rate "

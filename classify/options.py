@@ -62,6 +62,28 @@ class Widths(click.ParamType):
         return widths
 
 
+class Bytes(click.ParamType):
+    """--max-memory: a number of bytes, or a size such as 500MB, 2GB, 1.5GiB (decimal and binary units)."""
+
+    name = "SIZE"
+    UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().replace(" ", "")
+        number = text.rstrip("KMGTIB")
+        unit = text[len(number):]
+        try:
+            size = float(number) * self.UNITS[unit]
+        except (ValueError, KeyError):
+            self.fail(f"{value!r} is not a size; pass bytes or a size such as 500MB or 2GB", param, ctx)
+        if not (math.isfinite(size) and size >= 1):
+            self.fail(f"{value!r} must be a positive finite size such as 500MB or 2GB", param, ctx)
+        return int(size)
+
+
 D = ClassifyConfig()
 # (option, click type, default, help): shared by classify, compare and learning_curve
 TRAINING_OPTIONS = [
@@ -71,7 +93,8 @@ TRAINING_OPTIONS = [
      "Share of the training rows held out (stratified) for choosing C, early stopping and curves."),
     ("--train-size", click.IntRange(min=1), None, "Use a stratified, seeded subset of N training rows."),
     ("--C", CValue(), D.C, "LR: inverse regularisation strength, or 'auto' (choose from 1e-4..1e1 on the validation split)."),
-    ("--max-iter", click.IntRange(min=1), D.max_iter, "LR: solver iterations at most (for each C tried)."),
+    ("--max-iter", click.IntRange(min=1), D.max_iter, "LR: solver iterations at most (for each C tried); "
+     "passes over the data when it streams (SGD, stopped early after --patience passes without progress)."),
     ("--n-estimators", click.IntRange(min=1), D.n_estimators, "RF: number of trees."),
     ("--max-depth", click.IntRange(min=1), D.max_depth, "RF: tree depth limit (default: none)."),
     ("--hidden", Widths(), ",".join(map(str, D.hidden)), "MLP: hidden layer widths."),
@@ -89,6 +112,9 @@ TRAINING_OPTIONS = [
      "MLP: also write TensorBoard logs (Keras's callback), one folder per fit under DIR."),
     ("--views", click.Choice(("all", "none")), D.views,
      "Augmented caches: fit each training image's views beside its original (all), or the originals only (none)."),
+    ("--max-memory", Bytes(), None, "Feature data the classifier may hold, as bytes or 500MB, 2GB (default: half "
+     "the available RAM). A larger training matrix is streamed from the cache: LR by SGD, the MLP through tf.data; "
+     "RF trains on a stratified subsample that fits."),
     ("--tta", bool, D.tta, "Average the test probabilities over each test image and its views (needs a cache "
      "extracted with --test-views)."),
 ]
@@ -149,6 +175,13 @@ def notes(cfg: ClassifyConfig, details: dict) -> list[str]:
         out.append(f"C sweep (validation accuracy): {sweep} -> C = {details['C']:g}")
     if details.get("converged") is False:
         out.append(f"note: the LR solver stopped at --max-iter {cfg.max_iter} before converging; raise --max-iter for a tighter fit")
-    if "epochs_run" in details:
+    if "subsample" in details:
+        s = details["subsample"]
+        out.append(f"note: RF trained on a stratified subsample of {s['rows']:,} of {s['of']:,} training rows, "
+                   f"to fit --max-memory {s['budget']:,} bytes")
+    if details.get("solver") == "sgd":
+        out.append(f"LR streamed from the cache by SGD (log loss), {details['epochs_run']} pass(es) over the data, "
+                   "as the training matrix is larger than --max-memory")
+    if "epochs_run" in details and details.get("solver") != "sgd":
         out.append(f"MLP ran {details['epochs_run']} epoch(s); best validation loss at epoch {details['best_epoch']}")
     return out

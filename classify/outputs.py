@@ -105,6 +105,9 @@ def run_id(cache: Cache, cfg: ClassifyConfig, model: str | None = None) -> str:
     hyper = cfg.hyperparameters() if model == cfg.model else {}
     # views and TTA enter the digest only when not the defaults, so earlier runs keep their names
     augment = {k: v for k, v in (("views", cfg.views), ("tta", cfg.tta)) if v != getattr(ClassifyConfig, k)}
+    # a memory budget may make the run stream (another solver): it enters the digest only when given
+    if cfg.max_memory is not None:
+        augment["max_memory"] = cfg.max_memory
     return digest({"cache": cache_identity(cache), "model": model, "hyperparameters": hyper, "seed": cfg.seed,
                     "val_fraction": cfg.val_fraction, "train_size": cfg.train_size, **augment})
 

@@ -6,6 +6,7 @@ Nothing here prints or writes files; `classify.cli`, `classify.compare` and
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -13,10 +14,10 @@ import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 from classify.config import ClassifyConfig
-from classify.data import Rows, fit_rows, split_rows
-from classify.models import MODELS
+from classify.data import Rows, Stream, chunk_rows, fit_rows, in_memory_bytes, memory_budget, split_rows
+from classify.models import MODELS, STREAMING
 from classify.trained import Trained
-from featurecache.cache import Cache
+from featurecache.cache import Cache, iter_rows, split_shapes
 from featurecache.errors import UserError
 
 GALLERY_SIZE = 24
@@ -47,8 +48,38 @@ def evaluate(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> t
             confusion_matrix(y_true, pred, labels=labels))
 
 
+def load_for_training(path: str | os.PathLike, cfg: ClassifyConfig) -> Cache:
+    """The cache, whole when the classifier's copies of its feature matrices fit --max-memory
+    (`classify.data.in_memory_bytes`); labels and sources only when they do not, and then
+    `train_and_evaluate` streams the features from the file."""
+    from featurecache.cache import read_cache   # looked up at call time, as the commands did
+
+    shapes = split_shapes(path)
+    if in_memory_bytes(shapes, views=cfg.views == "all") <= memory_budget(cfg.max_memory):
+        return read_cache(path)
+    return read_cache(path, features=False)
+
+
+def stream_proba(trained: Trained, path, split: str, chunk: int, tta: bool) -> np.ndarray:
+    """(n, C) probabilities of a split, predicted a chunk at a time from the file; with `tta` the
+    mean over each row and its views."""
+    out = []
+    for c in iter_rows(path, split, chunk=chunk, views=tta):
+        proba = trained.predict_proba(c.features)
+        if tta:
+            proba = np.mean([proba, *(trained.predict_proba(c.views[:, j]) for j in range(c.views.shape[1]))], axis=0)
+        out.append(proba)
+    return np.concatenate(out)
+
+
 def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -> RunResult:
-    """Fit cfg.model on the cache's training rows (validation carved from them), score the test rows."""
+    """Fit cfg.model on the cache's training rows (validation carved from them), score the test rows.
+
+    A cache read without features (`load_for_training` found it larger than --max-memory) is
+    streamed from its file: the models of `STREAMING` fit it, and the test rows are scored a chunk
+    at a time."""
+    if cache.train.features is None:
+        return stream_and_evaluate(cache, cfg, curves)
     if len(cache.test.labels) == 0:
         raise UserError(f"{cache.path} has no test rows to report on; extract a cache with a test split")
     if cfg.tta and cache.test.views is None:
@@ -74,6 +105,34 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
                    n_fit=len(y_fit), n_val=len(rows.val), n_test=len(cache.test.labels),
                    fit_images=len(rows.fit), fit_rows=len(y_fit))
+    return RunResult(trained, rows, proba, metrics, text, report, confusion)
+
+
+def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -> RunResult:
+    """`train_and_evaluate` for a cache read with features=False: fit and score from the file."""
+    shapes = split_shapes(cache.path)
+    if len(cache.test.labels) == 0:
+        raise UserError(f"{cache.path} has no test rows to report on; extract a cache with a test split")
+    if cfg.tta and not shapes["test"].views:
+        raise UserError(f"--tta needs test views, and {cache.path} has none; re-extract with --augment SPEC "
+                        "--views K --test-views K, or leave out --tta")
+    rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed, cfg.train_size)
+    budget = memory_budget(cfg.max_memory)
+    train = shapes["train"]
+    k = train.views if cfg.views == "all" else 0
+    stream = Stream(cache.path, cache.train.labels, rows.fit, rows.val, train.dim, k,
+                    chunk_rows(budget, train.dim, max(k, shapes["test"].views if cfg.tta else 0)), budget)
+    start = time.perf_counter()
+    trained = STREAMING[cfg.model](stream, len(cache.class_names), cfg, curves)
+    train_time = time.perf_counter() - start
+    start = time.perf_counter()
+    proba = stream_proba(trained, cache.path, "test", stream.chunk, cfg.tta)   # (n_test, C)
+    predict_time = time.perf_counter() - start
+    metrics, text, report, confusion = evaluate(cache.test.labels, proba, cache.class_names)
+    n_fit = len(rows.fit) * (1 + k)
+    metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
+                   n_fit=n_fit, n_val=len(rows.val), n_test=len(cache.test.labels),
+                   fit_images=len(rows.fit), fit_rows=n_fit)
     return RunResult(trained, rows, proba, metrics, text, report, confusion)
 
 

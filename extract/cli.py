@@ -89,6 +89,8 @@ def _raise_interrupt(signum, frame):
 @click.option("--shard", default=None, metavar="i/N",
               help="Extract only slice i of N (0..N-1) of every split into <cache>.shard-i-of-N.h5; run all N "
                    "anywhere, then `python -m extract merge --out <cache> SHARDS...`.")
+@click.option("--decode-workers", type=click.IntRange(min=1), default=None,
+              help="Photo folders: threads decoding images while the model runs.  [default: every core]")
 @click.option("--engine", type=click.Choice(("local", "ray")), default="local", show_default=True,
               help="local: this process. ray: a Ray Data pipeline of --workers actors on this machine or a "
                    "cluster (pip install -e '.[distributed]').")
@@ -192,7 +194,7 @@ def _extract(cfg: ExtractConfig, where: dict):
     out = Path(cfg.out) if cfg.out else default_cache_path(dataset_name(cfg.data_dir), extractor.name, cfg.pooling,
                                                            extractor.image_size)
     dataset = load_dataset(cfg.data_dir, extractor.sizes.model, cfg.limit, cfg.test_fraction, cfg.seed,
-                           index=index_path(out), verify=cfg.verify)
+                           index=index_path(out), verify=cfg.verify, workers=cfg.decode_workers)
     extra_attrs = None
     if cfg.shard:
         from extract.shards import parse_shard, shard_dataset

@@ -30,6 +30,7 @@ class ExtractConfig:
     force: bool = False              # rebuild even if a matching cache exists
     no_wait: bool = False            # fail at once instead of waiting while another run writes the cache
     verify: bool = False             # photo folders: hash every file again, not only changed ones
+    decode_workers: int | None = None  # photo folders: threads decoding each batch (None: every core)
     # beyond one process (docs/distributed.md)
     shard: str | None = None         # "i/N": extract only slice i of N of every split (extract/shards.py)
     engine: str = "local"            # local: this process | ray: a Ray Data pipeline (extract/ray_engine.py)

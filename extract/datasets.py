@@ -21,6 +21,7 @@ import re
 import tarfile
 import unicodedata
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -490,15 +491,37 @@ def _list_split(root: str, folder: str, class_names: list[str], seen: set[str]) 
     return _Listing(files, np.asarray(labels, dtype=np.int64), not_images)
 
 
-def _folder_reader(root: Path, files: list[str], labels: np.ndarray, size: int) -> Callable[[int, int], Batch]:
+def decode_workers(workers: int | None) -> int:
+    """--decode-workers: the number given, or every core this process may run on."""
+    if workers is not None:
+        return max(1, int(workers))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
+
+
+def _folder_reader(root: Path, files: list[str], labels: np.ndarray, size: int,
+                   workers: int = 1) -> Callable[[int, int], Batch]:
+    """Rows [start, stop) decoded by a pool of `workers` threads (PIL's decoders and resize release
+    the GIL), returned in row order whatever the order they finish in."""
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="decode") if workers > 1 else None
+
+    def decode(i: int) -> np.ndarray | None:
+        try:
+            return load_image(source_path(root, files[i]), size)
+        except Exception:  # noqa: BLE001 - broken past its header: skipped and listed, never a crash
+            return None
+
     def read(start: int, stop: int) -> Batch:
         images, keep, skipped = [], [], []
-        for i in range(start, stop):
-            try:
-                images.append(load_image(source_path(root, files[i]), size))
-                keep.append(i)
-            except Exception:  # noqa: BLE001 - broken past its header: skipped and listed, never a crash
+        decoded = pool.map(decode, range(start, stop)) if pool else map(decode, range(start, stop))
+        for i, image in zip(range(start, stop), decoded):
+            if image is None:
                 skipped.append(files[i])
+            else:
+                images.append(image)
+                keep.append(i)
         pixels = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
         return Batch(pixels, labels[keep], [files[i] for i in keep], skipped)
 
@@ -622,6 +645,7 @@ def load_image_folder(
     seed: int = 0,
     index: str | os.PathLike | None = None,
     verify: bool = False,
+    workers: int | None = None,
 ) -> Dataset:
     """Photos in class subfolders: `root/<class>/` split into train and test by `test_fraction`
     (stratified, seeded), or `root/train/<class>/` with `test/` and/or `val/` beside it
@@ -630,7 +654,9 @@ def load_image_folder(
     Class names are the folder names (NFC-normalised) in sorted order; sources are paths relative
     to root. `limit` keeps a stratified, seeded subset of each split. The fingerprint hashes every
     file's bytes; `index` is a JSON file where digests are kept between runs so that only
-    files whose size or mtime changed are read again (all of them with `verify`)."""
+    files whose size or mtime changed are read again (all of them with `verify`). `workers`
+    threads decode each batch (`decode_workers`: default every core)."""
+    workers = decode_workers(workers)
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise UserError(f"--data-dir {root} does not exist or is not a folder")
@@ -641,7 +667,7 @@ def load_image_folder(
         rows = _subset(listing.labels, limit, seed) if limit is not None else np.arange(len(listing.files))
         files, lab = [listing.files[i] for i in rows], listing.labels[rows]
         used[split] = files
-        splits[split] = Split(lab, files, _folder_reader(root, files, lab, size))
+        splits[split] = Split(lab, files, _folder_reader(root, files, lab, size, workers))
     index_data = _read_index(index) if index is not None else None
     contents = hash_files(root, [f for files in used.values() for f in files], index_data, verify)
     digest = hashlib.sha256()
@@ -767,15 +793,17 @@ def load_dataset(
     seed: int = 0,
     index: str | os.PathLike | None = None,
     verify: bool = False,
+    workers: int | None = None,
 ) -> Dataset:
     """CIFAR-10 (downloaded when data_dir is None) or a folder of photos, by what data_dir holds.
 
-    `index` and `verify` apply to photo folders: see `load_image_folder`."""
+    `index`, `verify` and `workers` (decode threads) apply to photo folders: see `load_image_folder`.
+    CIFAR-10's pixels are raw bytes, one unpickle per 10,000-image file: nothing to decode per image."""
     if data_dir is None:
         return load_cifar10(download_cifar10(), limit)
     path = Path(data_dir).expanduser()
     if is_image_folder(path):
-        return load_image_folder(path, image_size, limit, test_fraction, seed, index, verify)
+        return load_image_folder(path, image_size, limit, test_fraction, seed, index, verify, workers)
     return load_cifar10(path, limit)
 
 

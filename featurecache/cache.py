@@ -66,7 +66,7 @@ def features_dir() -> Path:
 
 @dataclass
 class SplitData:
-    features: np.ndarray    # (N, D) float32
+    features: np.ndarray | None    # (N, D) float32; None when read with read_cache(features=False)
     labels: np.ndarray      # (N,) int64
     sources: np.ndarray     # (N,) str
     views: np.ndarray | None = None  # (N, K, D) float32 augmented views of each row, when the cache has them
@@ -273,8 +273,11 @@ def _attrs(f: h5py.File, path: Path) -> dict:
     return attrs
 
 
-def read_cache(path: str | os.PathLike, expect: dict | None = None) -> Cache:
+def read_cache(path: str | os.PathLike, expect: dict | None = None, features: bool = True) -> Cache:
     """Load and check a finished cache; `expect` lists attributes it must have.
+
+    With `features=False` only labels and sources are read (each split's `features` and `views`
+    are None): a classifier that streams the features with `iter_rows` loads the rest this way.
 
     Every way a file can be wrong (missing, unfinished, not HDF5, truncated,
     foreign, inconsistent counts, non-finite values) raises `UserError`.
@@ -291,17 +294,20 @@ def read_cache(path: str | os.PathLike, expect: dict | None = None) -> Cache:
                 )
         data = {}
         for split in SPLITS + (("val",) if "val" in f else ()):
-            data[split] = _read_split(f, split, path, len(attrs["class_names"]))
+            data[split] = _read_split(f, split, path, len(attrs["class_names"]), features)
+    if not features:
+        return Cache(path, attrs, data["train"], data["test"], data.get("val"))
     dims = {s: d.features.shape[1] for s, d in data.items()}
     if len(set(dims.values())) != 1 or ("feature_dim" in attrs and dims["train"] != attrs["feature_dim"]):
         raise UserError(f"{path} has feature widths {dims} that disagree with its attributes; delete it and run extract again")
     return Cache(path, attrs, data["train"], data["test"], data.get("val"))
 
 
-def _read_split(f: h5py.File, split: str, path: Path, n_classes: int) -> SplitData:
+def _read_split(f: h5py.File, split: str, path: Path, n_classes: int, load: bool = True) -> SplitData:
     try:
         g = f[split]
-        feats = g["features"][()]
+        # without `load`, an empty (0, D) slice stands in for the features, for the shape checks below
+        feats = g["features"][()] if load else g["features"][:0]
         labels = g["labels"][()]
         sources = g["sources"].asstr()[()] if "sources" in g else np.asarray([str(i) for i in range(len(labels))])
     except KeyError:
@@ -316,9 +322,10 @@ def _read_split(f: h5py.File, split: str, path: Path, n_classes: int) -> SplitDa
             f"{path} /{split} has features of shape {feats.shape} and labels of shape {labels.shape}, "
             "not (N, D) and (N,); the file is damaged: delete it and run extract again"
         )
-    if len(feats) != len(labels) or len(sources) != len(labels):
+    n_rows = g["features"].shape[0]
+    if n_rows != len(labels) or len(sources) != len(labels):
         raise UserError(
-            f"{path} /{split} has {len(feats)} feature rows but {len(labels)} labels; "
+            f"{path} /{split} has {n_rows} feature rows but {len(labels)} labels; "
             "the file is inconsistent: delete it and run extract again"
         )
     if not np.issubdtype(labels.dtype, np.integer) or (len(labels) and (labels.min() < 0 or labels.max() >= n_classes)):
@@ -330,6 +337,8 @@ def _read_split(f: h5py.File, split: str, path: Path, n_classes: int) -> SplitDa
             f"{path} /{split}/features hold NaN or infinite values (float16 overflow or a broken run); "
             "re-run extract with --force (and --precision float32)"
         )
+    if not load:
+        return SplitData(None, labels.astype(np.int64), np.asarray(sources), None)
     views = None
     if "view_features" in g:
         try:
@@ -379,3 +388,102 @@ def latest(folder: str | os.PathLike | None = None) -> Path:
     if not name:
         raise UserError(f"{pointer} is empty; run `make features` again to record the cache, or pass --features PATH")
     return Path(name) if Path(name).is_absolute() else where / name
+
+
+# --------------------------------------------------------------------------- streaming reader
+
+
+@dataclass
+class SplitShape:
+    """How big a split of a cache is, read from its dataset headers (no arrays read)."""
+
+    rows: int        # N
+    dim: int         # D
+    views: int       # K of /split/view_features (N, K, D), 0 when it has none
+    itemsize: int    # bytes per stored value (4 for float32, 2 for float16)
+
+
+def split_shapes(path: str | os.PathLike) -> dict[str, SplitShape]:
+    """split name -> SplitShape for every split of a cache, from the headers only: what the
+    classifiers size their memory budget on before reading any features."""
+    path = Path(path)
+    _check_exists(path)
+    with _open(path) as f:
+        _attrs(f, path)
+        out = {}
+        for split in SPLITS + (("val",) if "val" in f else ()):
+            try:
+                feats = f[split]["features"]
+                views = f[split]["view_features"].shape[1] if "view_features" in f[split] else 0
+            except _DAMAGE:
+                raise UserError(f"{path} has no readable /{split}/features; delete it and run extract again") from None
+            if len(feats.shape) != 2:
+                raise UserError(f"{path} /{split}/features has shape {feats.shape}, not (N, D); "
+                                "delete it and run extract again")
+            out[split] = SplitShape(int(feats.shape[0]), int(feats.shape[1]), int(views), int(feats.dtype.itemsize))
+        return out
+
+
+@dataclass
+class Chunk:
+    """Consecutive rows of one split, read together by `iter_rows`."""
+
+    rows: np.ndarray               # (k,) indices into the split, ascending
+    features: np.ndarray           # (k, D) float32
+    labels: np.ndarray             # (k,) int64
+    views: np.ndarray | None = None  # (k, K, D) float32, when asked for and the cache has them
+
+
+def iter_rows(path: str | os.PathLike, split: str, rows: np.ndarray | None = None, chunk: int = 4096,
+              views: bool = False):
+    """Yield the given rows of a split (all rows when None; ascending order) as `Chunk`s of at most
+    `chunk` rows, with their augmented views when `views` is true and the cache has them.
+
+    The file is read in contiguous slices of at most `chunk` rows, so memory holds one chunk
+    (chunk x D floats, times K + 1 with views) however large the cache is: the classifiers
+    stream a feature matrix larger than their memory budget through this. Damaged or
+    non-finite values raise UserError, as `read_cache` does."""
+    path = Path(path)
+    _check_exists(path)
+    chunk = max(1, int(chunk))
+    with _open(path) as f:
+        attrs = _attrs(f, path)
+        n_classes = len(attrs["class_names"])
+        try:
+            g = f[split]
+            feats, labels = g["features"], g["labels"]
+            view_ds = g["view_features"] if views and "view_features" in g else None
+        except _DAMAGE:
+            raise UserError(f"{path} has no /{split}/features and /{split}/labels; it is not a complete feature "
+                            "cache: delete it and run extract again") from None
+        n = feats.shape[0]
+        rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= n or (np.diff(rows) <= 0).any()):
+            raise ValueError(f"rows must be ascending indices below {n}")   # a caller's bug, not the user's
+        start = 0
+        while start < len(rows):
+            # the rows that fall in one slice of at most `chunk` rows of the file
+            lo = int(rows[start])
+            stop = int(np.searchsorted(rows, lo + chunk, side="left"))
+            take = rows[start:stop]
+            hi = int(take[-1]) + 1
+            try:
+                block = feats[lo:hi]                       # (hi - lo, D)
+                y = labels[lo:hi]
+                v = view_ds[lo:hi] if view_ds is not None else None   # (hi - lo, K, D)
+            except _DAMAGE as e:
+                raise UserError(f"{path} is damaged (cannot read /{split} rows {lo}..{hi}: {str(e)[:80]}); "
+                                "delete it and run extract again") from None
+            local = take - lo
+            if len(local) != hi - lo:
+                block, y = block[local], y[local]
+                v = v[local] if v is not None else None
+            if not np.isfinite(block).all() or (v is not None and not np.isfinite(v).all()):
+                raise UserError(f"{path} /{split}/features hold NaN or infinite values (float16 overflow or a "
+                                "broken run); re-run extract with --force (and --precision float32)")
+            if len(y) and (y.min() < 0 or y.max() >= n_classes):
+                raise UserError(f"{path} /{split}/labels are not class indices 0..{n_classes - 1}; "
+                                "delete it and run extract again")
+            yield Chunk(take, block.astype(np.float32, copy=False), y.astype(np.int64),
+                        None if v is None else v.astype(np.float32, copy=False))
+            start = stop

@@ -1,0 +1,81 @@
+"""`python -m bench.decode` / `make bench-decode`: the photo loader alone, with 1 and with every decode worker.
+
+Reads a folder of photos (default ../shared/data/cats-vs-dogs-subset, real JPEGs of varying size)
+through `extract.datasets.load_dataset`, decodes every image to --size px (224 by default) in
+batches as extract does, without running a model, and prints a Markdown table of images/s per
+worker count. Nothing is written.
+
+    python -m bench.decode --size 224 --workers 1,2
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from extract.datasets import decode_workers, load_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PHOTOS = ROOT.parent / "shared" / "data" / "cats-vs-dogs-subset"
+
+
+@dataclass
+class DecodeRow:
+    workers: int
+    images: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+def decode_rate(data_dir: str | Path, size: int, workers: int, batch: int = 64, repeat: int = 1) -> DecodeRow:
+    """Decode every image of every split of a photo folder `repeat` times with `workers` threads."""
+    data = load_dataset(data_dir, size, workers=workers)
+    images, start = 0, time.perf_counter()
+    for _ in range(repeat):
+        for split in data.splits.values():
+            for a in range(0, len(split), batch):
+                images += len(split.read(a, min(a + batch, len(split))).labels)
+    return DecodeRow(workers, images, time.perf_counter() - start)
+
+
+def decode_table(rows: list[DecodeRow], size: int) -> str:
+    """Markdown: one line per worker count, with its speed-up over the first row."""
+    base = rows[0].rate or 1.0
+    lines = [f"| loader only, {size} px | images | seconds | images/s | vs {rows[0].workers} worker(s) |",
+             "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r.workers} decode worker(s) | {r.images:,} | {r.seconds:.2f} | {r.rate:,.0f} | {r.rate / base:.2f}x |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=str(DEFAULT_PHOTOS),
+              show_default=True, help="A folder of photos in class subfolders.")
+@click.option("--size", type=click.IntRange(min=8), default=224, show_default=True, help="Decode to SIZE px.")
+@click.option("--workers", default=None, help="Worker counts to time, e.g. 1,4 (default: 1 and every core).")
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True, help="Passes over the folder.")
+def cli(data_dir: str, size: int, workers: str | None, repeat: int) -> None:
+    """Time the photo loader alone (decode and resize, no model) with 1 and with every decode worker."""
+    try:
+        counts = [int(w) for w in workers.split(",")] if workers else [1, decode_workers(None)]
+    except ValueError:
+        raise click.BadParameter(f"{workers!r}: give worker counts separated by commas, e.g. 1,4",
+                                 param_hint="--workers") from None
+    if min(counts) < 1:
+        raise click.BadParameter(f"{workers!r}: worker counts must be 1 or more", param_hint="--workers")
+    decode_rate(data_dir, size, 1, repeat=1)   # warm the file cache, so the first row is not the disk's
+    click.echo(decode_table([decode_rate(data_dir, size, w, repeat=repeat) for w in counts], size))
+
+
+def main() -> None:
+    cli(prog_name="python -m bench.decode")
+
+
+if __name__ == "__main__":
+    main()
