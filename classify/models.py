@@ -117,12 +117,17 @@ def fit_lr(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curv
         details["C_sweep"] = [{k: s[k] for k in ("C", "val_accuracy", "val_loss")} for s in found]
     if curves:
         history["chosen"] = chosen["C"]
-    weights = lr_weights(kept)
+    return linear_trained(lr_weights(kept), n_classes, history if curves else {}, details)
+
+
+def linear_trained(weights: dict, n_classes: int, history: dict, details: dict) -> Trained:
+    """A fitted linear model (coef, intercept, classes, mean, scale) as classify sees it: one inference
+    path (saved.linear_proba) for test scoring now and for `predict` later."""
     return Trained(
         predict_proba=lambda X: saved.linear_proba(np.asarray(X, dtype=np.float64), weights, n_classes),
         save=lambda path: saved.save_linear(path, weights),
         format="linear",
-        history=history if curves else {},
+        history=history,
         details=details,
     )
 
@@ -260,14 +265,7 @@ def fit_lr_stream(stream: Stream, n_classes: int, cfg: ClassifyConfig, curves: b
                "budget_bytes": stream.budget, "chunk_rows": stream.chunk}
     if sweep:
         details["C_sweep"] = [{"C": C, "val_accuracy": b[1], "val_loss": b[0]} for C, b in zip(grid, best)]
-    kept = best[chosen][3]
-    return Trained(
-        predict_proba=lambda X: saved.linear_proba(np.asarray(X, dtype=np.float64), kept, n_classes),
-        save=lambda path: saved.save_linear(path, kept),
-        format="linear",
-        history=history if curves else {},
-        details=details,
-    )
+    return linear_trained(best[chosen][3], n_classes, history if curves else {}, details)
 
 
 RF_COPIES = 3  # the subsample, scikit-learn's own float32 view of it, the bootstrap's working set
