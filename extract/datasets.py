@@ -501,31 +501,40 @@ def decode_workers(workers: int | None) -> int:
         return os.cpu_count() or 1
 
 
-def _folder_reader(root: Path, files: list[str], labels: np.ndarray, size: int,
-                   workers: int = 1) -> Callable[[int, int], Batch]:
+class FolderReader:
     """Rows [start, stop) decoded by a pool of `workers` threads (PIL's decoders and resize release
-    the GIL), returned in row order whatever the order they finish in."""
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="decode") if workers > 1 else None
+    the GIL), returned in row order whatever the order they finish in.
 
-    def decode(i: int) -> np.ndarray | None:
+    The pool starts on the first read and is not pickled: Ray ships readers to its tasks, and each
+    process gets a pool of its own."""
+
+    def __init__(self, root: Path, files: list[str], labels: np.ndarray, size: int, workers: int = 1):
+        self.root, self.files, self.labels, self.size, self.workers = root, files, labels, size, workers
+        self.pool: ThreadPoolExecutor | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "pool": None}
+
+    def decode(self, i: int) -> np.ndarray | None:
         try:
-            return load_image(source_path(root, files[i]), size)
+            return load_image(source_path(self.root, self.files[i]), self.size)
         except Exception:  # noqa: BLE001 - broken past its header: skipped and listed, never a crash
             return None
 
-    def read(start: int, stop: int) -> Batch:
+    def __call__(self, start: int, stop: int) -> Batch:
+        if self.pool is None and self.workers > 1:
+            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode")
+        rows = range(start, stop)
+        decoded = self.pool.map(self.decode, rows) if self.pool else map(self.decode, rows)
         images, keep, skipped = [], [], []
-        decoded = pool.map(decode, range(start, stop)) if pool else map(decode, range(start, stop))
-        for i, image in zip(range(start, stop), decoded):
+        for i, image in zip(rows, decoded):
             if image is None:
-                skipped.append(files[i])
+                skipped.append(self.files[i])
             else:
                 images.append(image)
                 keep.append(i)
-        pixels = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
-        return Batch(pixels, labels[keep], [files[i] for i in keep], skipped)
-
-    return read
+        pixels = np.stack(images) if images else np.zeros((0, self.size, self.size, 3), np.uint8)
+        return Batch(pixels, self.labels[keep], [self.files[i] for i in keep], skipped)
 
 
 def _split_off(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -667,7 +676,7 @@ def load_image_folder(
         rows = _subset(listing.labels, limit, seed) if limit is not None else np.arange(len(listing.files))
         files, lab = [listing.files[i] for i in rows], listing.labels[rows]
         used[split] = files
-        splits[split] = Split(lab, files, _folder_reader(root, files, lab, size, workers))
+        splits[split] = Split(lab, files, FolderReader(root, files, lab, size, workers))
     index_data = _read_index(index) if index is not None else None
     contents = hash_files(root, [f for files in used.values() for f in files], index_data, verify)
     digest = hashlib.sha256()
