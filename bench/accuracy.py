@@ -33,8 +33,10 @@ SETS = {
 
 def extract(data: Path, model: Path, out: Path, log: Path, precision: str) -> dict:
     """One extraction in a fresh process; its wall time and images/s."""
+    # the bench's caches are its own: features/LATEST, which names the user's cache, is left alone
     step = run_step([sys.executable, "-m", "extract", "--data-dir", str(data), "--backbone", str(model),
-                     "--image-size", "224", "--precision", precision, "--out", str(out), "--force"], log)
+                     "--image-size", "224", "--precision", precision, "--out", str(out), "--force"], log,
+                    env={"FEATURECACHE_FEATURES_DIR": str(out.parent)})
     from featurecache.cache import read_attrs
 
     attrs = read_attrs(out)
