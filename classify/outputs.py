@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import unicodedata
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from classify.config import ClassifyConfig
 from classify.train import RunResult, gallery_items
 from featurecache.cache import IDENTITY_ATTRS, Cache
 from featurecache.errors import UserError
-from featurecache.files import Staged, check_writable, os_error, remove_stale_temps, room_error
+from featurecache.files import Staged, check_writable, os_error, remove_stale_temps, room_error, versions
 
 MODEL_SUFFIX = {"lr": ".h5", "rf": ".h5", "mlp": ".keras"}
 DIGEST_HEX = 8  # hex digits of a run's or cache's identity digest in file names and table rows
@@ -153,9 +152,21 @@ def resolve(holder: str | os.PathLike, value: str) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
+def _default_charmap() -> frozenset:
+    """Code points of DejaVu Sans, matplotlib's default font (empty if it cannot be read)."""
+    from matplotlib import font_manager, ft2font
+
+    try:
+        return frozenset(ft2font.FT2Font(font_manager.findfont("DejaVu Sans")).get_charmap())
+    except (OSError, RuntimeError, ValueError):
+        return frozenset()
+
+
+@functools.lru_cache(maxsize=None)
 def _charmaps() -> tuple[tuple[str, frozenset], ...]:
     """(family, code points) of every installed font, DejaVu Sans (matplotlib's default) first.
-    Last-resort fonts, whose glyphs are boxes, are left out."""
+    Last-resort fonts, whose glyphs are boxes, are left out. Read only when a name needs a character
+    DejaVu Sans lacks: reading every font costs seconds where many are installed."""
     from matplotlib import font_manager, ft2font
 
     out, seen = [], set()
@@ -180,6 +191,9 @@ def drawable_names(names: list[str]) -> tuple[list[str], list[str], str | None]:
     installed font that has them is added as a fallback family; when no font has them, those
     characters are drawn as escapes (\\u732b) rather than as empty boxes, and the note says so."""
     names = [unicodedata.normalize("NFC", str(n)) for n in names]
+    default = _default_charmap()
+    if not default or all(c.isspace() or ord(c) in default for n in names for c in n):
+        return names, [], None
     fonts = _charmaps()
     if not fonts:
         return names, [], None
@@ -210,14 +224,6 @@ def _json_default(value):
 
 def write_json(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=1, default=_json_default, allow_nan=False) + "\n")
-
-
-def versions() -> dict:
-    import h5py
-    import sklearn
-
-    return {"python": platform.python_version(), "numpy": np.__version__, "scikit-learn": sklearn.__version__,
-            "h5py": h5py.__version__}
 
 
 def run_record(cache: Cache, cfg: ClassifyConfig, result: RunResult, paths: dict[str, Path], gallery_note: str | None) -> dict:
