@@ -45,7 +45,7 @@ def test_decode_bench_table_and_command(photos_fixture):
     assert "| 2 decode worker(s) | 100 | 1.00 | 100 | 2.00x |" in table
     from bench.decode import cli
 
-    r = CliRunner().invoke(cli, ["--data-dir", str(photos_fixture), "--size", "32", "--workers", "1,2", "--repeat", "1"])
+    r = CliRunner().invoke(cli, ["--data-dir", str(photos_fixture), "--size", "32", "--workers", "1,2", "--rounds", "2"])
     assert r.exit_code == 0, r.output
     assert "| 2 decode worker(s) |" in r.output
     r = CliRunner().invoke(cli, ["--data-dir", str(photos_fixture), "--workers", "one"])
