@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 
 from bench.report import build_report, format_table, write_report
+from bench.decode import DEFAULT_PHOTOS
 from bench.runner import StepFailed, job, run_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,22 +71,35 @@ class Recorder:
         click.echo(f"bench: {tag} done {json.dumps(shown, allow_nan=False)}", err=True)
 
 
+def throughput_images(size: int, limit: int) -> int:
+    """--scale full: images per split extracted at `size` for its throughput: `limit` at 64 px and
+    below, proportionally fewer above (a 224 px image costs 12x a 64 px one), at least 16."""
+    return max(16, round(limit * min(1.0, (64 / size) ** 2)))
+
+
 def extraction_steps(step: Recorder, data: str, sizes: list[int], memory_sizes: list[int], memory_limit: int,
-                     lim: list[str], quick: bool, other_lim: list[str] | None = None) -> None:
+                     lim: list[str], quick: bool, full_limit: int | None = None) -> None:
     """Peaks, then seed predict and extract side by side at each size (pairs run back to back, so each ratio
-    compares runs under the same machine load), Ray, float32, and the memory comparison. `other_lim`
-    replaces `lim` at every size but the first (--scale full: throughput on part of the set)."""
+    compares runs under the same machine load), Ray, float32, and the memory comparison.
+
+    `full_limit` (--scale full): extract runs on the whole set at the first size only; every other
+    throughput step runs on `throughput_images` per split; the loader-only decode row is added,
+    and the subset bench's Ray, float32 and memory comparisons are left to it."""
     work = step.work
     all_sizes = sorted(set(sizes) | set(memory_sizes))
     mm = "512,1024" if quick else "2048,4096"
     step("peak", job, "peak", ["--sizes", ",".join(map(str, all_sizes)), "--matmul-sizes", mm], work, "peak")
+    if full_limit and DEFAULT_PHOTOS.is_dir():
+        step("decode_224", job, "decode", ["--size", "224", "--rounds", "2" if quick else "5"], work, "decode_224")
     for s in sizes:
-        s_lim = lim if s == sizes[0] or other_lim is None else other_lim
-        step(f"seed_predict_{s}", job, "seed-predict", ["--data-dir", data, "--size", str(s), *s_lim], work,
+        few = ["--limit", str(throughput_images(s, full_limit))] if full_limit else lim
+        step(f"seed_predict_{s}", job, "seed-predict", ["--data-dir", data, "--size", str(s), *few], work,
              f"seed_predict_{s}")
         step(f"extract_{s}", job, "extract",
-             ["--data-dir", data, "--size", str(s), "--out", str(work / f"cifar10-{s}px-auto.h5"), *s_lim],
-             work, f"extract_{s}")
+             ["--data-dir", data, "--size", str(s), "--out", str(work / f"cifar10-{s}px-auto.h5"),
+              *(lim if s == sizes[0] else few)], work, f"extract_{s}")
+    if full_limit:
+        return
     # Ray Data with 2 workers against the single process, at 64 px where asked (else the largest size)
     ray_size = 64 if 64 in sizes else max(sizes)
     try:
@@ -113,15 +127,18 @@ def one_model(cache: Path, work: Path, model: str) -> dict:
 
 
 def training_steps(step: Recorder, data: str, base: int, epochs: int, lim: list[str], full: bool = False) -> None:
-    """The seed's end-to-end training, then the three classifiers on the caches extracted above."""
+    """The seed's end-to-end training, then the classifiers on the caches extracted above: compare (and
+    LR on the float32 cache) on the subset; compare and `classify --model mlp` alone at --scale full,
+    the MLP being the end-to-end row's classifier."""
     work = step.work
     step(f"seed_train_{base}", job, "seed-train",
          ["--data-dir", data, "--size", str(base), "--epochs", str(epochs), *lim], work, f"seed_train_{base}")
     try:
         step("classify_auto", classifiers, work / f"cifar10-{base}px-auto.h5", work, "classify_auto")
-        step("classify_lr_float32", lr_only, work / f"cifar10-{base}px-float32.h5", work, "classify_lr_float32")
-        for model in ("lr", "rf", "mlp") if full else ():
-            step(f"classify_{model}", one_model, work / f"cifar10-{base}px-auto.h5", work, model)
+        if full:
+            step("classify_mlp", one_model, work / f"cifar10-{base}px-auto.h5", work, "mlp")
+        else:
+            step("classify_lr_float32", lr_only, work / f"cifar10-{base}px-float32.h5", work, "classify_lr_float32")
     except StepFailed as e:
         click.echo(f"bench: the classifiers could not run, reported as missing: {e}", err=True)
 
@@ -147,9 +164,10 @@ def training_steps(step: Recorder, data: str, base: int, epochs: int, lim: list[
 @click.option("--scale", type=click.Choice(("subset", "full")), default="subset", show_default=True,
               help="full: a synthetic 60,000-image CIFAR-10 tiled from --data-dir with flips and shifts; sizes "
                    "32,64,224 (64 and 224 px on --throughput-limit images), each classifier alone, the seed "
-                   "style for 2 epochs extrapolated to 10.")
-@click.option("--throughput-limit", type=click.IntRange(min=1), default=2000, show_default=True,
-              help="--scale full: images per split extracted at the sizes after the first.")
+                   "style for 2 epochs extrapolated to 10, the photo loader at 224 px.")
+@click.option("--throughput-limit", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="--scale full: images per split for the throughput rows (at 64 px; proportionally fewer "
+                   "above), the first size's extract excepted.")
 def cli(data_dir: Path, sizes: list[int], limit: int | None, epochs: int, memory_sizes: list[int],
         memory_limit: int, out_dir: Path, quick: bool, keep_caches: bool, scale: str, throughput_limit: int) -> None:
     """Benchmark the seed style (VGG16 float32 on one big array, 10 epochs end to end) against
@@ -178,11 +196,11 @@ def cli(data_dir: Path, sizes: list[int], limit: int | None, epochs: int, memory
             sizes = [32, 64, 224]
         epochs = min(epochs, 2)
     lim = ["--limit", str(limit)] if limit else []
-    other_lim = ["--limit", str(min(limit or throughput_limit, throughput_limit))] if full else None
+    full_limit = min(limit or throughput_limit, throughput_limit) if full else None
     started = time.perf_counter()
     steps = Recorder(work)
     try:
-        extraction_steps(steps, data, sizes, memory_sizes, memory_limit, lim, quick, other_lim)
+        extraction_steps(steps, data, sizes, memory_sizes, memory_limit, lim, quick, full_limit)
         training_steps(steps, data, sizes[0], epochs, lim, full=bool(full))
     except StepFailed as e:
         raise click.ClickException(str(e)) from None

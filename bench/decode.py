@@ -50,6 +50,7 @@ def best_rates(data_dir: str | Path, size: int, counts: list[int], rounds: int) 
 
     Taking turns spreads a noisy neighbour over every count alike, and the fastest pass is the one
     least disturbed by it (as `timeit` reports the minimum)."""
+    decode_rate(data_dir, size, 1)   # warm the file cache, so the first count's pass is not the disk's
     best: dict[int, DecodeRow] = {}
     for _ in range(rounds):
         for w in counts:
@@ -85,7 +86,6 @@ def cli(data_dir: str, size: int, workers: str | None, rounds: int) -> None:
                                  param_hint="--workers") from None
     if min(counts) < 1:
         raise click.BadParameter(f"{workers!r}: worker counts must be 1 or more", param_hint="--workers")
-    decode_rate(data_dir, size, 1, repeat=1)   # warm the file cache, so the first row is not the disk's
     click.echo(decode_table(best_rates(data_dir, size, counts, rounds), size))
 
 

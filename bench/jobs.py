@@ -189,6 +189,22 @@ def extract(data_dir: str, size: int, precision: str, batch_size: int | None, li
     })
 
 
+@cli.command()
+@click.option("--data-dir", default=None, help="A photo folder (default: bench.decode's, the cats-vs-dogs photos).")
+@click.option("--size", type=int, default=224)
+@click.option("--rounds", type=int, default=5)
+@click.option("--json", "json_out", required=True)
+def decode(data_dir: str | None, size: int, rounds: int, json_out: str) -> None:
+    """The photo loader alone (decode and resize, no model) with 1 and with every decode worker."""
+    from bench.decode import DEFAULT_PHOTOS, best_rates
+    from extract.datasets import decode_workers
+
+    counts = sorted({1, decode_workers(None)})
+    rows = best_rates(data_dir or DEFAULT_PHOTOS, size, counts, rounds)
+    _write(json_out, {"size": size, "folder": str(data_dir or DEFAULT_PHOTOS),
+                      "rows": [{"workers": r.workers, "images": r.images, "seconds": r.seconds} for r in rows]})
+
+
 @cli.command("extract-ray")
 @click.option("--data-dir", required=True)
 @click.option("--size", type=int, required=True)

@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from classify import saved
-from classify.config import C_GRID, ClassifyConfig
+from classify.config import C_GRID, RF_MIN_SAMPLES, ClassifyConfig
 from classify.data import Stream
 from classify.trained import Trained
 from featurecache.cache import iter_rows
@@ -135,6 +135,13 @@ def linear_trained(weights: dict, n_classes: int, history: dict, details: dict) 
 # --------------------------------------------------------------------------- random forest
 
 
+def bootstrap_rows(n: int, share: float | None) -> int:
+    """Rows each tree's bootstrap sample draws: `share` of n (--max-samples), or by default 10% of n
+    but at least RF_MIN_SAMPLES; never more than n, never fewer than 1."""
+    want = round(share * n) if share is not None else max(RF_MIN_SAMPLES, round(0.1 * n))
+    return int(min(n, max(1, want)))
+
+
 def fit_rf(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curves: bool = True) -> Trained:
     """Random forest on raw features (trees need no scaling), on all cores, converted once to the
     node arrays it is saved as; every score, the curves' and the test rows', comes from those
@@ -144,8 +151,9 @@ def fit_rf(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curv
     from sklearn.ensemble import RandomForestClassifier
 
     check_training_rows(y_fit)
+    sample = bootstrap_rows(len(y_fit), cfg.max_samples)
     model = RandomForestClassifier(n_estimators=cfg.n_estimators, max_depth=cfg.max_depth, n_jobs=-1,
-                                   random_state=cfg.seed)
+                                   random_state=cfg.seed, max_samples=sample if sample < len(y_fit) else None)
     model.fit(X_fit, y_fit)
     arrays = saved.forest_arrays(model)
     history = {}
@@ -163,7 +171,7 @@ def fit_rf(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curv
         save=lambda path: saved.save_forest(path, arrays),
         format="forest",
         history=history,
-        details={"trees": len(arrays["roots"])},
+        details={"trees": len(arrays["roots"]), "bootstrap_rows": sample},
     )
 
 

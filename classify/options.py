@@ -97,6 +97,8 @@ TRAINING_OPTIONS = [
      "passes over the data when it streams (SGD, stopped early after --patience passes without progress)."),
     ("--n-estimators", click.IntRange(min=1), D.n_estimators, "RF: number of trees."),
     ("--max-depth", click.IntRange(min=1), D.max_depth, "RF: tree depth limit (default: none)."),
+    ("--max-samples", Finite(0, 1, min_open=True), D.max_samples, "RF: share of the training rows each tree's "
+     "bootstrap sample draws (default: 0.1, at least 2,500 rows, all of them when fewer)."),
     ("--hidden", Widths(), ",".join(map(str, D.hidden)), "MLP: hidden layer widths."),
     ("--dropout", Finite(0, 1, max_open=True), D.dropout, "MLP: dropout after each hidden layer."),
     ("--epochs", click.IntRange(min=1), D.epochs, "MLP: epochs at most (early stopping may end sooner)."),

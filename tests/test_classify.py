@@ -337,3 +337,27 @@ def test_mlp_learning_rate_defaults_to_the_optimizers_own():
     assert ClassifyConfig(model="mlp", optimizer="sgd").learning_rate == 0.01
     assert ClassifyConfig(model="mlp", optimizer="sgd", learning_rate=0.2).learning_rate == 0.2
     assert ClassifyConfig(model="mlp", optimizer="sgd").hyperparameters()["learning_rate"] == 0.01  # recorded resolved
+
+
+def test_forest_trees_draw_bootstrap_samples_of_part_of_the_rows(tiny_cache):
+    from sklearn.ensemble import RandomForestClassifier
+
+    assert [models.bootstrap_rows(n, None) for n in (100, 2_500, 24_000, 45_000)] == [100, 2_500, 2_500, 4_500]
+    assert models.bootstrap_rows(45_000, 0.5) == 22_500 and models.bootstrap_rows(3, 0.01) == 1
+    cache = read_cache(tiny_cache)
+    cfg = ClassifyConfig(model="rf", n_estimators=8, max_samples=0.5, val_fraction=0.2)
+    rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed)
+    X, y = cache.train.features, cache.train.labels
+    trained = models.fit_rf(X[rows.fit], y[rows.fit], X[rows.val], y[rows.val], 10, cfg, curves=False)
+    half = round(0.5 * len(rows.fit))
+    assert trained.details["bootstrap_rows"] == half
+    forest = RandomForestClassifier(n_estimators=8, random_state=0, n_jobs=-1, max_samples=half).fit(X[rows.fit], y[rows.fit])
+    want = np.zeros((len(cache.test.labels), 10))
+    want[:, forest.classes_] = forest.predict_proba(cache.test.features)
+    np.testing.assert_allclose(trained.predict_proba(cache.test.features), want, atol=1e-12)
+
+
+def test_max_samples_outside_zero_to_one_is_refused(tiny_cache, tmp_path):
+    result = invoke(cli, ["--model", "rf", "--features", tiny_cache, "--out-dir", tmp_path, "--max-samples", "1.5"])
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 2 and "--max-samples" in result.output
+    assert not list(tmp_path.iterdir())
