@@ -67,7 +67,7 @@ class Recorder:
         click.echo(f"bench: {tag} ...", err=True)
         self.steps[tag] = fn(*args)
         shown = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in self.steps[tag].items()
-                 if k in ("images", "seconds", "wall_s", "peak_rss_mb", "precision", "batch_size", "load_before")}
+                 if k in ("images", "seconds", "wall_s", "peak_rss_mb", "precision", "batch_size", "others_cpu")}
         click.echo(f"bench: {tag} done {json.dumps(shown, allow_nan=False)}", err=True)
 
 
@@ -156,8 +156,9 @@ def training_steps(step: Recorder, data: str, base: int, epochs: int, lim: list[
               help="Sizes of the peak-memory comparison (first is the base).")
 @click.option("--memory-limit", type=click.IntRange(min=1), default=500, show_default=True,
               help="Images per split in the memory comparison (500 -> 1,000 images).")
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/bench"),
-              show_default=True, help="Where bench.json, bench.md and the step logs go.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where bench.json, bench.md and the step logs go (default: reports/bench, and "
+                   "reports/bench-full with --scale full, so neither run overwrites the other).")
 @click.option("--quick", is_flag=True,
               help="Smoke run: 100 images per split, 32 px, 1 epoch, 32 vs 64 px memory, small matmuls.")
 @click.option("--keep-caches", is_flag=True, help="Keep the caches the bench builds (in <out-dir>/work).")
@@ -172,6 +173,7 @@ def cli(data_dir: Path, sizes: list[int], limit: int | None, epochs: int, memory
         memory_limit: int, out_dir: Path, quick: bool, keep_caches: bool, scale: str, throughput_limit: int) -> None:
     """Benchmark the seed style (VGG16 float32 on one big array, 10 epochs end to end) against
     extract-once + LR/RF/MLP on the cache, and check the performance targets of issue 4."""
+    out_dir = out_dir or Path("reports/bench-full" if scale == "full" else "reports/bench")
     if quick:
         sizes, limit, epochs, memory_sizes, memory_limit = [32], limit or 100, 1, [32, 64], min(memory_limit, limit or 100)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -34,15 +34,57 @@ class DecodeRow:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
+def _decode_all(data, batch: int) -> int:
+    """Read every image of every split of a loaded folder, a batch at a time, as extract does."""
+    images = 0
+    for split in data.splits.values():
+        for a in range(0, len(split), batch):
+            images += len(split.read(a, min(a + batch, len(split))).labels)
+    return images
+
+
 def decode_rate(data_dir: str | Path, size: int, workers: int, batch: int = 64, repeat: int = 1) -> DecodeRow:
     """Decode every image of every split of a photo folder `repeat` times with `workers` threads."""
     data = load_dataset(data_dir, size, workers=workers)
     images, start = 0, time.perf_counter()
     for _ in range(repeat):
-        for split in data.splits.values():
-            for a in range(0, len(split), batch):
-                images += len(split.read(a, min(a + batch, len(split))).labels)
+        images += _decode_all(data, batch)
     return DecodeRow(workers, images, time.perf_counter() - start)
+
+
+_barrier = None
+
+
+def _hold(barrier) -> None:
+    global _barrier
+    _barrier = barrier
+
+
+def _pass_in_step(job: tuple[str, int]) -> tuple[int, float]:
+    """One process' pass over the folder on one thread, started with the others (the barrier)."""
+    data = load_dataset(job[0], job[1], workers=1)
+    _barrier.wait()
+    start = time.perf_counter()
+    return _decode_all(data, 64), time.perf_counter() - start
+
+
+def process_ceiling(data_dir: str | Path, size: int, processes: int, rounds: int) -> DecodeRow:
+    """`processes` processes, each decoding the whole folder on one thread, all at once: they share no
+    GIL, so their rate is what this machine's cores give this work in parallel, the ceiling for the
+    decode threads. The fastest of `rounds` (images of all processes over the slowest one's time)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")   # no fork of a process that may hold TensorFlow's threads
+    barrier = ctx.Barrier(processes)
+    jobs = [(str(data_dir), size)] * processes
+    best = None
+    with ctx.Pool(processes, initializer=_hold, initargs=(barrier,)) as pool:
+        pool.map(_pass_in_step, jobs, chunksize=1)   # start-up, imports and the file cache
+        for _ in range(rounds):
+            done = pool.map(_pass_in_step, jobs, chunksize=1)
+            row = DecodeRow(processes, sum(n for n, _ in done), max(s for _, s in done))
+            best = row if best is None or row.rate > best.rate else best
+    return best
 
 
 def best_rates(data_dir: str | Path, size: int, counts: list[int], rounds: int) -> list[DecodeRow]:

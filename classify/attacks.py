@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -278,11 +278,22 @@ def plot_examples(examples: dict, attacks: list[str], eps: float, names: list[st
     plt.close(fig)
 
 
-def write_outputs(doc: dict, out_dir: Path, stem: str, names: list[str]) -> dict[str, Path]:
-    """The JSON and both figures, written aside and renamed together."""
+def settings_id(cfg: AttackConfig) -> str:
+    """8 hex digits naming the attack settings (all but the batch size, which changes no result): a run
+    attacked with other settings gets files of its own; the same settings again replace their files."""
+    import hashlib
+
+    settings = {k: v for k, v in asdict(cfg).items() if k != "batch_size"}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def write_outputs(doc: dict, out_dir: Path, stem: str, names: list[str], tag: str) -> dict[str, Path]:
+    """The JSON and both figures (<stem>-robustness-<tag>.json and .png, <stem>-adversarial-<tag>.png),
+    written aside and renamed together."""
     from featurecache.files import Staged
 
-    paths = {k: out_dir / f"{stem}-{k}" for k in ("robustness.json", "robustness.png", "adversarial.png")}
+    paths = {f"{kind}.{ext}": out_dir / f"{stem}-{kind}-{tag}.{ext}"
+             for kind, ext in (("robustness", "json"), ("robustness", "png"), ("adversarial", "png"))}
     examples = doc.pop("examples")
     try:
         with Staged() as staged:

@@ -3,11 +3,12 @@
 Reads a saved run (its record, model file and cache) and the pictures behind its test rows
 (CIFAR-10 batches or photo files, through the cache's data_kind, data_location and sources);
 builds the run's end-to-end model (classify.endtoend) and attacks it in pixel space, batch by
-batch. Writes under --out-dir (default: the run's folder):
+batch. Writes under --out-dir (default: the run's folder), <id> naming the attack settings (other
+settings, other files; the same settings again replace theirs):
 
-    <run>-robustness.json   {"settings": {...}, "results": [{"attack", "eps", "accuracy", "n_images"}, ...]}
-    <run>-robustness.png    accuracy against eps, one line per attack
-    <run>-adversarial.png   a few test images, clean and attacked at the largest eps, with predicted classes
+    <run>-robustness-<id>.json   {"settings": {...}, "results": [{"attack", "eps", "accuracy", "n_images"}, ...]}
+    <run>-robustness-<id>.png    accuracy against eps, one line per attack
+    <run>-adversarial-<id>.png   a few test images, clean and attacked at the largest eps, with predicted classes
 
 eps is in pixel units out of 255 (L-infinity). Gradients come from the float32 twin of the model;
 every attacked image is projected into the eps-ball and [0, 255], rounded to integers (a real
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import click
 
-from classify.attacks import ATTACKS, AttackConfig, parse_eps, robustness, write_outputs
+from classify.attacks import ATTACKS, AttackConfig, parse_eps, robustness, settings_id, write_outputs
 from featurecache.errors import UserError
 from featurecache.files import interruptible
 
@@ -70,7 +71,7 @@ def cli(run_path, attacks, eps_text, pgd_steps, pgd_step_size, limit, batch_size
     click.echo(f"robustness: {json.dumps(asdict(cfg))}", err=True)
     doc = robustness(run, cfg, allow_weights_mismatch, log=lambda s: click.echo(s, err=True))
     stem = run_path.name.removesuffix(".json").removesuffix("-run")
-    paths = write_outputs(doc, folder, stem, run.class_names)
+    paths = write_outputs(doc, folder, stem, run.class_names, settings_id(cfg))
     s = doc["settings"]
     click.echo(f"{s['model']} run, {s['n_images']} test images; clean accuracy {s['clean_accuracy_on_cached_features']:.4f} "
                f"(cached features), {s['clean_accuracy_end_to_end']:.4f} (end to end)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pytest
 
 from bench.report import scale_rows
 from bench.tiled import build_tiled_cifar
@@ -45,3 +46,32 @@ def test_scale_rows_extrapolate_the_seed_and_give_peak_memory_per_step():
     assert by["peak memory, extract_32 (MiB)"].ours == 1000.0
     assert by["peak memory, seed_train_32 (MiB)"].seed == 3000.0
     assert [t.target for t in targets] == ["end_to_end_full"] and targets[0].met == (420 / 60 >= 12)
+
+
+def test_full_scale_targets_give_each_size_its_share_of_the_peak_and_the_loader_its_speed_up():
+    from bench.cli import throughput_images
+    from bench.report import Steps, full_scale_targets
+
+    assert [throughput_images(s, 1000) for s in (32, 64, 128, 224)] == [1000, 1000, 250, 82]
+    assert throughput_images(2048, 1000) == 16
+    flops = {32: 0.6e9, 64: 2.4e9, 224: 30e9}
+    steps = {
+        "peak": {"peak": {"float32": {"gflops": 100.0, "n": 2048}, "bfloat16": {"gflops": 400.0, "n": 2048}},
+                 "vgg16_flops": {str(k): v for k, v in flops.items()}},
+        # 32 px: 150 img/s x 0.6 GFLOP = 90 GFLOP/s of a 100 peak; 64 px: bfloat16, 160 x 2.4 = 384 of 400
+        "extract_32": {"images": 60_000, "loop_s": 400.0, "precision": "float32", "batch_size": 512},
+        "extract_64": {"images": 1_600, "loop_s": 10.0, "precision": "bfloat16", "batch_size": 128},
+        "extract_224": {"images": 80, "loop_s": 40.0, "precision": "float32", "batch_size": 8},   # 60 of 100
+        "decode_224": {"size": 224, "rows": [{"workers": 2, "images": 300, "seconds": 0.5},
+                                             {"workers": 1, "images": 300, "seconds": 0.9}],
+                       "processes": {"workers": 2, "images": 600, "seconds": 0.95}},
+    }
+    rows, targets = full_scale_targets(Steps(steps, 32), [32, 64, 224])
+    by = {t.target: t for t in targets}
+    assert by["peak_32"].value == pytest.approx(0.9) and by["peak_32"].met            # >= 85%
+    assert by["peak_64_full"].value == pytest.approx(0.96) and by["peak_64_full"].met  # >= 90%
+    assert by["peak_224"].value == pytest.approx(0.6) and not by["peak_224"].met
+    assert by["decode_2"].value == pytest.approx(1.8) and by["decode_2"].met
+    loader = {r.measure.split(",")[0]: r for r in rows}
+    assert loader["photo loader alone"].seed == pytest.approx(300 / 0.9) and loader["photo loader alone"].ours == pytest.approx(600)
+    assert abs(rows[-1].ratio - (600 / 0.95) / (300 / 0.9)) < 1e-12   # the processes' ceiling, against 1 worker

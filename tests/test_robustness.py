@@ -60,9 +60,11 @@ def test_robustness_writes_results_whose_eps0_is_the_clean_accuracy_and_fgsm_hur
                     "--out-dir", tmp_path)
     assert result.exit_code == 0, result.output
     stem = lr_run.name.removesuffix("-run.json")
-    doc = json.loads((tmp_path / f"{stem}-robustness.json").read_text())
-    assert (tmp_path / f"{stem}-robustness.png").stat().st_size > 0
-    assert (tmp_path / f"{stem}-adversarial.png").stat().st_size > 0
+    [written] = tmp_path.glob(f"{stem}-robustness-*.json")
+    tag = written.name.removesuffix(".json").rsplit("-", 1)[1]
+    doc = json.loads(written.read_text())
+    assert (tmp_path / f"{stem}-robustness-{tag}.png").stat().st_size > 0
+    assert (tmp_path / f"{stem}-adversarial-{tag}.png").stat().st_size > 0
     acc = {(r["attack"], r["eps"]): r["accuracy"] for r in doc["results"]}
     assert set(acc) == {("fgsm", 0), ("fgsm", 8), ("pgd", 0), ("pgd", 8)}
     assert all(r["n_images"] == record["metrics"]["n_test"] for r in doc["results"])
@@ -77,7 +79,7 @@ def test_forest_run_is_attacked_by_transfer_from_an_lr_run_of_its_cache(tiny_cac
     rf = classify_run(tiny_cache, lr_run.parent, "rf")   # beside the lr run: found there
     result = invoke("--run", rf, "--eps", "0,8", "--limit", "10", "--out-dir", tmp_path)
     assert result.exit_code == 0, result.output
-    doc = json.loads(next(tmp_path.glob("*-robustness.json")).read_text())
+    doc = json.loads(next(tmp_path.glob("*-robustness-*.json")).read_text())
     assert doc["settings"]["transfer_attack"]["crafted_on"] == str(lr_run)
     assert doc["results"][0]["n_images"] == 10
 
@@ -87,6 +89,16 @@ def test_forest_run_is_attacked_by_transfer_from_an_lr_run_of_its_cache(tiny_cac
         shutil.copy(p, alone / p.name)
     result = invoke("--run", alone / rf.name, "--limit", "4")
     assert "no gradient" in error_line(result, 1) and "--transfer-from" in error_line(result)
+
+
+def test_other_attack_settings_write_files_of_their_own(lr_run, tmp_path):
+    stem = lr_run.name.removesuffix("-run.json")
+    for eps in ("0,4", "0,8", "0,8"):   # the third repeats the second: it replaces that one's files
+        result = invoke("--run", lr_run, "--eps", eps, "--limit", "8", "--out-dir", tmp_path)
+        assert result.exit_code == 0, result.output
+    docs = {tuple(json.loads(p.read_text())["settings"]["eps"]): p for p in tmp_path.glob(f"{stem}-robustness-*.json")}
+    assert set(docs) == {(0, 4), (0, 8)}
+    assert len(list(tmp_path.glob(f"{stem}-adversarial-*.png"))) == 2
 
 
 @pytest.mark.parametrize("eps", ["-1", "0,256", "nan", "1,inf", "a,b"])
