@@ -354,7 +354,9 @@ def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
             im = im.convert("RGBA")
             background = Image.new("RGBA", im.size, (255, 255, 255, 255))
             im = Image.alpha_composite(background, im)
-        im = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        if im.mode != "RGB":   # convert() copies even an RGB image
+            im = im.convert("RGB")
+        im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
         return np.asarray(im, dtype=np.uint8)
 
 
