@@ -72,7 +72,10 @@ def run(cmd, tmp_path) -> subprocess.CompletedProcess:
 
 def start_and_stop(cmd, tmp_path, out: Path, sig: int) -> subprocess.CompletedProcess:
     """Start the command, wait until a checkpoint part is on disk, then send `sig`."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as in a terminal: a shell script's background jobs inherit SIGINT ignored (and Python keeps
+    # it so), which would make this test depend on how the suite itself was started
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     try:
         while not list(partial_dir(out).glob("train-*.npz")):
