@@ -91,9 +91,9 @@ bench-decode: $(STAMP)
 bench-augment: $(STAMP)
 	$(BIN)/python -m bench.augment $(BENCH_AUGMENT_ARGS)
 
-## Run the test suite
+## Run the test suite in 2 processes (TEST_WORKERS=N to change, PYTEST_ARGS for pytest options)
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(or $(TEST_WORKERS),2) $(PYTEST_ARGS)
 
 ## Remove the virtual environment (caches in features/ and reports/ are kept)
 clean:
