@@ -196,15 +196,16 @@ def extract(data_dir: str, size: int, precision: str, batch_size: int | None, li
 @click.option("--json", "json_out", required=True)
 def decode(data_dir: str | None, size: int, rounds: int, json_out: str) -> None:
     """The photo loader alone (decode and resize, no model) with 1 and with every decode worker."""
+    from dataclasses import asdict
+
     from bench.decode import DEFAULT_PHOTOS, best_rates, process_ceiling
     from extract.datasets import decode_workers
 
     folder, cores = data_dir or DEFAULT_PHOTOS, decode_workers(None)
     rows = best_rates(folder, size, sorted({1, cores}), rounds)
     ceiling = process_ceiling(folder, size, cores, rounds) if cores > 1 else None
-    as_dict = lambda r: {"workers": r.workers, "images": r.images, "seconds": r.seconds}  # noqa: E731
-    _write(json_out, {"size": size, "folder": str(folder), "rows": [as_dict(r) for r in rows],
-                      "processes": as_dict(ceiling) if ceiling else None})
+    _write(json_out, {"size": size, "folder": str(folder), "rows": [asdict(r) for r in rows],
+                      "processes": asdict(ceiling) if ceiling else None})
 
 
 @cli.command("extract-ray")

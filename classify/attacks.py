@@ -281,10 +281,9 @@ def plot_examples(examples: dict, attacks: list[str], eps: float, names: list[st
 def settings_id(cfg: AttackConfig) -> str:
     """8 hex digits naming the attack settings (all but the batch size, which changes no result): a run
     attacked with other settings gets files of its own; the same settings again replace their files."""
-    import hashlib
+    from classify.outputs import digest
 
-    settings = {k: v for k, v in asdict(cfg).items() if k != "batch_size"}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return digest({k: v for k, v in asdict(cfg).items() if k != "batch_size"})
 
 
 def write_outputs(doc: dict, out_dir: Path, stem: str, names: list[str], tag: str) -> dict[str, Path]:
