@@ -61,6 +61,25 @@ def run_extract(args: list[str]):
     return CliRunner().invoke(cli, args, catch_exceptions=False)
 
 
+def photo_cache(folder: Path) -> Path:
+    """The fixture photos extracted (random VGG16 weights) into folder/photos.h5."""
+    cache = folder / "photos.h5"
+    result = run_extract(["--data-dir", str(PHOTOS_FIXTURE), "--weights", "none", "--out", str(cache)])
+    assert result.exit_code == 0, result.output
+    return cache
+
+
+def classify_run(cache: Path, out_dir: Path, model: str = "lr") -> Path:
+    """`classify --model MODEL` on a cache, writing into out_dir; the one run record of that model there."""
+    from classify.cli import cli as classify_cli
+
+    result = CliRunner().invoke(classify_cli, ["--model", model, "--features", str(cache), "--out-dir", str(out_dir)])
+    assert result.exit_code == 0, result.output
+    runs = list(Path(out_dir).glob(f"*-{model}-*-run.json"))
+    assert len(runs) == 1
+    return runs[0]
+
+
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory) -> Path:
     """A real cache of the 120 fixture CIFAR-10 images: random VGG16 weights, GAP, 32 px."""

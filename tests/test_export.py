@@ -12,24 +12,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import PHOTOS_FIXTURE, error_line, run_extract
+from conftest import PHOTOS_FIXTURE, classify_run, error_line, photo_cache
 
 
 @pytest.fixture(scope="module")
 def photo_runs(tmp_path_factory):
     """Real photos -> cache (random VGG16) -> saved LR and RF runs."""
-    from classify.cli import cli as classify_cli
-
     tmp = tmp_path_factory.mktemp("export")
-    cache = tmp / "photos.h5"
-    result = run_extract(["--data-dir", str(PHOTOS_FIXTURE), "--weights", "none", "--out", str(cache)])
-    assert result.exit_code == 0, result.output
-    runs = {}
-    for model in ("lr", "rf"):
-        result = CliRunner().invoke(classify_cli, ["--model", model, "--features", str(cache), "--out-dir", str(tmp / "reports")])
-        assert result.exit_code == 0, result.output
-        runs[model] = next((tmp / "reports").glob(f"*-{model}-*-run.json"))
-    return runs
+    cache = photo_cache(tmp)
+    return {model: classify_run(cache, tmp / "reports", model) for model in ("lr", "rf")}
 
 
 def fixture_files():

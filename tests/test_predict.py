@@ -9,23 +9,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import PHOTOS_FIXTURE, run_extract
+from conftest import PHOTOS_FIXTURE, classify_run, photo_cache
 
 
 @pytest.fixture(scope="module")
 def photo_run(tmp_path_factory):
     """Real photos -> cache (random VGG16) -> saved LR run."""
-    from classify.cli import cli as classify_cli
-
     tmp = tmp_path_factory.mktemp("predict")
-    cache = tmp / "photos.h5"
-    result = run_extract(["--data-dir", str(PHOTOS_FIXTURE), "--weights", "none", "--out", str(cache)])
-    assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(classify_cli, ["--model", "lr", "--features", str(cache), "--out-dir", str(tmp / "reports")])
-    assert result.exit_code == 0, result.output
-    runs = sorted((tmp / "reports").glob("*-run.json"))
-    assert len(runs) == 1
-    return cache, runs[0]
+    cache = photo_cache(tmp)
+    run = classify_run(cache, tmp / "reports")
+    assert len(list((tmp / "reports").glob("*-run.json"))) == 1
+    return cache, run
 
 
 def invoke(args):

@@ -10,17 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import CIFAR_FIXTURE, error_line, run_extract
-
-
-def classify_run(cache, out_dir, model="lr"):
-    from classify.cli import cli as classify_cli
-
-    result = CliRunner().invoke(classify_cli, ["--model", model, "--features", str(cache), "--out-dir", str(out_dir)])
-    assert result.exit_code == 0, result.output
-    runs = [p for p in out_dir.glob(f"*-{model}-*-run.json")]
-    assert len(runs) == 1
-    return runs[0]
+from conftest import CIFAR_FIXTURE, classify_run, error_line, run_extract
 
 
 @pytest.fixture(scope="module")
