@@ -29,7 +29,8 @@ from predict.images import collect_images, predict_images
               help="Predict even if the weights or model file differ from those the run's cache was made with.")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write the run as one model for deployment into this folder (see docs/deployment.md).")
-@click.option("--force", is_flag=True, help="With --export: replace a folder that is not empty.")
+@click.option("--force", is_flag=True,
+              help="With --export: replace an earlier export in that folder (a folder holding other files is refused).")
 def cli(run_path: Path, images: tuple[Path, ...], as_json: bool, batch_size: int, allow_weights_mismatch: bool,
         export_dir: Path | None, force: bool) -> None:
     """Predict the class of each image with a saved classify run.

@@ -8,6 +8,11 @@ Writes, into DIR (written aside and renamed into place, so a failed export leave
                         one output, the class probabilities (N, C)
     DIR/labels.json     the class names in output order
 
+`--force` replaces an earlier export: it is allowed only when every entry of DIR is one of the export's
+own names (EXPORT_FILES), and then replaces those names one by one. A folder holding anything else (a
+reports or features folder, a home folder) is refused with one line, `--force` or not: nothing else there
+is ever moved or removed.
+
 Inside the model, images are resized (bilinear, antialiased, as Pillow's resize in predict) to
 the size the cache's extraction read, rounded to whole pixel values, then go through the cache's
 backbone graph in its precision and the run's head. docs/deployment.md shows how to serve it.
@@ -23,12 +28,31 @@ from pathlib import Path
 from featurecache.errors import UserError
 
 
+# what an export writes into its folder, and all that `--force` may replace there; a format added to
+# the export (an OpenVINO model.xml and model.bin, say) adds its names here
+EXPORT_FILES = ("model.keras", "saved_model", "labels.json")
+
+
+def export_folder(folder: Path | str) -> Path:
+    """The export folder as an absolute path with a name (`.` is the working folder; `/` is refused)."""
+    folder = Path(folder).resolve()
+    if not folder.name:
+        raise UserError(f"--export {folder} has no folder name; pass a folder such as exports/my-run")
+    return folder
+
+
 def check_export_dir(folder: Path, force: bool) -> None:
-    """An export folder must be new or empty, unless --force replaces it."""
+    """An export folder must be new or empty; --force replaces an earlier export, never anything else."""
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--export {folder} is a file; pass a folder path")
-    if folder.is_dir() and any(folder.iterdir()) and not force:
-        raise UserError(f"--export {folder} exists and is not empty; pick a new folder or pass --force to replace it")
+    entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    others = [name for name in entries if name not in EXPORT_FILES]
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise UserError(f"--export {folder} holds files that are not an export's ({shown}); --force replaces only "
+                        f"an earlier export ({', '.join(EXPORT_FILES)}): pick a new or empty folder")
+    if entries and not force:
+        raise UserError(f"--export {folder} holds an earlier export; pick a new folder or pass --force to replace it")
 
 
 def serving_model(e2e):
@@ -47,9 +71,9 @@ def serving_model(e2e):
 def export_run(run, folder: Path, force: bool = False, allow_weights_mismatch: bool = False) -> dict[str, Path]:
     """Write model.keras, saved_model/ and labels.json for `run` into `folder`; returns their paths."""
     from classify import endtoend
-    from featurecache.files import room_error, temp_name
+    from featurecache.files import room_error, signals_held, temp_name
 
-    folder = Path(folder)
+    folder = export_folder(folder)
     check_export_dir(folder, force)
     e2e = endtoend.build(run, allow_weights_mismatch)
     if e2e.model is None:
@@ -62,17 +86,25 @@ def export_run(run, folder: Path, force: bool = False, allow_weights_mismatch: b
         model.save(tmp / "model.keras")
         model.export(str(tmp / "saved_model"), format="tf_saved_model", verbose=False)
         (tmp / "labels.json").write_text(json.dumps(run.class_names, ensure_ascii=False) + "\n")
-        if folder.exists():
-            old = temp_name(folder.with_name(folder.name + ".old"))
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
+        with signals_held():   # Ctrl-C never leaves half the files swapped
+            place(tmp, folder)
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise room_error(e, folder.parent) from None
-    except BaseException:  # a bug or Ctrl-C: nothing half-written stays behind
+    finally:  # a bug or Ctrl-C too: nothing half-written stays behind
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"model": folder / "model.keras", "saved_model": folder / "saved_model", "labels": folder / "labels.json"}
+
+
+def place(new: Path, folder: Path) -> None:
+    """Move the export written in `new` into `folder`: a new folder is one rename; in an earlier export's
+    folder each of EXPORT_FILES is swapped for the new one, and nothing else there is touched."""
+    if not folder.exists():
+        os.replace(new, folder)
+        return
+    old = new / ".replaced"
+    old.mkdir()
+    for name in EXPORT_FILES:
+        if (folder / name).exists() or (folder / name).is_symlink():
+            os.replace(folder / name, old / name)
+        if (new / name).exists():
+            os.replace(new / name, folder / name)

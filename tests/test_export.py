@@ -57,12 +57,14 @@ def test_exported_saved_model_in_plain_tensorflow_gives_predicts_classes(photo_r
 
     out = tmp_path / "export"
     out.mkdir()
-    (out / "old.txt").write_text("x")
-    assert "not empty" in error_line(invoke("--run", photo_runs["lr"], "--export", out), 1)
-    assert (out / "old.txt").exists()                                   # refused: left as it was
-    result = invoke("--run", photo_runs["lr"], "--export", out, "--force")
+    result = invoke("--run", photo_runs["lr"], "--export", out)        # an empty folder is used as it is
     assert result.exit_code == 0, result.output
-    assert not (out / "old.txt").exists() and (out / "model.keras").is_file()
+    first = (out / "model.keras").stat().st_ino
+    assert "earlier export" in error_line(invoke("--run", photo_runs["lr"], "--export", out), 1)
+    result = invoke("--run", photo_runs["lr"], "--export", out, "--force")   # --force replaces an earlier export
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["labels.json", "model.keras", "saved_model"]
+    assert (out / "model.keras").stat().st_ino != first and not list(tmp_path.glob(".*tmp*"))
     labels = json.loads((out / "labels.json").read_text())
     assert labels == json.loads(photo_runs["lr"].read_text())["class_names"]
 
@@ -100,3 +102,41 @@ def test_export_refuses_a_forest_and_a_file_as_folder(photo_runs, tmp_path):
     (tmp_path / "f").write_text("")
     assert "is a file" in error_line(invoke("--run", photo_runs["lr"], "--export", tmp_path / "f"), 2)
     assert "no IMAGES" in error_line(invoke("--run", photo_runs["lr"]), 1)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file and folder under `folder`, with the bytes of each file."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"<dir>") for p in folder.rglob("*")}
+
+
+def test_export_force_never_removes_a_folder_that_holds_other_files(photo_runs, tmp_path):
+    reports = photo_runs["lr"].parent                    # the runs, models, PNGs and index.html of the runs exported
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "photos.h5").write_bytes((reports.parent / "photos.h5").read_bytes())
+    (features / "LATEST").write_text("photos.h5\n")
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    (home / ".config" / "settings.ini").write_text("[a]\n")
+    (home / "labels.json").write_text("[]\n")           # one of the export's names, among files that are not
+    (home / "notes.txt").write_text("keep me\n")
+    for folder in (reports, features, home):
+        before = snapshot(folder)
+        if folder == home:   # `--export ~ --force` from a shell, in a real process
+            proc = subprocess.run(f'"{sys.executable}" -m predict --run "{photo_runs["lr"]}" --export ~ --force',
+                                  shell=True, capture_output=True, text=True, env={**os.environ, "HOME": str(home)},
+                                  timeout=120)
+            assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+            line = proc.stderr.strip()
+        else:
+            line = error_line(invoke("--run", photo_runs["lr"], "--export", folder, "--force"), 1)
+        assert "not an export's" in line and len(line.splitlines()) == 1, line
+        assert snapshot(folder) == before, folder
+        assert not list(folder.parent.glob(f".{folder.name}*"))
+
+def test_export_to_an_empty_name_is_one_line(photo_runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert "has no folder name" in error_line(invoke("--run", photo_runs["lr"], "--export", "/", "--force"), 1)
+    (tmp_path / "keep.txt").write_text("x")
+    line = error_line(invoke("--run", photo_runs["lr"], "--export", ".", "--force"), 1)
+    assert str(tmp_path) in line and "keep.txt" in line and (tmp_path / "keep.txt").read_text() == "x"
