@@ -337,27 +337,70 @@ def _to_8bit(im):
     return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
 
 
+class ImageProblem(Exception):
+    """Why one image file cannot be used, in a few words ("not an image", "unreadable: ...", "too large: ..."):
+    a reason to skip the file and say so, never a crash."""
+
+
 def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
     """Decode any photo to (size, size, 3) uint8 RGB: EXIF orientation honoured, squashed to square.
 
     Used by extract and predict alike. 16-bit and float images are scaled to 8 bits
-    (see `_to_8bit`); transparent images are composited on white."""
+    (see `_to_8bit`); transparent images are composited on white. A file that cannot be
+    used raises ImageProblem with the reason; an image over Pillow's decompression-bomb
+    limit (Image.MAX_IMAGE_PIXELS) is one, decoded by neither."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with open_image(path) as im:
+            return _decode(im, size)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        pixels = f"{int(found.group(1)):,} pixels, " if found else ""
+        raise ImageProblem(f"too large: {pixels}over the decompression-bomb limit of "
+                           f"{Image.MAX_IMAGE_PIXELS:,} pixels") from None
+    except UnidentifiedImageError:
+        raise ImageProblem(unrecognised(path)) from None
+    except Exception as e:  # noqa: BLE001 - a broken file fails in many ways; each is a reason to skip it
+        raise ImageProblem(f"unreadable: {reason(e)}") from None
+
+
+def open_image(path: str | os.PathLike):
+    """Pillow's Image.open, with an image over the decompression-bomb limit an exception
+    (DecompressionBombWarning or DecompressionBombError), never a printed warning."""
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
+def _decode(im, size: int) -> np.ndarray:
     from PIL import Image, ImageOps
 
-    with Image.open(path) as im:
-        if im.format == "JPEG":
-            im.draft("RGB", (size, size))  # decode at reduced scale: much faster for big photos
-        ImageOps.exif_transpose(im, in_place=True)  # in place: a copy of every photo cost a tenth of the decode
-        if im.mode.startswith("I") or im.mode == "F":
-            im = _to_8bit(im)
-        if im.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (im.mode == "P" and "transparency" in im.info):
-            im = im.convert("RGBA")
-            background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(background, im)
-        if im.mode != "RGB":   # convert() copies even an RGB image
-            im = im.convert("RGB")
-        im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
-        return np.asarray(im, dtype=np.uint8)
+    if im.format == "JPEG":
+        im.draft("RGB", (size, size))  # decode at reduced scale: much faster for big photos
+    ImageOps.exif_transpose(im, in_place=True)  # in place: a copy of every photo cost a tenth of the decode
+    if im.mode.startswith("I") or im.mode == "F":
+        im = _to_8bit(im)
+    if im.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, im)
+    if im.mode != "RGB":   # convert() copies even an RGB image
+        im = im.convert("RGB")
+    im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def unrecognised(path: str | os.PathLike) -> str:
+    """The skip reason for a file whose header Pillow does not recognise: an image ending makes it a broken
+    image ("unreadable"), any other ending "not an image"."""
+    if os.path.splitext(os.fspath(path))[1].lower() in image_suffixes():
+        return "unreadable: Pillow does not recognise its contents as an image"
+    return "not an image"
 
 
 # --------------------------------------------------------------------------- walking folders
@@ -391,8 +434,10 @@ def _is_image_file(path: str, suffixes: set[str]) -> bool:
     if os.path.splitext(path)[1].lower() not in suffixes:
         return False
     try:
-        with Image.open(path):
+        with open_image(path):
             return True
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return True    # an image, too large to decode: load_image says so
     except Exception:  # noqa: BLE001 - any failure to recognise the header means "not an image"
         return False
 
@@ -827,6 +872,7 @@ def source_image(kind: str, location: str, source: str, size: int = 64) -> np.nd
 
 __all__ = [
     "Batch", "Split", "Dataset", "CIFAR10_CLASSES", "load_cifar10", "load_image_folder",
-    "load_dataset", "load_image", "download_cifar10", "source_image", "walk_images", "image_suffixes",
+    "load_dataset", "load_image", "ImageProblem", "open_image", "unrecognised", "download_cifar10", "source_image",
+    "walk_images", "image_suffixes",
     "index_path", "changes_since", "dataset_name", "source_path", "escape_name", "hash_files",
 ]

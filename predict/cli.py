@@ -50,17 +50,29 @@ def cli(run_path: Path, images: tuple[Path, ...], as_json: bool, batch_size: int
             click.echo(f"  {name}: {path}")
         if not images:
             return
-    files = collect_images(images)
+    files, not_images = collect_images(images)
     results, skipped = predict_images(run, files, batch_size, allow_weights_mismatch)
+    skipped = not_images + skipped
     if as_json:
         click.echo(json.dumps({"run": str(run_path), "predictions": results, "skipped": skipped}, indent=1,
                               allow_nan=False))
-        return
+    else:
+        show(results, skipped)
+    if not results:
+        reasons = sorted({s["reason"].split(":")[0] for s in skipped})
+        raise UserError(f"none of the {len(skipped)} file(s) given could be predicted ({', '.join(reasons)}); "
+                        "pass image files or folders of them")
+
+
+def show(results: list[dict], skipped: list[dict]) -> None:
+    """One line per prediction on stdout; each skipped file and its reason on stderr."""
     width = max((len(r["image"]) for r in results), default=5)
     for r in results:
         click.echo(f"{r['image']:<{width}}  {r['class']:<12} {r['probability']:.3f}")
     if skipped:
-        click.echo(f"skipped {len(skipped)} unreadable file(s): {', '.join(skipped)}", err=True)
+        click.echo(f"skipped {len(skipped)} file(s):", err=True)
+        for s in skipped:
+            click.echo(f"  {s['file']}: {s['reason']}", err=True)
 
 
 def main() -> None:

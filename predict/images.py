@@ -1,8 +1,11 @@
 """Predictions for new images from a saved classify run: plain data, no printing.
 
     from predict import collect_images, predict_images
-    files = collect_images([Path("photos/")])
+    files, not_images = collect_images([Path("photos/")])
     predictions, skipped = predict_images(load_run("reports/...-run.json"), files)
+
+Every file given, or found under a folder given, is either predicted or skipped with its reason:
+`skipped` is a list of {"file": path, "reason": "not an image" | "unreadable: ..." | "too large: ..."}.
 """
 
 from __future__ import annotations
@@ -11,39 +14,44 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.datasets import walk_images
+from extract.datasets import unrecognised, walk_images
 from featurecache.errors import UserError
 
 
-def collect_images(paths: tuple[Path, ...]) -> list[Path]:
-    """Image files named directly, plus the images found under named folders.
+def collect_images(paths: tuple[Path, ...]) -> tuple[list[Path], list[dict]]:
+    """Image files named directly, plus the images found under named folders; and the other files
+    found under those folders, each as {"file": path, "reason": why it is skipped}.
 
     Folders are searched with extract's own walker: symlinks followed (each real folder
     once), hidden and system files skipped, files admitted by what they are."""
     files: list[Path] = []
+    skipped: list[dict] = []
     for p in paths:
         if p.is_dir():
-            found, _ = walk_images(p)
-            if not found:
-                raise UserError(f"{p} holds no image files Pillow can open; pass images or a folder of them")
+            found, others = walk_images(p)
+            if not found and not others:
+                raise UserError(f"{p} holds no image files, nor any other file; pass image files or a folder of them")
             files.extend(Path(f) for f in found)
+            skipped.extend({"file": f, "reason": unrecognised(f)} for f in others)
         elif p.is_file():
             files.append(p)
+        elif p.exists():
+            raise UserError(f"{p} is not a regular file (a device, pipe or socket); pass image files or folders")
         else:
             raise UserError(f"{p} does not exist; pass image files or folders")
-    return files
+    return files, skipped
 
 
 def predict_images(run, files: list[Path], batch_size: int = 32,
-                   allow_weights_mismatch: bool = False) -> tuple[list[dict], list[str]]:
+                   allow_weights_mismatch: bool = False) -> tuple[list[dict], list[dict]]:
     """Per image: predicted class, its probability and all class probabilities.
 
-    Returns (predictions, skipped files). The extractor is rebuilt from the
+    Returns (predictions, skipped files: {"file": path, "reason": why}). The extractor is rebuilt from the
     run's cache attributes (weights and model files checked against the
     digests the cache recorded); images are decoded at the size the cache's
     extraction read them (32 px for CIFAR-10, the model size for photo folders).
     """
-    from extract.datasets import load_image
+    from extract.datasets import ImageProblem, load_image
     from featurecache.extractor import Extractor
 
     from featurecache.augment import from_attrs, view_seeds
@@ -62,8 +70,8 @@ def predict_images(run, files: list[Path], batch_size: int = 32,
                 images.append(load_image(f, input_size))
                 kept.append(f)
                 rows.append(i)
-            except Exception:  # noqa: BLE001 - not an image or broken: reported, not fatal
-                skipped.append(str(f))
+            except ImageProblem as e:  # not an image, broken or too large: reported, not fatal
+                skipped.append({"file": str(f), "reason": str(e)})
         if not images:
             continue
         proba = run.predict_proba(extractor(np.stack(images)))  # (b, C)

@@ -107,7 +107,7 @@ def test_predict_uses_the_same_walker(tmp_path):
     shutil.copy(CATS[4], root / "x.jfif")
     (root / "notes.txt").write_text("hello\n")
     os.symlink(".", root / "zloop")
-    files = collect_images((root,))
+    files, _ = collect_images((root,))
     names = [str(f.relative_to(root)) for f in files]
     assert names == ["cats/cat.1.jpg", "cats/cat.10.jpg", "dogs/dog.1.jpg", "dogs/dog.10.jpg", f"linked/{DOGS[4].name}", "x.jfif"]
     assert load_image(files[-1], 32).shape == (32, 32, 3)

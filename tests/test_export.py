@@ -26,7 +26,7 @@ def photo_runs(tmp_path_factory):
 def fixture_files():
     from predict.cli import collect_images
 
-    return [str(f) for f in collect_images((PHOTOS_FIXTURE / "test",))]
+    return [str(f) for f in collect_images((PHOTOS_FIXTURE / "test",))[0]]
 
 
 def invoke(*args):

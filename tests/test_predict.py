@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,7 @@ def test_predict_prints_one_line_per_image_and_skips_broken_files(photo_run, tmp
     for line, path in zip(lines, good):
         image, cls, prob = line.rsplit(None, 2)
         assert image == str(path) and cls in ("cats", "dogs") and 0.5 <= float(prob) <= 1.0
-    assert "skipped 1 unreadable file" in result.stderr and "zz-broken.jpg" in result.stderr
+    assert "skipped 1 file(s):" in result.stderr and "zz-broken.jpg: unreadable" in result.stderr
 
 
 def test_predict_bad_input_is_one_line(photo_run, tmp_path):
@@ -75,3 +76,69 @@ def test_predict_bad_input_is_one_line(photo_run, tmp_path):
     result = invoke(["--run", str(fake), str(PHOTOS_FIXTURE / "test")])
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def png_of_zeros(path: Path, width: int, height: int) -> Path:
+    """A real 1-bit black PNG of any size, written row by row (Pillow would hold it all in memory)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9)
+    row = bytes(1 + (width + 7) // 8)   # filter byte, then the row's bits
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+def test_predict_lists_every_skipped_file_with_its_reason(photo_run, tmp_path):
+    """A folder of one photo, a garbage .jpg, a text file and two images over Pillow's decompression-bomb limits,
+    in a real process: one prediction, four skipped files with their reasons, and no raw Pillow warning."""
+    import shutil
+    import subprocess
+    import sys
+
+    _, run_path = photo_run
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(PHOTOS_FIXTURE / "test" / "dogs" / "dog.4001.jpg", folder / "dog.jpg")
+    (folder / "broken.jpg").write_bytes(b"this is not a jpeg" * 10)
+    (folder / "notes.txt").write_text("not a picture\n")
+    png_of_zeros(folder / "big-10k.png", 10_000, 10_000)     # over the warning limit
+    png_of_zeros(folder / "huge-20k.png", 20_000, 20_000)    # over the error limit
+    proc = subprocess.run([sys.executable, "-m", "predict", "--run", str(run_path), str(folder), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "DecompressionBomb" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    out = json.loads(proc.stdout)
+    assert [Path(p["image"]).name for p in out["predictions"]] == ["dog.jpg"]
+    reasons = {Path(s["file"]).name: s["reason"] for s in out["skipped"]}
+    assert set(reasons) == {"broken.jpg", "notes.txt", "big-10k.png", "huge-20k.png"}, reasons
+    assert reasons["notes.txt"] == "not an image" and reasons["broken.jpg"].startswith("unreadable")
+    assert reasons["big-10k.png"].startswith("too large: 100,000,000 pixels, over the decompression-bomb limit")
+    assert reasons["huge-20k.png"].startswith("too large: 400,000,000 pixels, over the decompression-bomb limit")
+
+
+def test_predict_exits_1_when_nothing_could_be_predicted(photo_run, tmp_path):
+    _, run_path = photo_run
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 garbage")
+    (tmp_path / "notes.txt").write_text("hello\n")
+    result = invoke(["--run", str(run_path), str(tmp_path), "--json"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    out = json.loads(result.stdout)
+    assert out["predictions"] == []
+    assert sorted((Path(s["file"]).name, s["reason"].split(":")[0]) for s in out["skipped"]) == \
+        [("broken.jpg", "unreadable"), ("notes.txt", "not an image")]
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: none of the 2 file(s) given could be predicted")
+    result = invoke(["--run", str(run_path), str(tmp_path / "broken.jpg")])            # text: the same, on stderr
+    assert result.exit_code == 1 and "broken.jpg: unreadable" in result.stderr, result.output
+
+
+def test_predict_names_a_device_as_not_a_regular_file(photo_run, tmp_path):
+    _, run_path = photo_run
+    os.symlink("/dev/zero", tmp_path / "zero.jpg")
+    result = invoke(["--run", str(run_path), str(tmp_path / "zero.jpg")])
+    assert result.exit_code == 1 and "zero.jpg is not a regular file" in result.output, result.output
