@@ -126,6 +126,6 @@ def log_run(record: dict) -> str:
         client.set_terminated(run_id)
     except Exception as e:  # noqa: BLE001 - a tracking server's errors are many kinds; each becomes one line
         uri = mlflow.get_tracking_uri()
-        raise UserError(f"the run's files are written, but logging it to MLflow at {uri} failed ({reason(e, 100)}); "
+        raise UserError(f"the run's files are written, but logging it to MLflow at {uri} failed ({reason(e, 2000)}); "
                         "check MLFLOW_TRACKING_URI") from None
     return run_id

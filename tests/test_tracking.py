@@ -114,3 +114,13 @@ def test_a_broken_tracking_uri_is_one_line_and_keeps_the_runs_files(tiny_cache, 
     assert "files are written" in line and "MLFLOW_TRACKING_URI" in line
     (record,) = records(tmp_path / "out")
     assert (tmp_path / "out" / record["model_file"]).is_file() and (tmp_path / "out" / "index.html").is_file()
+
+
+def test_the_file_store_refusal_is_shown_whole(tiny_cache, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="the tracking extra is not installed: pip install -e '.[tracking]'")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file://{tmp_path}/mlruns")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    r = classify("--model", "lr", "--features", tiny_cache, "--out-dir", tmp_path / "out", "--track", "mlflow")
+    line = error_line(r, 1)
+    assert "MLFLOW_ALLOW_FILE_STORE=true" in line and "sqlite:///mlflow.db" in line and " ..." not in line, line
