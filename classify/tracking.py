@@ -15,6 +15,12 @@ MLFLOW_EXPERIMENT_NAME names (default "featurecache"):
                  saved model file, exactly as in the reports folder)
     tags         featurecache.run_record, featurecache.cache_path, featurecache.run_id
 
+A tracking server that cannot be reached fails within seconds, not minutes: unless the environment
+sets them, MLflow's own HTTP settings are MLFLOW_HTTP_REQUEST_MAX_RETRIES=1,
+MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=1 and MLFLOW_HTTP_REQUEST_TIMEOUT=5 (MLflow's defaults, 7 retries
+and 120 s, take about 4 minutes), and a database store is tried DB_ATTEMPTS times (MLflow's
+MAX_RETRY_COUNT, 10 attempts over about 100 s; it has no environment variable).
+
 Everything is read from the run record and the files already in place, so tracking never
 changes what is written under the reports folder. MLflow is an extra
 (`pip install -e '.[tracking]'`); it is imported only when tracking is asked for.
@@ -40,7 +46,12 @@ CURVES = ("train_loss", "val_loss", "train_acc", "val_acc")
 ARTIFACT_DIRS = {"curves": "plots", "confusion": "plots", "gallery": "plots", "report_txt": "report",
                  "report_json": "report", "run": "report", "model": "model"}
 
-__all__ = ["track_option", "require", "params_of", "metrics_of", "log_run"]
+# MLflow's own retry and timeout settings, where the environment does not set them: fail in seconds
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+DB_ATTEMPTS = 3
+
+__all__ = ["track_option", "require", "params_of", "metrics_of", "log_run", "fail_fast"]
 
 
 def track_option(command):
@@ -90,6 +101,35 @@ def metrics_of(record: dict) -> list[tuple[str, float, int]]:
     return out
 
 
+def fail_fast() -> None:
+    """Set MLflow's retries and timeouts (HTTP_LIMITS, DB_ATTEMPTS) so that a store it cannot reach fails in
+    seconds; an environment variable the user set wins. MLflow's "Operation will be retried" warnings go:
+    the one line log_run gives says the same."""
+    import logging
+
+    from mlflow.store.db import utils as db_utils
+
+    for name, value in HTTP_LIMITS.items():
+        os.environ.setdefault(name, value)
+    if getattr(db_utils, "MAX_RETRY_COUNT", 0) > DB_ATTEMPTS:
+        db_utils.MAX_RETRY_COUNT = DB_ATTEMPTS
+    logging.getLogger(db_utils.__name__).setLevel(logging.ERROR)
+
+
+def experiment_id(client) -> str:
+    """The id of the experiment MLFLOW_EXPERIMENT_NAME names (default DEFAULT_EXPERIMENT), created if new."""
+    import mlflow
+
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except mlflow.exceptions.MlflowException:  # created meanwhile by a run beside this one
+        return client.get_experiment_by_name(name).experiment_id
+
+
 def log_run(record: dict) -> str:
     """Log one written run to MLflow; returns MLflow's run id. Any failure of the tracking server
     is one line that says the run's own files are kept."""
@@ -99,21 +139,15 @@ def log_run(record: dict) -> str:
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    stem = Path(record["files"]["run"]).name.removesuffix("-run.json")
+    fail_fast()
+    run_file = Path(record["files"]["run"])
+    stem = run_file.name.removesuffix("-run.json")
     try:
         client = MlflowClient()
-        name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            try:
-                experiment_id = client.create_experiment(name)
-            except mlflow.exceptions.MlflowException:  # created meanwhile by a run beside this one
-                experiment_id = client.get_experiment_by_name(name).experiment_id
-        else:
-            experiment_id = experiment.experiment_id
+        experiment = experiment_id(client)
         tags = {"featurecache.run_record": record["files"]["run"], "featurecache.run_id": str(record.get("run_id")),
                 "featurecache.cache_path": str((record.get("cache") or {}).get("path")), "model": str(record.get("model"))}
-        run = client.create_run(experiment_id, run_name=stem, tags=tags)
+        run = client.create_run(experiment, run_name=stem, tags=tags)
         run_id = run.info.run_id
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v, step in metrics_of(record)]

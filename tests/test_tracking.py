@@ -5,14 +5,17 @@ same with tracking as without; a missing MLflow or a broken tracking URI is one 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from classify import compare
 from classify.cli import cli as classify_cli
-from conftest import error_line
+from conftest import ROOT, error_line
 
 
 def classify(*args):
@@ -114,6 +117,58 @@ def test_a_broken_tracking_uri_is_one_line_and_keeps_the_runs_files(tiny_cache, 
     assert "files are written" in line and "MLFLOW_TRACKING_URI" in line
     (record,) = records(tmp_path / "out")
     assert (tmp_path / "out" / record["model_file"]).is_file() and (tmp_path / "out" / "index.html").is_file()
+
+
+@pytest.fixture(scope="module")
+def run_record(tiny_cache, tmp_path_factory) -> Path:
+    """One real LR run, written without tracking: its run record."""
+    out = tmp_path_factory.mktemp("tracked") / "reports"
+    assert classify("--model", "lr", "--features", tiny_cache, "--out-dir", out).exit_code == 0
+    (path,) = out.glob("*-run.json")
+    return path
+
+
+LOG_ONE = """
+import json, sys, time
+import mlflow, mlflow.entities, mlflow.tracking   # imported before the clock starts
+from classify.tracking import log_run
+t = time.perf_counter()
+try:
+    log_run(json.load(open(sys.argv[1])))
+except Exception as e:
+    print(e, file=sys.stderr)
+print(round(time.perf_counter() - t, 1))
+"""
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder no one can write into: mode 555, made immutable with chattr where the tests run as root."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.geteuid() == 0 and subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("running as root without chattr: no folder is unwritable")
+    return folder
+
+
+@pytest.mark.parametrize("store", ["http", "sqlite"])
+def test_an_unreachable_tracking_store_fails_within_15_seconds(run_record, tmp_path, store):
+    """MLflow's defaults retry for minutes (4 min against a closed port, 100 s on an SQLite file it cannot
+    create); the run's one line comes within 15 s. A real process: MLflow reads its settings per process."""
+    pytest.importorskip("mlflow", reason="the tracking extra is not installed: pip install -e '.[tracking]'")
+    folder = unwritable_folder(tmp_path) if store == "sqlite" else None
+    uri = "http://127.0.0.1:1" if store == "http" else f"sqlite:///{folder}/mlflow.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_")}
+    try:
+        proc = subprocess.run([sys.executable, "-c", LOG_ONE, str(run_record)], capture_output=True, text=True,
+                              cwd=tmp_path, env={**env, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(ROOT)},
+                              timeout=60)
+    finally:
+        if folder is not None and os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(folder)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "the run's files are written, but logging it to MLflow" in proc.stderr, proc.stderr[-2000:]
+    assert "will be retried" not in proc.stderr and float(proc.stdout.split()[-1]) < 15, proc.stderr[-2000:]
 
 
 def test_the_file_store_refusal_is_shown_whole(tiny_cache, tmp_path, monkeypatch):
