@@ -19,7 +19,9 @@ A tracking server that cannot be reached fails within seconds, not minutes: unle
 sets them, MLflow's own HTTP settings are MLFLOW_HTTP_REQUEST_MAX_RETRIES=1,
 MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=1 and MLFLOW_HTTP_REQUEST_TIMEOUT=5 (MLflow's defaults, 7 retries
 and 120 s, take about 4 minutes), and a database store is tried DB_ATTEMPTS times (MLflow's
-MAX_RETRY_COUNT, 10 attempts over about 100 s; it has no environment variable).
+MAX_RETRY_COUNT, 10 attempts over about 100 s; it has no environment variable). A new store's tables
+are created under the reports folder's lock (classify.report.LOCK), so two first runs started
+together do not both create them.
 
 Everything is read from the run record and the files already in place, so tracking never
 changes what is written under the reports folder. MLflow is an extra
@@ -139,12 +141,16 @@ def log_run(record: dict) -> str:
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
+    from classify.report import LOCK
+    from featurecache.files import locked
+
     fail_fast()
     run_file = Path(record["files"]["run"])
     stem = run_file.name.removesuffix("-run.json")
     try:
-        client = MlflowClient()
-        experiment = experiment_id(client)
+        with locked(run_file.parent / LOCK, f"the reports folder {run_file.parent}"):
+            client = MlflowClient()   # a new store's tables are created here, one run at a time
+            experiment = experiment_id(client)
         tags = {"featurecache.run_record": record["files"]["run"], "featurecache.run_id": str(record.get("run_id")),
                 "featurecache.cache_path": str((record.get("cache") or {}).get("path")), "model": str(record.get("model"))}
         run = client.create_run(experiment, run_name=stem, tags=tags)
@@ -158,6 +164,8 @@ def log_run(record: dict) -> str:
             if Path(path).is_file():
                 client.log_artifact(run_id, path, ARTIFACT_DIRS.get(key, "files"))
         client.set_terminated(run_id)
+    except UserError:
+        raise
     except Exception as e:  # noqa: BLE001 - a tracking server's errors are many kinds; each becomes one line
         uri = mlflow.get_tracking_uri()
         raise UserError(f"the run's files are written, but logging it to MLflow at {uri} failed ({reason(e, 2000)}); "

@@ -179,3 +179,23 @@ def test_the_file_store_refusal_is_shown_whole(tiny_cache, tmp_path, monkeypatch
     r = classify("--model", "lr", "--features", tiny_cache, "--out-dir", tmp_path / "out", "--track", "mlflow")
     line = error_line(r, 1)
     assert "MLFLOW_ALLOW_FILE_STORE=true" in line and "sqlite:///mlflow.db" in line and " ..." not in line, line
+
+
+@pytest.mark.slow
+def test_two_first_tracked_runs_into_a_new_folder_both_log(tiny_cache, tmp_path):
+    """Two classify processes started together, with a tracking store neither has created yet: both log."""
+    pytest.importorskip("mlflow", reason="the tracking extra is not installed: pip install -e '.[tracking]'")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": "featurecache-test",
+           "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-m", "classify", "--model", model, "--features", str(tiny_cache),
+                               "--out-dir", str(tmp_path / "reports"), "--track", "mlflow"],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for model in ("lr", "rf")]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, output in zip(procs, outputs):
+        assert p.returncode == 0, output[-2000:]
+    runs = logged_runs(MlflowClient(tracking_uri=uri))
+    assert sorted(r.data.params["model"] for r in runs) == ["lr", "rf"]
