@@ -337,9 +337,9 @@ def _to_8bit(im):
     return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
 
 
-class ImageProblem(Exception):
+class ImageProblem(OSError):
     """Why one image file cannot be used, in a few words ("not an image", "unreadable: ...", "too large: ..."):
-    a reason to skip the file and say so, never a crash."""
+    a reason to skip the file and say so, never a crash. An OSError, as Pillow's own failure to open one is."""
 
 
 def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
