@@ -129,15 +129,16 @@ def read_batch(images: RunImages, start: int, stop: int, size: int) -> np.ndarra
 
 def find_transfer_run(run) -> Path:
     """An lr (else mlp) run of the same cache in the forest run's folder, newest first."""
+    from classify.saved import RecordError, read_record
+
     folder = run.path.parent
     found = []
     for p in folder.glob("*-run.json"):
         try:
-            record = json.loads(p.read_text())
-        except (OSError, ValueError):
+            record = read_record(p)
+        except RecordError:
             continue
-        if (isinstance(record, dict) and record.get("cache_id") == run.record.get("cache_id")
-                and record.get("model_format") in ("linear", "keras")):
+        if record.get("cache_id") == run.record.get("cache_id") and record.get("model_format") in ("linear", "keras"):
             found.append((record.get("model_format") != "linear", -p.stat().st_mtime, p))
     if not found:
         raise UserError(f"{run.path.name} is a random-forest run, which has no gradient; a transfer attack needs an lr "

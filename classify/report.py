@@ -36,7 +36,6 @@ from featurecache.files import locked, os_error, room_error, write_text
 INDEX = "index.html"
 LOCK = "index.lock"                   # one writer of index.html at a time: the last one sees every run
 RUN_SUFFIX = "-run.json"
-RUN_FORMAT = "featurecache-run"       # classify.saved.RUN_FORMAT (not imported: saved pulls in h5py)
 FIGURES = ("curves", "confusion", "gallery")
 RUN_FILE_ENDINGS = ("-curves.png", "-confusion.png", "-gallery.png")  # a run's figures, never "other figures"
 CACHE_FIELDS = (  # (attribute, label) shown for each cache in the header
@@ -66,7 +65,7 @@ class Run:
 
     @property
     def accuracy(self) -> float:
-        return float(self.record.get("metrics", {}).get("accuracy", float("nan")))
+        return float(self.record["metrics"]["accuracy"])   # checked to be a number by read_record
 
 
 @dataclass
@@ -77,22 +76,21 @@ class Page:
     runs: list[Run]                                        # sorted by test accuracy, best first
     caches: dict[str, dict]                                # cache id -> {path, attrs, present}
     figures: list[tuple[str, list[str]]]                   # (PNG name, names of its CSV/MD siblings)
-    skipped: list[str] = field(default_factory=list)       # *-run.json files that are not run records
+    skipped: list[str] = field(default_factory=list)       # "<name>: what is wrong" of *-run.json files that are not run records
 
 
 def read_runs(folder: Path) -> tuple[list[Run], list[str]]:
-    """Every run record in `folder`, best accuracy first, and the names of `*-run.json` files that
-    are not run records. The files a record names are looked up beside it by name, so a folder that
+    """Every run record in `folder`, best accuracy first, and "<name>: what is wrong" for each
+    `*-run.json` file that is not a run record (`classify.saved.read_record` checks them). The files a record names are looked up beside it by name, so a folder that
     was moved still reads."""
+    from classify.saved import RecordError, read_record   # here: saved pulls in h5py
+
     runs, skipped = [], []
     for path in sorted(folder.glob("*" + RUN_SUFFIX)):
         try:
-            record = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            skipped.append(path.name)
-            continue
-        if not isinstance(record, dict) or record.get("format") != RUN_FORMAT or not isinstance(record.get("files"), dict):
-            skipped.append(path.name)
+            record = read_record(path)
+        except RecordError as e:
+            skipped.append(f"{path.name}: {e.problem}")
             continue
         present, missing = {}, []
         for key, value in record["files"].items():
@@ -110,7 +108,7 @@ def read_runs(folder: Path) -> tuple[list[Run], list[str]]:
             except (OSError, UnicodeDecodeError):
                 text = ""
         runs.append(Run(path.name, record, present, missing, text))
-    runs.sort(key=lambda r: (-r.accuracy if r.accuracy == r.accuracy else float("inf"), r.name))
+    runs.sort(key=lambda r: (-r.accuracy, r.name))
     return runs, skipped
 
 
@@ -298,7 +296,8 @@ def render(page: Page) -> str:
         parts.append("<h2>Each run</h2>")
         parts.extend(run_html(run) for run in page.runs)
     if page.skipped:
-        parts.append(f'<p class="muted">not run records, skipped: {esc(", ".join(page.skipped))}</p>')
+        parts.append('<p class="muted">not run records, skipped:</p><ul class="muted">'
+                     + "".join(f"<li>{esc(s)}</li>" for s in page.skipped) + "</ul>")
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
 
@@ -329,7 +328,9 @@ def cli(out_dir: str) -> None:
     if not Path(out_dir).is_dir():
         raise UserError(f"no reports folder at {out_dir}: run `make classify` or `make compare` first, or pass --out-dir")
     path = write_index(out_dir)
-    page_runs, _ = read_runs(path.parent)
+    page_runs, skipped = read_runs(path.parent)
+    for line in skipped:
+        click.echo(f"skipped: {path.parent / line}", err=True)
     click.echo(f"wrote {path} ({len(page_runs)} run(s)); open it in a browser: file://{quote(str(path))}")
 
 

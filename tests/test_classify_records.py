@@ -1,0 +1,94 @@
+"""Run records that do not match their schema: listed as skipped with what is wrong, never a crash
+of the report or of a later classify in the same folder (classify.saved.record_problem)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from classify import report
+from classify.cli import cli as classify_cli
+from classify.saved import RecordError, load_run, read_record, record_problem
+from conftest import ROOT, classify_run
+
+# (what is changed in a real record, a few words of what the skip line says)
+BREAKAGES = [
+    (("metrics", "accuracy", None), "metrics.accuracy is null"),
+    (("metrics", "accuracy", "x"), "metrics.accuracy is \"x\""),
+    (("metrics", "accuracy", 7.5), "metrics.accuracy is 7.5"),
+    (("metrics", None, "fine"), "metrics is a string"),
+    (("config", None, "x"), "config is a string"),
+    (("cache", "attrs", "x"), "cache.attrs is a string"),
+    (("hyperparameters", None, [1, 2]), "hyperparameters is a list"),
+    (("files", None, ["a"]), "files is a list"),
+    (("class_names", None, []), "class_names is not a list of names"),
+]
+
+
+@pytest.fixture(scope="module")
+def one_run(tiny_cache, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("records")
+    classify_run(tiny_cache, folder, "lr")
+    return folder
+
+
+def broken_copy(one_run: Path, folder: Path, change) -> tuple[Path, Path]:
+    """The run's folder copied to `folder`, plus a second record there with one field of the wrong type."""
+    shutil.copytree(one_run, folder)
+    good = next(folder.glob("*-run.json"))
+    record = json.loads(good.read_text())
+    key, inner, value = change
+    if inner is None:
+        record[key] = value
+    else:
+        record[key][inner] = value
+    bad = folder / "broken-run.json"
+    bad.write_text(json.dumps(record))
+    return good, bad
+
+
+@pytest.mark.parametrize("change, words", BREAKAGES, ids=[w for _, w in BREAKAGES])
+def test_a_record_of_the_wrong_types_is_skipped_with_its_path_and_what_is_wrong(one_run, tmp_path, change, words):
+    good, bad = broken_copy(one_run, tmp_path / "reports", change)
+    r = subprocess.run([sys.executable, "-m", "classify.report", "--out-dir", str(tmp_path / "reports")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "(1 run(s))" in r.stdout
+    assert f"skipped: {bad}: {words}" in r.stderr, r.stderr
+    assert words in (tmp_path / "reports" / "index.html").read_text().replace("&quot;", '"')
+    with pytest.raises(RecordError, match="is not a run record classify can read"):
+        read_record(bad)
+    assert record_problem(read_record(good)) is None
+
+
+def test_a_later_classify_in_a_folder_with_a_broken_record_still_writes_its_page(one_run, tiny_cache, tmp_path):
+    _, bad = broken_copy(one_run, tmp_path / "reports", ("metrics", "accuracy", None))
+    result = CliRunner().invoke(classify_cli, ["--model", "lr", "--C", "0.5", "--features", str(tiny_cache),
+                                               "--out-dir", str(tmp_path / "reports")])
+    assert result.exit_code == 0 and result.exception is None, result.output
+    page = (tmp_path / "reports" / "index.html").read_text()
+    assert "2 run(s)" in page and "broken-run.json: metrics.accuracy is null" in page
+
+
+def test_loading_a_broken_record_is_one_line(one_run, tmp_path):
+    _, bad = broken_copy(one_run, tmp_path / "reports", ("cache", "attrs", "x"))
+    r = subprocess.run([sys.executable, "-m", "predict", "--run", str(bad), str(ROOT / "tests" / "fixtures")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith("Error: ") and "cache.attrs is a string" in lines[0]
+    with pytest.raises(RecordError):
+        load_run(bad)
+
+
+def test_the_report_command_lists_unparseable_files_too(tmp_path):
+    (tmp_path / "notes-run.json").write_text("{not json")
+    r = CliRunner().invoke(report.cli, ["--out-dir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert f"skipped: {tmp_path / 'notes-run.json'}: not JSON" in r.stderr
