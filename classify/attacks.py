@@ -94,13 +94,11 @@ class RunImages:
 
 def run_images(run, limit: int | None) -> RunImages:
     """The run's test rows (first `limit`), with the pictures behind them checked to be there."""
+    from classify.identity import run_cache
     from extract.datasets import source_path
     from featurecache.cache import read_cache
 
-    cache_file = Path(run.record["cache"]["path"])
-    if not cache_file.is_file():
-        raise UserError(f"the run's feature cache {cache_file} is gone; re-extract it (`make features`) and re-run classify")
-    cache = read_cache(cache_file)
+    cache = read_cache(run_cache(run.record, run.path))   # the cache the run was trained on, or a UserError
     n = len(cache.test.labels) if limit is None else min(limit, len(cache.test.labels))
     kind, location = str(cache.attrs.get("data_kind", "")), str(cache.attrs.get("data_location", ""))
     sources = [str(s) for s in cache.test.sources[:n]]

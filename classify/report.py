@@ -74,7 +74,7 @@ class Page:
 
     folder: Path
     runs: list[Run]                                        # sorted by test accuracy, best first
-    caches: dict[str, dict]                                # cache id -> {path, attrs, present}
+    caches: dict[str, dict]                                # cache id -> {path, attrs, problem (None: there as used)}
     figures: list[tuple[str, list[str]]]                   # (PNG name, names of its CSV/MD siblings)
     skipped: list[str] = field(default_factory=list)       # "<name>: what is wrong" of *-run.json files that are not run records
 
@@ -130,13 +130,14 @@ def build_page(folder: str | os.PathLike) -> Page:
     """What the page of `folder` shows, read from disk."""
     folder = Path(os.path.abspath(folder))
     runs, skipped = read_runs(folder)
+    from classify.identity import run_cache_problem   # here: it pulls in h5py
+
     caches: dict[str, dict] = {}
     for run in runs:
-        cache = run.record.get("cache") or {}
-        key = str(run.record.get("cache_id") or cache.get("path") or "?")
+        cache = run.record["cache"]
+        key = str(run.record.get("cache_id") or cache["path"] or "?")
         if key not in caches:
-            path = str(cache.get("path") or "")
-            caches[key] = {"path": path, "attrs": cache.get("attrs") or {}, "present": bool(path) and Path(path).is_file()}
+            caches[key] = {"path": cache["path"], "attrs": cache["attrs"], "problem": run_cache_problem(run.record)}
     return Page(folder, runs, caches, other_figures(folder, runs), skipped)
 
 
@@ -196,13 +197,20 @@ def settings_text(record: dict) -> str:
     return ", ".join(parts)
 
 
+def cache_note(problem: str) -> str:
+    """What the page says of a cache that is not at its path as the runs used it."""
+    if problem == "gone":
+        return "file no longer there"
+    return f"the file at this path is not this cache now: {problem}"
+
+
 def caches_html(page: Page) -> str:
     rows = []
     for cache_id, c in page.caches.items():
         a = c["attrs"]
         stem = Path(c["path"]).stem if c["path"] else "?"
         cells = [f"<b>{esc(stem)}</b><br><code>{esc(cache_id)}</code>"
-                 + ("" if c["present"] else '<br><span class="muted">file no longer there</span>')]
+                 + ("" if c["problem"] is None else f'<br><span class="muted">{esc(cache_note(c["problem"]))}</span>')]
         details = []
         for key, label in CACHE_FIELDS:
             if a.get(key) not in (None, ""):

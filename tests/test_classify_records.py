@@ -1,5 +1,6 @@
 """Run records that do not match their schema: listed as skipped with what is wrong, never a crash
-of the report or of a later classify in the same folder (classify.saved.record_problem)."""
+of the report or of a later classify in the same folder (classify.saved.record_problem); and a run
+joined back to a cache that is no longer the one it used: refused (classify.identity.run_cache)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from click.testing import CliRunner
 
 from classify import report
 from classify.cli import cli as classify_cli
+from classify.identity import run_cache, run_cache_problem
 from classify.saved import RecordError, load_run, read_record, record_problem
-from conftest import ROOT, classify_run
+from conftest import CIFAR_FIXTURE, ROOT, classify_run, run_extract
+from featurecache.errors import UserError
 
 # (what is changed in a real record, a few words of what the skip line says)
 BREAKAGES = [
@@ -92,3 +95,48 @@ def test_the_report_command_lists_unparseable_files_too(tmp_path):
     r = CliRunner().invoke(report.cli, ["--out-dir", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert f"skipped: {tmp_path / 'notes-run.json'}: not JSON" in r.stderr
+
+
+# --------------------------------------------------------------------------- a run joined back to its cache
+
+
+@pytest.fixture
+def run_on_a_replaced_cache(tiny_cache, tmp_path) -> tuple[Path, Path]:
+    """An lr run on a copy of the fixture cache, then that cache re-extracted over the same path with
+    --seed 1 --force (as the issue did): (run record, cache path)."""
+    cache = tmp_path / "features" / "c.h5"
+    cache.parent.mkdir()
+    shutil.copy(tiny_cache, cache)
+    record = classify_run(cache, tmp_path / "reports", "lr")
+    again = run_extract(["--data-dir", str(CIFAR_FIXTURE), "--weights", "none", "--seed", "1", "--force",
+                         "--out", str(cache)])
+    assert again.exit_code == 0, again.output
+    return record, cache
+
+
+def test_robustness_refuses_a_run_whose_cache_was_re_extracted(run_on_a_replaced_cache):
+    record, cache = run_on_a_replaced_cache
+    r = subprocess.run([sys.executable, "-m", "classify.robustness", "--run", str(record), "--limit", "4"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    lines = [line for line in r.stderr.strip().splitlines() if not line.startswith("robustness: ")]
+    assert r.returncode == 1 and len(lines) == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert lines[0].startswith(f"Error: the feature cache at {cache} is not the one {record.name} was trained on")
+    assert "cache id" in lines[0] and "re-run classify" in lines[0]
+    assert not list(record.parent.glob("*-robustness-*")), "nothing is written for a refused run"
+
+
+def test_the_report_says_a_runs_cache_was_replaced(run_on_a_replaced_cache):
+    record, cache = run_on_a_replaced_cache
+    r = CliRunner().invoke(report.cli, ["--out-dir", str(record.parent)])
+    assert r.exit_code == 0, r.output
+    text = (record.parent / "index.html").read_text()
+    assert "the file at this path is not this cache now: replaced: its cache id is" in text
+
+
+def test_the_check_passes_on_the_runs_own_cache_and_names_a_missing_one(tiny_cache, tmp_path):
+    record_path = classify_run(tiny_cache, tmp_path / "reports", "lr")
+    record = read_record(record_path)
+    assert run_cache(record, record_path) == tiny_cache and run_cache_problem(record) is None
+    record["cache"]["path"] = str(tmp_path / "gone.h5")
+    with pytest.raises(UserError, match="gone.h5 that .* was trained on is gone; re-extract it"):
+        run_cache(record, record_path)
