@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from featurecache.cache import SplitShape, iter_rows
+from featurecache.cache import CacheFile, SplitShape, iter_rows
 from featurecache.errors import UserError
 
 
@@ -169,7 +168,7 @@ class Stream:
     `fit` and `val` are the image indices of `Rows`; with `views` each fit image's K views are
     streamed beside it, as `fit_rows` would stack them."""
 
-    path: Path
+    source: CacheFile    # the cache, opened once for the whole run
     labels: np.ndarray   # (N,) the training split's labels
     fit: np.ndarray      # (n_fit,) images
     val: np.ndarray      # (n_val,) images
@@ -193,7 +192,7 @@ class Stream:
             blocks = [blocks[i] for i in rng.permutation(len(blocks))]
         for block in blocks:
             # one block of images is one chunk, even where its rows lie far apart in the file
-            parts = list(iter_rows(self.path, "train", block, self.chunk, views=bool(self.views)))
+            parts = list(iter_rows(self.source, "train", block, self.chunk, views=bool(self.views)))
             X = np.concatenate([c.features for c in parts])
             y = np.concatenate([c.labels for c in parts])
             if self.views:
@@ -207,7 +206,7 @@ class Stream:
 
     def val_chunks(self):
         """(X, y) for the validation images (originals only), a chunk at a time."""
-        for c in iter_rows(self.path, "train", self.val, self.chunk):
+        for c in iter_rows(self.source, "train", self.val, self.chunk):
             yield c.features, c.labels
 
     def load(self, images: np.ndarray, views: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -217,7 +216,7 @@ class Stream:
         X = np.empty((len(images) * (1 + k), self.dim), dtype=np.float32)
         y = np.empty(len(images) * (1 + k), dtype=np.int64)
         row = 0
-        for c in iter_rows(self.path, "train", images, self.chunk, views=bool(k)):
+        for c in iter_rows(self.source, "train", images, self.chunk, views=bool(k)):
             n = len(c.labels)
             X[row:row + n], y[row:row + n] = c.features, c.labels
             row += n

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurecache.cache import IDENTITY_ATTRS, read_attrs
+from featurecache.cache import IDENTITY_ATTRS, CacheFile, read_attrs
 from featurecache.errors import UserError
 from featurecache.files import sha256
 
@@ -47,14 +47,17 @@ def file_sha256(path: str, mtime_ns: int, size: int) -> str:
     return sha256(path)
 
 
-def identity(attrs: dict, path: str | os.PathLike) -> dict:
+def identity(attrs: dict, path: str | os.PathLike, opened: CacheFile | None = None) -> dict:
     """What makes a cache the cache it is: its identity attributes (data fingerprint, backbone,
     pooling, size, weights, precision, ...) and class names, not its file name. A cache without a
-    data fingerprint (not written by extract) is identified by its bytes instead."""
+    data fingerprint (not written by extract) is identified by its bytes instead: those of the
+    file `opened` when given (the one a streaming run read), else of the file at `path`."""
     ident = {k: attrs.get(k) for k in IDENTITY_ATTRS if attrs.get(k) is not None}
     ident.update(dataset=attrs.get("dataset"), feature_dim=attrs.get("feature_dim"),
                  class_names=list(attrs["class_names"]))
-    if not attrs.get("data_fingerprint"):
+    if not attrs.get("data_fingerprint") and opened is not None:
+        ident["file_sha256"] = opened.sha256()
+    elif not attrs.get("data_fingerprint"):
         st = os.stat(path)
         ident["file_sha256"] = file_sha256(os.path.abspath(path), st.st_mtime_ns, st.st_size)
     return ident

@@ -252,7 +252,7 @@ def fit_lr_stream(stream: Stream, n_classes: int, cfg: ClassifyConfig, curves: b
         passes = epoch + 1
         ws = [weights(m) for m in models]
         val = stream_scores(stream.val_chunks(), ws, n_classes)
-        sample_chunks = ((c.features, c.labels) for c in iter_rows(stream.path, "train", sample, stream.chunk))
+        sample_chunks = ((c.features, c.labels) for c in iter_rows(stream.source, "train", sample, stream.chunk))
         train = stream_scores(sample_chunks, ws, n_classes) if curves else [None] * len(ws)
         per_pass.append((train, val))
         improved = False

@@ -181,6 +181,9 @@ def notes(cfg: ClassifyConfig, details: dict) -> list[str]:
         s = details["subsample"]
         out.append(f"note: RF trained on a stratified subsample of {s['rows']:,} of {s['of']:,} training rows, "
                    f"to fit --max-memory {s['budget']:,} bytes")
+    if details.get("cache_replaced"):
+        out.append(f"note: {cfg.features} was replaced while this run read it; every row came from the cache "
+                   "opened at the start, which the run record names (cache_id), not the file now at that path")
     if details.get("solver") == "sgd":
         out.append(f"LR streamed from the cache by SGD (log loss), {details['epochs_run']} pass(es) over the data, "
                    "as the training matrix is larger than --max-memory")

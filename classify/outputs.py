@@ -68,7 +68,7 @@ def check_name(option: str, name: str | None) -> None:
 
 def cache_identity(cache: Cache) -> dict:
     """What makes a cache the cache it is (`classify.identity.identity`), not its file name."""
-    return identity(cache.attrs, cache.path)
+    return identity(cache.attrs, cache.path, cache.file)
 
 
 def cache_id(cache: Cache) -> str:
