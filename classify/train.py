@@ -138,10 +138,12 @@ def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) 
     if source.replaced():   # every row still came from the file opened at the start
         trained.details["cache_replaced"] = True
     metrics, text, report, confusion = evaluate(cache.test.labels, proba, cache.class_names)
-    n_fit = len(rows.fit) * (1 + k)
+    # what was fitted: every fit image and its views, or the forest's subsample of them
+    sub = trained.details.get("subsample")
+    fit_images, n_fit = (sub["images"], sub["rows"]) if sub else (len(rows.fit), len(rows.fit) * (1 + k))
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
-                   n_fit=n_fit, n_val=len(rows.val), n_test=len(cache.test.labels),
-                   fit_images=len(rows.fit), fit_rows=n_fit)
+                   n_fit=n_fit, n_val=sub["val_rows"] if sub else len(rows.val), n_test=len(cache.test.labels),
+                   fit_images=fit_images, fit_rows=n_fit)
     return RunResult(trained, rows, proba, metrics, text, report, confusion)
 
 
