@@ -161,6 +161,18 @@ def chunk_rows(budget: int, dim: int, views: int = 0) -> int:
     return int(np.clip(rows, *CHUNK_LIMITS))
 
 
+BATCH_COPIES = 4   # MLP: the pieces a batch is cut from, the batch, and the two batches tf.data prefetches
+
+
+def stream_layout(budget: int, dim: int, views: int = 0, batch: int = 0) -> tuple[int, int]:
+    """(images per chunk, bytes of feature data the stream holds at most): the chunks take what
+    `batch`-row batches (the MLP's --batch-size, BATCH_COPIES of them) leave of the budget. The
+    bytes exceed the budget where even the smallest chunk, CHUNK_LIMITS[0] images, does not fit."""
+    batch_bytes = BATCH_COPIES * batch * dim * FLOAT_BYTES
+    chunk = chunk_rows(max(0, budget - batch_bytes), dim, views)
+    return chunk, STREAM_COPIES * FLOAT_BYTES * dim * (1 + views) * chunk + batch_bytes
+
+
 @dataclass
 class Stream:
     """The training rows of a cache, read from its file a chunk at a time (`featurecache.cache.iter_rows`).
@@ -176,6 +188,7 @@ class Stream:
     views: int           # K views streamed per fit image (0: none)
     chunk: int           # images per chunk
     budget: int          # bytes of feature data the classifier may hold
+    held: int = 0        # bytes of feature data the stream holds at most (`stream_layout`); > budget: it cannot hold
 
     @property
     def fit_labels(self) -> np.ndarray:
@@ -203,6 +216,22 @@ class Stream:
                 order = rng.permutation(len(y))
                 X, y = X[order], y[order]
             yield X, y
+
+    def fit_batches(self, size: int, seed: int | None = None):
+        """(X (size, D), y (size,)) from `fit_chunks`, in their order: every batch has exactly `size`
+        rows but the last of a pass, whatever the chunk size, so --batch-size holds when streaming."""
+        parts, held = [], 0
+        for X, y in self.fit_chunks(seed):
+            start = 0
+            while start < len(y):
+                take = min(size - held, len(y) - start)
+                parts.append((X[start:start + take], y[start:start + take]))
+                held, start = held + take, start + take
+                if held == size:
+                    yield np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+                    parts, held = [], 0
+        if parts:
+            yield np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def val_chunks(self):
         """(X, y) for the validation images (originals only), a chunk at a time."""

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-from classify.config import ClassifyConfig
-from classify.data import Rows, Stream, chunk_rows, fit_rows, in_memory_bytes, memory_budget, split_rows
+from classify.config import MODEL_PARAMS, ClassifyConfig
+from classify.data import Rows, Stream, fit_rows, in_memory_bytes, memory_budget, split_rows, stream_layout
 from classify.models import MODELS, STREAMING
 from classify.trained import Trained
 from featurecache.cache import Cache, CacheFile, iter_rows, split_shapes
@@ -127,11 +127,15 @@ def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) 
     budget = memory_budget(cfg.max_memory)
     train = shapes["train"]
     k = train.views if cfg.views == "all" else 0
-    stream = Stream(source, cache.train.labels, rows.fit, rows.val, train.dim, k,
-                    chunk_rows(budget, train.dim, max(k, shapes["test"].views if cfg.tta else 0)), budget)
+    batch = cfg.batch_size if "batch_size" in MODEL_PARAMS[cfg.model] else 0   # the MLP's batches are held too
+    chunk, held = stream_layout(budget, train.dim, max(k, shapes["test"].views if cfg.tta else 0), batch)
+    stream = Stream(source, cache.train.labels, rows.fit, rows.val, train.dim, k, chunk, budget, held)
     start = time.perf_counter()
     trained = STREAMING[cfg.model](stream, len(cache.class_names), cfg, curves)
     train_time = time.perf_counter() - start
+    if held > budget:
+        trained.details["over_budget"] = {"held_bytes": held, "budget_bytes": budget, "chunk_rows": chunk,
+                                          "batch_size": batch or None}
     start = time.perf_counter()
     proba = stream_proba(trained, source, "test", stream.chunk, cfg.tta)   # (n_test, C)
     predict_time = time.perf_counter() - start
