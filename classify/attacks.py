@@ -33,7 +33,7 @@ class AttackConfig:
     limit: int | None = None                     # first N test images
     batch_size: int = 100
     seed: int = 0
-    transfer_from: str | None = None             # an lr/mlp run that crafts the images (forest runs)
+    transfer_from: str | None = None             # an lr/mlp run that crafts the images (any run; a forest needs one)
 
 
 def parse_eps(text: str) -> tuple[float, ...]:
@@ -199,9 +199,9 @@ def robustness(run, cfg: AttackConfig, allow_weights_mismatch: bool = False, log
     images = run_images(run, cfg.limit)
     target = endtoend.build(run, allow_weights_mismatch)
     transfer = None
-    if target.differentiable:
+    if target.differentiable and not cfg.transfer_from:
         attacker = target
-    else:
+    else:   # a forest has no gradient; any run may be attacked with images crafted on another (--transfer-from)
         transfer = Path(cfg.transfer_from) if cfg.transfer_from else find_transfer_run(run)
         source = load_run(transfer)
         if source.record.get("cache_id") != run.record.get("cache_id"):
@@ -209,7 +209,8 @@ def robustness(run, cfg: AttackConfig, allow_weights_mismatch: bool = False, log
                             "pass an lr run of the same cache")
         attacker = endtoend.build(source, allow_weights_mismatch)
         if not attacker.differentiable:
-            raise UserError(f"--transfer-from {transfer} is a random-forest run too; pass an lr or mlp run of the same cache")
+            raise UserError(f"--transfer-from {transfer} is a random-forest run, which has no gradient; "
+                            "pass an lr or mlp run of the same cache")
     out = evaluate(target, attacker, images, cfg, log)
     settings = {
         "run": str(run.path), "model": run.record.get("model"), "attacks": list(cfg.attacks),
@@ -221,8 +222,9 @@ def robustness(run, cfg: AttackConfig, allow_weights_mismatch: bool = False, log
         "backbone": run.cache_attrs.get("backbone"), "weights": run.cache_attrs.get("weights"),
         "clean_accuracy_on_cached_features": images.clean_accuracy,
         "clean_accuracy_end_to_end": out["clean_accuracy"],
-        "transfer_attack": ({"crafted_on": str(transfer), "note": "the forest has no gradient: images are crafted on "
-                             "this run of the same cache and the forest is scored on them"} if transfer else None),
+        "transfer_attack": ({"crafted_on": str(transfer), "note": "images are crafted on this run of the same cache "
+                             "(--transfer-from, or the forest has no gradient) and the attacked run is scored on them"}
+                            if transfer else None),
         "seconds": out["seconds"],
     }
     return {"settings": settings, "results": out["results"], "examples": out["examples"]}
