@@ -98,7 +98,9 @@ def run_images(run, limit: int | None) -> RunImages:
     from extract.datasets import source_path
     from featurecache.cache import read_cache
 
-    cache = read_cache(run_cache(run.record, run.path))   # the cache the run was trained on, or a UserError
+    opened = run_cache(run.record, run.path)   # the cache the run was trained on, or a UserError
+    cache = read_cache(opened)
+    opened.close()
     n = len(cache.test.labels) if limit is None else min(limit, len(cache.test.labels))
     kind, location = str(cache.attrs.get("data_kind", "")), str(cache.attrs.get("data_location", ""))
     sources = [str(s) for s in cache.test.sources[:n]]

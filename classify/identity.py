@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurecache.cache import IDENTITY_ATTRS, CacheFile, read_attrs
+from featurecache.cache import IDENTITY_ATTRS, CacheFile
 from featurecache.errors import UserError
 from featurecache.files import sha256
 
@@ -63,36 +63,42 @@ def identity(attrs: dict, path: str | os.PathLike, opened: CacheFile | None = No
     return ident
 
 
-def cache_id_at(path: str | os.PathLike) -> str:
-    """The cache id of the cache now at `path` (its attributes only are read)."""
-    return digest(identity(read_attrs(path), path))
+def opened_cache(record: dict) -> tuple[CacheFile | None, str | None]:
+    """(the cache at a run record's cache path, opened, or None; why it is not the cache the run was
+    trained on, in a few words ("gone", "replaced: ..."), or None when it is). The id is taken from
+    the file opened, so what a caller then reads through it is what was checked."""
+    path = Path(record["cache"]["path"])
+    if not path.is_file():
+        return None, "gone"
+    try:
+        opened = CacheFile(path)
+    except UserError as e:
+        return None, f"unreadable: {e.message}"
+    found, want = digest(identity(opened.attrs, path, opened)), record.get("cache_id")
+    if found != want:
+        opened.close()
+        return None, (f"replaced: its cache id is {found}, the run recorded {want} "
+                      "(re-extracted with other settings, or another file put in its place)")
+    return opened, None
 
 
 def run_cache_problem(record: dict) -> str | None:
-    """Why the cache at a run record's cache path is not the cache the run was trained on, in a few
-    words ("gone", "replaced: ..."), or None when it is that cache."""
-    path = Path(record["cache"]["path"])
-    if not path.is_file():
-        return "gone"
-    try:
-        found = cache_id_at(path)
-    except UserError as e:
-        return f"unreadable: {e.message}"
-    want = record.get("cache_id")
-    if found != want:
-        return (f"replaced: its cache id is {found}, the run recorded {want} "
-                "(re-extracted with other settings, or another file put in its place)")
-    return None
+    """Why the cache at a run record's cache path is not the cache the run was trained on, or None."""
+    opened, problem = opened_cache(record)
+    if opened is not None:
+        opened.close()
+    return problem
 
 
-def run_cache(record: dict, run_path: str | os.PathLike) -> Path:
-    """The path of a run's cache, checked to hold the cache the run was trained on; UserError otherwise."""
+def run_cache(record: dict, run_path: str | os.PathLike) -> CacheFile:
+    """A run's cache, opened and checked to be the cache the run was trained on (read it through
+    the `CacheFile` returned: `read_cache(run_cache(...))`); UserError otherwise."""
     path = Path(record["cache"]["path"])
-    problem = run_cache_problem(record)
+    opened, problem = opened_cache(record)
     if problem == "gone":
         raise UserError(f"the feature cache {path} that {Path(run_path).name} was trained on is gone; "
                         "re-extract it (the same extract command) and re-run classify")
     if problem:
         raise UserError(f"the feature cache at {path} is not the one {Path(run_path).name} was trained on ({problem}); "
                         "restore that cache, or re-run classify on the cache now there")
-    return path
+    return opened

@@ -136,7 +136,9 @@ def test_the_report_says_a_runs_cache_was_replaced(run_on_a_replaced_cache):
 def test_the_check_passes_on_the_runs_own_cache_and_names_a_missing_one(tiny_cache, tmp_path):
     record_path = classify_run(tiny_cache, tmp_path / "reports", "lr")
     record = read_record(record_path)
-    assert run_cache(record, record_path) == tiny_cache and run_cache_problem(record) is None
+    opened = run_cache(record, record_path)
+    assert opened.path == tiny_cache and run_cache_problem(record) is None
+    opened.close()
     record["cache"]["path"] = str(tmp_path / "gone.h5")
     with pytest.raises(UserError, match="gone.h5 that .* was trained on is gone; re-extract it"):
         run_cache(record, record_path)
