@@ -42,7 +42,7 @@ from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
 from classify.config import ClassifyConfig
-from classify.data import split_rows
+from classify.data import smallest_train_size, split_rows
 from classify.models import MODELS
 from classify.options import CONTEXT, cache_path, echo_config, make_config, training_options
 from featurecache.errors import UserError
@@ -85,9 +85,16 @@ class Plan:
         return sorted(set(range(self.initial, self.budget, self.batch)) | {self.budget})
 
 
-def check_plan(plan: Plan, train_labels: np.ndarray, n_test: int, path) -> None:
+def holds_out(cfg: ClassifyConfig) -> str | None:
+    """Why a round's model holds out validation rows from the labelled set ("--C auto" chooses C on
+    them, "--model mlp" stops early on them), or None when it fits every labelled row."""
+    return "--model mlp" if cfg.model == "mlp" else "--C auto" if cfg.C == "auto" else None
+
+
+def check_plan(plan: Plan, train_labels: np.ndarray, n_test: int, path, cfg: ClassifyConfig | None = None) -> None:
     """Refuse, before anything is fitted, a plan the cache cannot run: one line naming the option
-    and the values that work."""
+    and the values that work. With `cfg`, an --initial set too small to hold out its validation rows
+    is refused too."""
     n = len(train_labels)
     k = len(np.unique(train_labels))
     if n_test == 0:
@@ -96,6 +103,12 @@ def check_plan(plan: Plan, train_labels: np.ndarray, n_test: int, path) -> None:
     if k < 2:
         raise UserError(f"the cache's {n:,} training rows are all of one class; a classifier needs at least two: "
                         "extract a cache with images of two or more classes")
+    why = holds_out(cfg) if cfg is not None else None
+    need = smallest_train_size(train_labels, cfg.val_fraction) if why else k
+    if why and not need <= plan.initial <= n:
+        raise UserError(f"--initial {plan.initial} is outside what {why} allows: it holds out --val-fraction "
+                        f"{cfg.val_fraction:g} of the labelled rows for validation, at least one row of each of the "
+                        f"{k} classes on each side; pass --initial between {need} and {n:,}")
     if not k <= plan.initial <= n:
         raise UserError(f"--initial {plan.initial} is outside what the pool of {n:,} training rows with {k} classes "
                         f"allows; pass --initial between {k} and {n:,}")
@@ -143,7 +156,7 @@ def fit(cache, cfg: ClassifyConfig, labelled: np.ndarray, n_classes: int):
     """The round's model on the labelled rows. A model that needs validation rows (--C auto, the MLP)
     gets --val-fraction of them held out (stratified, seeded); otherwise it fits all of them."""
     X, y = cache.train.features, cache.train.labels
-    if cfg.model == "mlp" or cfg.C == "auto":
+    if holds_out(cfg):
         rows = split_rows(y[labelled], cfg.val_fraction, cfg.seed)
         fit_rows, val_rows = labelled[rows.fit], labelled[rows.val]
     else:
@@ -274,8 +287,8 @@ def cli(features, model, strategies, initial, batch, budget, seeds, **options) -
     out_dir = check_out_dir(options["out_dir"])
     cache = read_cache(path)
     plan = Plan(initial, batch, budget)
-    check_plan(plan, cache.train.labels, len(cache.test.labels), path)
     cfg = make_config(model=model, features=str(path), **options)
+    check_plan(plan, cache.train.labels, len(cache.test.labels), path, cfg)
     strategies = list(dict.fromkeys(strategies or DEFAULT_STRATEGIES))
     seed_list = list(range(cfg.seed, cfg.seed + seeds))
     echo_config(cfg)

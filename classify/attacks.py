@@ -33,7 +33,7 @@ class AttackConfig:
     limit: int | None = None                     # first N test images
     batch_size: int = 100
     seed: int = 0
-    transfer_from: str | None = None             # an lr/mlp run that crafts the images (forest runs)
+    transfer_from: str | None = None             # an lr/mlp run that crafts the images (any run; a forest needs one)
 
 
 def parse_eps(text: str) -> tuple[float, ...]:
@@ -94,13 +94,13 @@ class RunImages:
 
 def run_images(run, limit: int | None) -> RunImages:
     """The run's test rows (first `limit`), with the pictures behind them checked to be there."""
+    from classify.identity import run_cache
     from extract.datasets import source_path
     from featurecache.cache import read_cache
 
-    cache_file = Path(run.record["cache"]["path"])
-    if not cache_file.is_file():
-        raise UserError(f"the run's feature cache {cache_file} is gone; re-extract it (`make features`) and re-run classify")
-    cache = read_cache(cache_file)
+    opened = run_cache(run.record, run.path)   # the cache the run was trained on, or a UserError
+    cache = read_cache(opened)
+    opened.close()
     n = len(cache.test.labels) if limit is None else min(limit, len(cache.test.labels))
     kind, location = str(cache.attrs.get("data_kind", "")), str(cache.attrs.get("data_location", ""))
     sources = [str(s) for s in cache.test.sources[:n]]
@@ -129,15 +129,16 @@ def read_batch(images: RunImages, start: int, stop: int, size: int) -> np.ndarra
 
 def find_transfer_run(run) -> Path:
     """An lr (else mlp) run of the same cache in the forest run's folder, newest first."""
+    from classify.saved import RecordError, read_record
+
     folder = run.path.parent
     found = []
     for p in folder.glob("*-run.json"):
         try:
-            record = json.loads(p.read_text())
-        except (OSError, ValueError):
+            record = read_record(p)
+        except RecordError:
             continue
-        if (isinstance(record, dict) and record.get("cache_id") == run.record.get("cache_id")
-                and record.get("model_format") in ("linear", "keras")):
+        if record.get("cache_id") == run.record.get("cache_id") and record.get("model_format") in ("linear", "keras"):
             found.append((record.get("model_format") != "linear", -p.stat().st_mtime, p))
     if not found:
         raise UserError(f"{run.path.name} is a random-forest run, which has no gradient; a transfer attack needs an lr "
@@ -200,9 +201,9 @@ def robustness(run, cfg: AttackConfig, allow_weights_mismatch: bool = False, log
     images = run_images(run, cfg.limit)
     target = endtoend.build(run, allow_weights_mismatch)
     transfer = None
-    if target.differentiable:
+    if target.differentiable and not cfg.transfer_from:
         attacker = target
-    else:
+    else:   # a forest has no gradient; any run may be attacked with images crafted on another (--transfer-from)
         transfer = Path(cfg.transfer_from) if cfg.transfer_from else find_transfer_run(run)
         source = load_run(transfer)
         if source.record.get("cache_id") != run.record.get("cache_id"):
@@ -210,7 +211,8 @@ def robustness(run, cfg: AttackConfig, allow_weights_mismatch: bool = False, log
                             "pass an lr run of the same cache")
         attacker = endtoend.build(source, allow_weights_mismatch)
         if not attacker.differentiable:
-            raise UserError(f"--transfer-from {transfer} is a random-forest run too; pass an lr or mlp run of the same cache")
+            raise UserError(f"--transfer-from {transfer} is a random-forest run, which has no gradient; "
+                            "pass an lr or mlp run of the same cache")
     out = evaluate(target, attacker, images, cfg, log)
     settings = {
         "run": str(run.path), "model": run.record.get("model"), "attacks": list(cfg.attacks),
@@ -222,8 +224,9 @@ def robustness(run, cfg: AttackConfig, allow_weights_mismatch: bool = False, log
         "backbone": run.cache_attrs.get("backbone"), "weights": run.cache_attrs.get("weights"),
         "clean_accuracy_on_cached_features": images.clean_accuracy,
         "clean_accuracy_end_to_end": out["clean_accuracy"],
-        "transfer_attack": ({"crafted_on": str(transfer), "note": "the forest has no gradient: images are crafted on "
-                             "this run of the same cache and the forest is scored on them"} if transfer else None),
+        "transfer_attack": ({"crafted_on": str(transfer), "note": "images are crafted on this run of the same cache "
+                             "(--transfer-from, or the forest has no gradient) and the attacked run is scored on them"}
+                            if transfer else None),
         "seconds": out["seconds"],
     }
     return {"settings": settings, "results": out["results"], "examples": out["examples"]}

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from featurecache.cache import SplitShape, iter_rows
+from featurecache.cache import CacheFile, SplitShape, iter_rows
 from featurecache.errors import UserError
 
 
@@ -162,6 +161,18 @@ def chunk_rows(budget: int, dim: int, views: int = 0) -> int:
     return int(np.clip(rows, *CHUNK_LIMITS))
 
 
+BATCH_COPIES = 4   # MLP: the pieces a batch is cut from, the batch, and the two batches tf.data prefetches
+
+
+def stream_layout(budget: int, dim: int, views: int = 0, batch: int = 0) -> tuple[int, int]:
+    """(images per chunk, bytes of feature data the stream holds at most): the chunks take what
+    `batch`-row batches (the MLP's --batch-size, BATCH_COPIES of them) leave of the budget. The
+    bytes exceed the budget where even the smallest chunk, CHUNK_LIMITS[0] images, does not fit."""
+    batch_bytes = BATCH_COPIES * batch * dim * FLOAT_BYTES
+    chunk = chunk_rows(max(0, budget - batch_bytes), dim, views)
+    return chunk, STREAM_COPIES * FLOAT_BYTES * dim * (1 + views) * chunk + batch_bytes
+
+
 @dataclass
 class Stream:
     """The training rows of a cache, read from its file a chunk at a time (`featurecache.cache.iter_rows`).
@@ -169,7 +180,7 @@ class Stream:
     `fit` and `val` are the image indices of `Rows`; with `views` each fit image's K views are
     streamed beside it, as `fit_rows` would stack them."""
 
-    path: Path
+    source: CacheFile    # the cache, opened once for the whole run
     labels: np.ndarray   # (N,) the training split's labels
     fit: np.ndarray      # (n_fit,) images
     val: np.ndarray      # (n_val,) images
@@ -177,6 +188,7 @@ class Stream:
     views: int           # K views streamed per fit image (0: none)
     chunk: int           # images per chunk
     budget: int          # bytes of feature data the classifier may hold
+    held: int = 0        # bytes of feature data the stream holds at most (`stream_layout`); > budget: it cannot hold
 
     @property
     def fit_labels(self) -> np.ndarray:
@@ -193,7 +205,7 @@ class Stream:
             blocks = [blocks[i] for i in rng.permutation(len(blocks))]
         for block in blocks:
             # one block of images is one chunk, even where its rows lie far apart in the file
-            parts = list(iter_rows(self.path, "train", block, self.chunk, views=bool(self.views)))
+            parts = list(iter_rows(self.source, "train", block, self.chunk, views=bool(self.views)))
             X = np.concatenate([c.features for c in parts])
             y = np.concatenate([c.labels for c in parts])
             if self.views:
@@ -205,9 +217,25 @@ class Stream:
                 X, y = X[order], y[order]
             yield X, y
 
+    def fit_batches(self, size: int, seed: int | None = None):
+        """(X (size, D), y (size,)) from `fit_chunks`, in their order: every batch has exactly `size`
+        rows but the last of a pass, whatever the chunk size, so --batch-size holds when streaming."""
+        parts, held = [], 0
+        for X, y in self.fit_chunks(seed):
+            start = 0
+            while start < len(y):
+                take = min(size - held, len(y) - start)
+                parts.append((X[start:start + take], y[start:start + take]))
+                held, start = held + take, start + take
+                if held == size:
+                    yield np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+                    parts, held = [], 0
+        if parts:
+            yield np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
     def val_chunks(self):
         """(X, y) for the validation images (originals only), a chunk at a time."""
-        for c in iter_rows(self.path, "train", self.val, self.chunk):
+        for c in iter_rows(self.source, "train", self.val, self.chunk):
             yield c.features, c.labels
 
     def load(self, images: np.ndarray, views: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -217,7 +245,7 @@ class Stream:
         X = np.empty((len(images) * (1 + k), self.dim), dtype=np.float32)
         y = np.empty(len(images) * (1 + k), dtype=np.int64)
         row = 0
-        for c in iter_rows(self.path, "train", images, self.chunk, views=bool(k)):
+        for c in iter_rows(self.source, "train", images, self.chunk, views=bool(k)):
             n = len(c.labels)
             X[row:row + n], y[row:row + n] = c.features, c.labels
             row += n

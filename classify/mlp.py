@@ -85,23 +85,20 @@ def fit_mlp(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig) -> 
 
 def stream_datasets(tf, stream, cfg: ClassifyConfig):
     """The training batches and validation rows as tf.data pipelines over the cache file: each pass
-    over `train` reads the file a chunk at a time (`Stream.fit_chunks`), in a new seeded order, and
-    cuts the shuffled chunk into batches; memory holds a chunk or two, not the matrix."""
+    over `train` reads the file a chunk at a time, in a new seeded order, shuffles each chunk and
+    cuts batches of --batch-size rows across chunks (`Stream.fit_batches`); memory holds a chunk
+    and a few batches (`classify.data.stream_layout`), not the matrix."""
     n_fit, dim = len(stream.fit_labels), stream.dim
     passes = iter(range(1 << 62))
 
     def train_batches():
-        for X, y in stream.fit_chunks(seed=cfg.seed + next(passes)):
-            for i in range(0, len(y), cfg.batch_size):
-                yield X[i:i + cfg.batch_size], y[i:i + cfg.batch_size]
+        yield from stream.fit_batches(cfg.batch_size, seed=cfg.seed + next(passes))
 
     def val_chunks():
         yield from stream.val_chunks()
 
     spec = (tf.TensorSpec((None, dim), tf.float32), tf.TensorSpec((None,), tf.int64))
-    # batches never straddle chunks, so a pass can have a few more batches than n_fit / batch_size
-    n_batches = sum(-(-len(b) * (1 + stream.views) // cfg.batch_size)
-                    for b in (stream.fit[i:i + stream.chunk] for i in range(0, len(stream.fit), stream.chunk)))
+    n_batches = -(-n_fit // cfg.batch_size)   # as in memory: only a pass's last batch is smaller
     train = (tf.data.Dataset.from_generator(train_batches, output_signature=spec)
              .repeat().prefetch(2))   # each pass calls train_batches anew; fit counts n_batches a pass
     val = tf.data.Dataset.from_generator(val_chunks, output_signature=spec)
@@ -118,7 +115,8 @@ def fit_mlp_stream(stream, mean: np.ndarray, var: np.ndarray, n_classes: int, cf
     train, val, n_fit, steps = stream_datasets(tf, stream, cfg)
     trained = train_model(keras, train, val, mean.astype(np.float32), var.astype(np.float32), n_fit, n_classes, cfg,
                           steps=steps)
-    trained.details.update(streamed=True, budget_bytes=stream.budget, chunk_rows=stream.chunk)
+    trained.details.update(streamed=True, budget_bytes=stream.budget, chunk_rows=stream.chunk,
+                           batch_size=cfg.batch_size, held_bytes=stream.held)
     return trained
 
 

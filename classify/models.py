@@ -252,7 +252,7 @@ def fit_lr_stream(stream: Stream, n_classes: int, cfg: ClassifyConfig, curves: b
         passes = epoch + 1
         ws = [weights(m) for m in models]
         val = stream_scores(stream.val_chunks(), ws, n_classes)
-        sample_chunks = ((c.features, c.labels) for c in iter_rows(stream.path, "train", sample, stream.chunk))
+        sample_chunks = ((c.features, c.labels) for c in iter_rows(stream.source, "train", sample, stream.chunk))
         train = stream_scores(sample_chunks, ws, n_classes) if curves else [None] * len(ws)
         per_pass.append((train, val))
         improved = False
@@ -282,7 +282,7 @@ RF_COPIES = 3  # the subsample, scikit-learn's own float32 view of it, the boots
 def fit_rf_stream(stream: Stream, n_classes: int, cfg: ClassifyConfig, curves: bool = True) -> Trained:
     """Random forest on a stratified, seeded subsample of the fit images (with their views) that fits
     the budget (trees need every row in memory); the validation rows for its curves likewise.
-    The run record's details say how many rows it used ("subsample")."""
+    The run record's details say how many rows it used ("subsample"; its metrics count only those)."""
     from classify.data import stratified_subset
 
     y_images = stream.labels[stream.fit]
@@ -297,6 +297,7 @@ def fit_rf_stream(stream: Stream, n_classes: int, cfg: ClassifyConfig, curves: b
     X_val, y_val = stream.load(val)
     trained = fit_rf(X_fit, y_fit, X_val, y_val, n_classes, cfg, curves)
     trained.details["subsample"] = {"rows": int(len(y_fit)), "of": int(len(stream.fit_labels)),
+                                    "images": int(len(picked)), "val_rows": int(len(y_val)),
                                     "budget": int(stream.budget)}
     return trained
 

@@ -181,6 +181,15 @@ def notes(cfg: ClassifyConfig, details: dict) -> list[str]:
         s = details["subsample"]
         out.append(f"note: RF trained on a stratified subsample of {s['rows']:,} of {s['of']:,} training rows, "
                    f"to fit --max-memory {s['budget']:,} bytes")
+    if "over_budget" in details:
+        o = details["over_budget"]
+        batch = f" and --batch-size {o['batch_size']} batches" if o["batch_size"] else ""
+        out.append(f"warning: streaming held up to {o['held_bytes']:,} bytes of features, more than --max-memory "
+                   f"{o['budget_bytes']:,}: the smallest chunk ({o['chunk_rows']} rows){batch} do not fit in it; "
+                   "pass a larger --max-memory" + (" or a smaller --batch-size" if batch else ""))
+    if details.get("cache_replaced"):
+        out.append(f"note: {cfg.features} was replaced while this run read it; every row came from the cache "
+                   "opened at the start, which the run record names (cache_id), not the file now at that path")
     if details.get("solver") == "sgd":
         out.append(f"LR streamed from the cache by SGD (log loss), {details['epochs_run']} pass(es) over the data, "
                    "as the training matrix is larger than --max-memory")

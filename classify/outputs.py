@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import io
 import json
 import os
@@ -30,13 +29,13 @@ import numpy as np
 
 from classify import plots, saved
 from classify.config import ClassifyConfig
+from classify.identity import digest, identity, json_default
 from classify.train import RunResult, gallery_items
-from featurecache.cache import IDENTITY_ATTRS, Cache
+from featurecache.cache import Cache
 from featurecache.errors import UserError
 from featurecache.files import Staged, check_writable, os_error, remove_stale_temps, room_error, versions
 
 MODEL_SUFFIX = {"lr": ".h5", "rf": ".h5", "mlp": ".keras"}
-DIGEST_HEX = 8  # hex digits of a run's or cache's identity digest in file names and table rows
 
 __all__ = ["csv_text", "Staged", "check_out_dir", "check_name", "cache_id", "run_id", "digest", "run_paths", "resolve",
            "drawable_names", "save_model", "stage_run", "write_run", "write_json"]
@@ -67,28 +66,9 @@ def check_name(option: str, name: str | None) -> None:
         raise UserError(f"{option} {name!r} must be a plain file name; choose the folder with --out-dir")
 
 
-def digest(data) -> str:
-    """Short hex digest of JSON-able data (keys sorted), for names that change when the data does."""
-    text = json.dumps(data, sort_keys=True, default=_json_default, allow_nan=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_HEX]
-
-
-@functools.lru_cache(maxsize=64)
-def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
-    return saved.sha256(path)
-
-
 def cache_identity(cache: Cache) -> dict:
-    """What makes a cache the cache it is: its identity attributes (data fingerprint, backbone,
-    pooling, size, weights, precision, ...) and class names, not its file name. A cache without a
-    data fingerprint (not written by extract) is identified by its bytes instead."""
-    attrs = cache.attrs
-    ident = {k: attrs.get(k) for k in IDENTITY_ATTRS if attrs.get(k) is not None}
-    ident.update(dataset=attrs.get("dataset"), feature_dim=attrs.get("feature_dim"), class_names=cache.class_names)
-    if not attrs.get("data_fingerprint"):
-        st = os.stat(cache.path)
-        ident["file_sha256"] = _file_sha256(os.path.abspath(cache.path), st.st_mtime_ns, st.st_size)
-    return ident
+    """What makes a cache the cache it is (`classify.identity.identity`), not its file name."""
+    return identity(cache.attrs, cache.path, cache.file)
 
 
 def cache_id(cache: Cache) -> str:
@@ -214,16 +194,8 @@ def drawable_names(names: list[str]) -> tuple[list[str], list[str], str | None]:
     return labels, [], note
 
 
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
 def write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=1, default=_json_default, allow_nan=False) + "\n")
+    path.write_text(json.dumps(data, indent=1, default=json_default, allow_nan=False) + "\n")
 
 
 def run_record(cache: Cache, cfg: ClassifyConfig, result: RunResult, paths: dict[str, Path], gallery_note: str | None) -> dict:

@@ -36,7 +36,6 @@ from featurecache.files import locked, os_error, room_error, write_text
 INDEX = "index.html"
 LOCK = "index.lock"                   # one writer of index.html at a time: the last one sees every run
 RUN_SUFFIX = "-run.json"
-RUN_FORMAT = "featurecache-run"       # classify.saved.RUN_FORMAT (not imported: saved pulls in h5py)
 FIGURES = ("curves", "confusion", "gallery")
 RUN_FILE_ENDINGS = ("-curves.png", "-confusion.png", "-gallery.png")  # a run's figures, never "other figures"
 CACHE_FIELDS = (  # (attribute, label) shown for each cache in the header
@@ -66,7 +65,7 @@ class Run:
 
     @property
     def accuracy(self) -> float:
-        return float(self.record.get("metrics", {}).get("accuracy", float("nan")))
+        return float(self.record["metrics"]["accuracy"])   # checked to be a number by read_record
 
 
 @dataclass
@@ -75,24 +74,23 @@ class Page:
 
     folder: Path
     runs: list[Run]                                        # sorted by test accuracy, best first
-    caches: dict[str, dict]                                # cache id -> {path, attrs, present}
+    caches: dict[str, dict]                                # cache id -> {path, attrs, problem (None: there as used)}
     figures: list[tuple[str, list[str]]]                   # (PNG name, names of its CSV/MD siblings)
-    skipped: list[str] = field(default_factory=list)       # *-run.json files that are not run records
+    skipped: list[str] = field(default_factory=list)       # "<name>: what is wrong" of *-run.json files that are not run records
 
 
 def read_runs(folder: Path) -> tuple[list[Run], list[str]]:
-    """Every run record in `folder`, best accuracy first, and the names of `*-run.json` files that
-    are not run records. The files a record names are looked up beside it by name, so a folder that
+    """Every run record in `folder`, best accuracy first, and "<name>: what is wrong" for each
+    `*-run.json` file that is not a run record (`classify.saved.read_record` checks them). The files a record names are looked up beside it by name, so a folder that
     was moved still reads."""
+    from classify.saved import RecordError, read_record   # here: saved pulls in h5py
+
     runs, skipped = [], []
     for path in sorted(folder.glob("*" + RUN_SUFFIX)):
         try:
-            record = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            skipped.append(path.name)
-            continue
-        if not isinstance(record, dict) or record.get("format") != RUN_FORMAT or not isinstance(record.get("files"), dict):
-            skipped.append(path.name)
+            record = read_record(path)
+        except RecordError as e:
+            skipped.append(f"{path.name}: {e.problem}")
             continue
         present, missing = {}, []
         for key, value in record["files"].items():
@@ -110,7 +108,7 @@ def read_runs(folder: Path) -> tuple[list[Run], list[str]]:
             except (OSError, UnicodeDecodeError):
                 text = ""
         runs.append(Run(path.name, record, present, missing, text))
-    runs.sort(key=lambda r: (-r.accuracy if r.accuracy == r.accuracy else float("inf"), r.name))
+    runs.sort(key=lambda r: (-r.accuracy, r.name))
     return runs, skipped
 
 
@@ -132,13 +130,14 @@ def build_page(folder: str | os.PathLike) -> Page:
     """What the page of `folder` shows, read from disk."""
     folder = Path(os.path.abspath(folder))
     runs, skipped = read_runs(folder)
+    from classify.identity import run_cache_problem   # here: it pulls in h5py
+
     caches: dict[str, dict] = {}
     for run in runs:
-        cache = run.record.get("cache") or {}
-        key = str(run.record.get("cache_id") or cache.get("path") or "?")
+        cache = run.record["cache"]
+        key = str(run.record.get("cache_id") or cache["path"] or "?")
         if key not in caches:
-            path = str(cache.get("path") or "")
-            caches[key] = {"path": path, "attrs": cache.get("attrs") or {}, "present": bool(path) and Path(path).is_file()}
+            caches[key] = {"path": cache["path"], "attrs": cache["attrs"], "problem": run_cache_problem(run.record)}
     return Page(folder, runs, caches, other_figures(folder, runs), skipped)
 
 
@@ -198,13 +197,20 @@ def settings_text(record: dict) -> str:
     return ", ".join(parts)
 
 
+def cache_note(problem: str) -> str:
+    """What the page says of a cache that is not at its path as the runs used it."""
+    if problem == "gone":
+        return "file no longer there"
+    return f"the file at this path is not this cache now: {problem}"
+
+
 def caches_html(page: Page) -> str:
     rows = []
     for cache_id, c in page.caches.items():
         a = c["attrs"]
         stem = Path(c["path"]).stem if c["path"] else "?"
         cells = [f"<b>{esc(stem)}</b><br><code>{esc(cache_id)}</code>"
-                 + ("" if c["present"] else '<br><span class="muted">file no longer there</span>')]
+                 + ("" if c["problem"] is None else f'<br><span class="muted">{esc(cache_note(c["problem"]))}</span>')]
         details = []
         for key, label in CACHE_FIELDS:
             if a.get(key) not in (None, ""):
@@ -298,7 +304,8 @@ def render(page: Page) -> str:
         parts.append("<h2>Each run</h2>")
         parts.extend(run_html(run) for run in page.runs)
     if page.skipped:
-        parts.append(f'<p class="muted">not run records, skipped: {esc(", ".join(page.skipped))}</p>')
+        parts.append('<p class="muted">not run records, skipped:</p><ul class="muted">'
+                     + "".join(f"<li>{esc(s)}</li>" for s in page.skipped) + "</ul>")
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
 
@@ -329,7 +336,9 @@ def cli(out_dir: str) -> None:
     if not Path(out_dir).is_dir():
         raise UserError(f"no reports folder at {out_dir}: run `make classify` or `make compare` first, or pass --out-dir")
     path = write_index(out_dir)
-    page_runs, _ = read_runs(path.parent)
+    page_runs, skipped = read_runs(path.parent)
+    for line in skipped:
+        click.echo(f"skipped: {path.parent / line}", err=True)
     click.echo(f"wrote {path} ({len(page_runs)} run(s)); open it in a browser: file://{quote(str(path))}")
 
 

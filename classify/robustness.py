@@ -14,7 +14,8 @@ eps is in pixel units out of 255 (L-infinity). Gradients come from the float32 t
 every attacked image is projected into the eps-ball and [0, 255], rounded to integers (a real
 image) and scored by the model in the cache's precision. A random-forest run has no gradient: its
 images are crafted on an LR or MLP run of the same cache (--transfer-from, or one found beside
-the run) and the forest is scored on them (a transfer attack, said so in the JSON).
+the run) and the forest is scored on them (a transfer attack, said so in the JSON). Any run can be
+attacked that way with --transfer-from.
 
     python -m classify.robustness --run reports/cifar10-vgg16-gap-32px-lr-1a2b3c4d-run.json --attack fgsm --attack pgd
 """
@@ -50,8 +51,8 @@ from featurecache.files import interruptible
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of PGD's random start.")
 @click.option("--transfer-from", type=click.Path(dir_okay=False, path_type=Path),
-              help="For a random-forest run: the lr run of the same cache to craft the images on "
-                   "(default: one found beside the run).")
+              help="An lr or mlp run of the same cache to craft the images on (a transfer attack); for a "
+                   "random-forest run the default is one found beside it, for other runs the run itself.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), help="Default: the run's folder.")
 @click.option("--allow-weights-mismatch", is_flag=True,
               help="Run even if the weights or model file differ from those the run's cache was made with.")
@@ -75,6 +76,8 @@ def cli(run_path, attacks, eps_text, pgd_steps, pgd_step_size, limit, batch_size
     s = doc["settings"]
     click.echo(f"{s['model']} run, {s['n_images']} test images; clean accuracy {s['clean_accuracy_on_cached_features']:.4f} "
                f"(cached features), {s['clean_accuracy_end_to_end']:.4f} (end to end)")
+    if s["transfer_attack"]:
+        click.echo(f"  images crafted on {s['transfer_attack']['crafted_on']} (a transfer attack)")
     for r in doc["results"]:
         click.echo(f"  {r['attack']:<5} eps {r['eps']:>5g}: accuracy {r['accuracy']:.4f}")
     click.echo(f"  seconds: {s['seconds']}")

@@ -280,19 +280,84 @@ class SavedRun:
         return self._proba(features)
 
 
+# field -> the JSON type every reader of a run record relies on (the report, compare, robustness,
+# predict, tracking); `record_problem` checks them, so a reader never meets another type
+RECORD_TYPES = {
+    "format_version": int, "model": str, "run_id": str, "cache_id": str, "hyperparameters": dict, "chosen": dict,
+    "config": dict, "cache": dict, "class_names": list, "metrics": dict, "history": dict, "files": dict,
+    "model_format": str, "model_file": str, "model_sha256": str, "created": str,
+}
+RECORD_REQUIRED = ("model", "hyperparameters", "config", "cache", "class_names", "metrics", "files")
+SCORES = ("accuracy", "macro_f1")   # metrics that must be numbers in 0..1 (accuracy always there)
+
+
+class RecordError(UserError):
+    """A `*-run.json` that is not a run record classify can read: `problem` says what is wrong."""
+
+    def __init__(self, path: Path, problem: str):
+        self.path, self.problem = Path(path), problem
+        super().__init__(f"{path} is not a run record classify can read ({problem}); "
+                         "pass a <name>-run.json written by classify, or re-run classify to write it again")
+
+
+def kind_name(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def record_problem(record) -> str | None:
+    """What is wrong with a parsed run record, in a few words, or None when it has every field its
+    readers use, each of the right type. The one check of a run record's types."""
+    if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
+        return f"no format='{RUN_FORMAT}'"
+    missing = [k for k in RECORD_REQUIRED if k not in record]
+    if missing:
+        return f"no {', '.join(missing)}"
+    for key, kind in RECORD_TYPES.items():
+        if key in record and (type(record[key]) is bool or not isinstance(record[key], kind)):
+            return f"{key} is {kind_name(record[key])}, not {kind_name(kind())}"
+    if record.get("format_version", 0) > FORMAT_VERSION:
+        return f"format_version {record['format_version']}, from a newer featurecache: upgrade to read it"
+    for key, kind in (("path", str), ("attrs", dict)):
+        if not isinstance(record["cache"].get(key), kind):
+            return f"cache.{key} is {kind_name(record['cache'].get(key))}, not {kind_name(kind())}"
+    names = record["class_names"]
+    if not names or not all(isinstance(n, str) for n in names):
+        return "class_names is not a list of names"
+    for key in SCORES:
+        value = record["metrics"].get(key)
+        if (key == "accuracy" or key in record["metrics"]) and not (is_number(value) and 0 <= value <= 1):
+            return f"metrics.{key} is {json.dumps(value)}, not a number in 0..1"
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in record["files"].items()):
+        return "files is not an object of file names"
+    return None
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    """A run record read from JSON and checked by `record_problem`; RecordError when it is not one."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RecordError(path, f"not JSON: {reason(e, 60)}") from None
+    except OSError as e:
+        raise RecordError(path, f"unreadable: {reason(e, 60)}") from None
+    problem = record_problem(record)
+    if problem:
+        raise RecordError(path, problem)
+    return record
+
+
 def load_run(run_json_path: str | os.PathLike) -> SavedRun:
     """Read a run record written by classify and the model beside it, refusing anything else."""
     path = Path(run_json_path)
     if not path.is_file():
         raise UserError(f"no run record at {path}: pass a reports/<name>-run.json written by `python -m classify`")
-    try:
-        record = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{path} is not a run record (not JSON: {reason(e, 60)}); pass a <name>-run.json written by classify") from None
-    if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
-        raise UserError(f"{path} is not a run record written by classify (no format='{RUN_FORMAT}'); pass a <name>-run.json from reports/")
-    if record.get("format_version", 0) > FORMAT_VERSION:
-        raise UserError(f"{path} was written by a newer featurecache; upgrade to load it")
+    record = read_record(path)
     name = str(record.get("model_file", ""))
     kind = record.get("model_format")
     if not name or Path(name).name != name or kind not in FORMATS or not name.endswith(FORMATS[kind][0]):

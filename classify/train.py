@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-from classify.config import ClassifyConfig
-from classify.data import Rows, Stream, chunk_rows, fit_rows, in_memory_bytes, memory_budget, split_rows
+from classify.config import MODEL_PARAMS, ClassifyConfig
+from classify.data import Rows, Stream, fit_rows, in_memory_bytes, memory_budget, split_rows, stream_layout
 from classify.models import MODELS, STREAMING
 from classify.trained import Trained
-from featurecache.cache import Cache, iter_rows, split_shapes
+from featurecache.cache import Cache, CacheFile, iter_rows, split_shapes
 from featurecache.errors import UserError
 
 GALLERY_SIZE = 24
@@ -51,13 +51,19 @@ def evaluate(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> t
 def load_for_training(path: str | os.PathLike, cfg: ClassifyConfig) -> Cache:
     """The cache, whole when the classifier's copies of its feature matrices fit --max-memory
     (`classify.data.in_memory_bytes`); labels and sources only when they do not, and then
-    `train_and_evaluate` streams the features from the file."""
+    `train_and_evaluate` streams the features from the file, which stays open (`Cache.file`), so a
+    cache renamed over the path during the run is never read."""
     from featurecache.cache import read_cache   # looked up at call time, as the commands did
 
-    shapes = split_shapes(path)
+    source = CacheFile(path)   # opened once: all that is read comes from this file, even if another replaces it
+    shapes = split_shapes(source)
     if in_memory_bytes(shapes, views=cfg.views == "all") <= memory_budget(cfg.max_memory):
-        return read_cache(path)
-    return read_cache(path, features=False)
+        cache = read_cache(source)
+        source.close()
+        return cache
+    cache = read_cache(source, features=False)
+    cache.file = source   # kept open: the features are streamed from it
+    return cache
 
 
 def stream_proba(trained: Trained, path, split: str, chunk: int, tta: bool) -> np.ndarray:
@@ -109,8 +115,9 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
 
 
 def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -> RunResult:
-    """`train_and_evaluate` for a cache read with features=False: fit and score from the file."""
-    shapes = split_shapes(cache.path)
+    """`train_and_evaluate` for a cache read with features=False: fit and score from its open file."""
+    source = cache.file or CacheFile(cache.path)
+    shapes = split_shapes(source)
     if len(cache.test.labels) == 0:
         raise UserError(f"{cache.path} has no test rows to report on; extract a cache with a test split")
     if cfg.tta and not shapes["test"].views:
@@ -120,19 +127,27 @@ def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) 
     budget = memory_budget(cfg.max_memory)
     train = shapes["train"]
     k = train.views if cfg.views == "all" else 0
-    stream = Stream(cache.path, cache.train.labels, rows.fit, rows.val, train.dim, k,
-                    chunk_rows(budget, train.dim, max(k, shapes["test"].views if cfg.tta else 0)), budget)
+    batch = cfg.batch_size if "batch_size" in MODEL_PARAMS[cfg.model] else 0   # the MLP's batches are held too
+    chunk, held = stream_layout(budget, train.dim, max(k, shapes["test"].views if cfg.tta else 0), batch)
+    stream = Stream(source, cache.train.labels, rows.fit, rows.val, train.dim, k, chunk, budget, held)
     start = time.perf_counter()
     trained = STREAMING[cfg.model](stream, len(cache.class_names), cfg, curves)
     train_time = time.perf_counter() - start
+    if held > budget:
+        trained.details["over_budget"] = {"held_bytes": held, "budget_bytes": budget, "chunk_rows": chunk,
+                                          "batch_size": batch or None}
     start = time.perf_counter()
-    proba = stream_proba(trained, cache.path, "test", stream.chunk, cfg.tta)   # (n_test, C)
+    proba = stream_proba(trained, source, "test", stream.chunk, cfg.tta)   # (n_test, C)
     predict_time = time.perf_counter() - start
+    if source.replaced():   # every row still came from the file opened at the start
+        trained.details["cache_replaced"] = True
     metrics, text, report, confusion = evaluate(cache.test.labels, proba, cache.class_names)
-    n_fit = len(rows.fit) * (1 + k)
+    # what was fitted: every fit image and its views, or the forest's subsample of them
+    sub = trained.details.get("subsample")
+    fit_images, n_fit = (sub["images"], sub["rows"]) if sub else (len(rows.fit), len(rows.fit) * (1 + k))
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
-                   n_fit=n_fit, n_val=len(rows.val), n_test=len(cache.test.labels),
-                   fit_images=len(rows.fit), fit_rows=n_fit)
+                   n_fit=n_fit, n_val=sub["val_rows"] if sub else len(rows.val), n_test=len(cache.test.labels),
+                   fit_images=fit_images, fit_rows=n_fit)
     return RunResult(trained, rows, proba, metrics, text, report, confusion)
 
 

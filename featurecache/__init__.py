@@ -5,7 +5,8 @@
                             check_writable, versions
     featurecache.cache      the HDF5 feature cache: format, `write_cache`, `read_cache`,
                             `read_attrs`, `Cache`, `SplitData`, `latest`, `set_latest`;
-                            streaming: `split_shapes`, `iter_rows` (chunks of rows, with views)
+                            streaming: `split_shapes`, `iter_rows` (chunks of rows, with views), `CacheFile`
+                            (a cache opened once, so a file renamed over it is never read)
     featurecache.backbones  the name -> Keras application table, `POOLINGS`, `PRECISIONS`
     featurecache.extractor  `Extractor`: pixels -> features, built from extract's settings
                             or from a cache's attributes; owns input size and weights checks

@@ -30,6 +30,8 @@ h5py and numpy only: `classify` reads caches without importing TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -79,6 +81,7 @@ class Cache:
     train: SplitData
     test: SplitData
     val: SplitData | None = None    # the data set's own validation split, when it has one
+    file: "CacheFile | None" = None  # the open file the features are streamed from (read with features=False)
 
     @property
     def class_names(self) -> list[str]:
@@ -228,6 +231,53 @@ def _open(path: Path) -> h5py.File:
                         "delete it and run extract again") from None
 
 
+class CacheFile:
+    """A cache opened once, for a reader that comes back to it many times (a classifier streaming
+    it a chunk at a time): `read_cache`, `split_shapes` and `iter_rows` take one in place of a path
+    and read the file opened here. A cache replaced at its path meanwhile (extract --force, or any
+    file renamed over it) is never mixed in: the open file keeps the data it had; `replaced` says
+    whether the path still names it."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        _check_exists(self.path)
+        self.file = _open(self.path)
+        self.attrs = _attrs(self.file, self.path)
+        st = os.fstat(self.file.id.get_vfd_handle())
+        self._inode = (st.st_dev, st.st_ino)
+
+    def replaced(self) -> bool:
+        """Whether the path no longer names the file opened here (renamed over, or deleted)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self._inode
+
+    def sha256(self) -> str:
+        """Hex SHA-256 of the open file's bytes (the file opened, whatever is at the path now)."""
+        fd, digest, offset = self.file.id.get_vfd_handle(), hashlib.sha256(), 0
+        while block := os.pread(fd, 1 << 20, offset):
+            digest.update(block)
+            offset += len(block)
+        return digest.hexdigest()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+@contextlib.contextmanager
+def _opened(source: str | os.PathLike | CacheFile):
+    """(h5py.File, path) of an open CacheFile (left open), or of a path opened for this read only."""
+    if isinstance(source, CacheFile):
+        yield source.file, source.path
+        return
+    path = Path(source)
+    _check_exists(path)
+    with _open(path) as f:
+        yield f, path
+
+
 # Our attributes are small: a damaged header can claim an attribute of billions
 # of elements, and reading it would hang or exhaust memory, so sizes are checked first.
 MAX_ATTR_ELEMENTS = 100_000
@@ -273,7 +323,7 @@ def _attrs(f: h5py.File, path: Path) -> dict:
     return attrs
 
 
-def read_cache(path: str | os.PathLike, expect: dict | None = None, features: bool = True) -> Cache:
+def read_cache(path: str | os.PathLike | CacheFile, expect: dict | None = None, features: bool = True) -> Cache:
     """Load and check a finished cache; `expect` lists attributes it must have.
 
     With `features=False` only labels and sources are read (each split's `features` and `views`
@@ -282,9 +332,7 @@ def read_cache(path: str | os.PathLike, expect: dict | None = None, features: bo
     Every way a file can be wrong (missing, unfinished, not HDF5, truncated,
     foreign, inconsistent counts, non-finite values) raises `UserError`.
     """
-    path = Path(path)
-    _check_exists(path)
-    with _open(path) as f:
+    with _opened(path) as (f, path):
         attrs = _attrs(f, path)
         for key, want in (expect or {}).items():
             if attrs.get(key) != want:
@@ -403,12 +451,10 @@ class SplitShape:
     itemsize: int    # bytes per stored value (4 for float32, 2 for float16)
 
 
-def split_shapes(path: str | os.PathLike) -> dict[str, SplitShape]:
+def split_shapes(path: str | os.PathLike | CacheFile) -> dict[str, SplitShape]:
     """split name -> SplitShape for every split of a cache, from the headers only: what the
     classifiers size their memory budget on before reading any features."""
-    path = Path(path)
-    _check_exists(path)
-    with _open(path) as f:
+    with _opened(path) as (f, path):
         _attrs(f, path)
         out = {}
         for split in SPLITS + (("val",) if "val" in f else ()):
@@ -434,7 +480,7 @@ class Chunk:
     views: np.ndarray | None = None  # (k, K, D) float32, when asked for and the cache has them
 
 
-def iter_rows(path: str | os.PathLike, split: str, rows: np.ndarray | None = None, chunk: int = 4096,
+def iter_rows(path: str | os.PathLike | CacheFile, split: str, rows: np.ndarray | None = None, chunk: int = 4096,
               views: bool = False):
     """Yield the given rows of a split (all rows when None; ascending order) as `Chunk`s of at most
     `chunk` rows, with their augmented views when `views` is true and the cache has them.
@@ -442,11 +488,10 @@ def iter_rows(path: str | os.PathLike, split: str, rows: np.ndarray | None = Non
     The file is read in contiguous slices of at most `chunk` rows, so memory holds one chunk
     (chunk x D floats, times K + 1 with views) however large the cache is: the classifiers
     stream a feature matrix larger than their memory budget through this. Damaged or
-    non-finite values raise UserError, as `read_cache` does."""
-    path = Path(path)
-    _check_exists(path)
+    non-finite values raise UserError, as `read_cache` does. Pass a `CacheFile` to read the same
+    open file on every call."""
     chunk = max(1, int(chunk))
-    with _open(path) as f:
+    with _opened(path) as (f, path):
         attrs = _attrs(f, path)
         n_classes = len(attrs["class_names"])
         try:
