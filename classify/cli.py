@@ -32,7 +32,7 @@ from featurecache.files import interruptible
 
 @click.command(context_settings=CONTEXT)
 @click.option("--model", type=click.Choice(sorted(MODELS)), default="lr", show_default=True,
-              help="Classifier: lr (logistic regression), rf (random forest), mlp (Keras).")
+              help="Classifier: lr (logistic regression), rf (random forest), mlp (Keras), knn (weighted k nearest neighbours).")
 @click.option("--features", type=click.Path(path_type=str), default=None,
               help="Feature cache (.h5) written by extract. Default: the one features/LATEST names.")
 @click.option("--plot-name", default=None, help="File name of the curves PNG (confusion/gallery PNGs take its stem).")

@@ -33,7 +33,7 @@ import click
 
 from classify import plots
 from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
-from classify.models import MODELS
+from classify.models import DEFAULT_MODELS, MODELS
 from classify.tracking import track_option
 from featurecache.errors import UserError
 from featurecache.files import interruptible
@@ -135,7 +135,7 @@ def stage_table(staged, table: dict[str, Path], rows: list[dict]) -> None:
 @click.option("--features", multiple=True, type=click.Path(path_type=str),
               help="Feature cache(s) to compare; repeat to put caches side by side. Default: features/LATEST.")
 @click.option("--model", "models", multiple=True, type=click.Choice(sorted(MODELS)),
-              help="Models to train (repeatable). Default: all of them.")
+              help="Models to train (repeatable). Default: lr, mlp, rf (knn only when named).")
 @training_options
 @track_option
 @interruptible("compare")
@@ -150,7 +150,7 @@ def cli(features: tuple[str, ...], models: tuple[str, ...], track: str | None, *
 
     paths = [cache_path(f) for f in features] if features else [cache_path(None)]
     paths = list({str(p.absolute()): p for p in paths}.values())  # a cache given twice is compared once
-    models = tuple(dict.fromkeys(models)) or tuple(sorted(MODELS))  # so is a model
+    models = tuple(dict.fromkeys(models)) or DEFAULT_MODELS  # so is a model
     out_dir = check_out_dir(options["out_dir"])
     table = {ext: out_dir / f"{TABLE}.{ext}" for ext in ("csv", "md", "png")}
     read_rows(table["csv"])  # a broken table fails now, before any training

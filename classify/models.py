@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from classify import saved
 from classify.config import C_GRID, RF_MIN_SAMPLES, ClassifyConfig
 from classify.data import Stream
+from classify.knn import fit_knn, fit_knn_stream
 from classify.trained import Trained
 from featurecache.cache import iter_rows
 from featurecache.errors import UserError
@@ -316,6 +317,7 @@ STREAMING: dict[str, Callable[..., Trained]] = {
     "lr": fit_lr_stream,
     "rf": fit_rf_stream,
     "mlp": fit_mlp_stream,
+    "knn": fit_knn_stream,
 }
 
 
@@ -325,4 +327,6 @@ MODELS: dict[str, Callable[..., Trained]] = {
     "lr": fit_lr,
     "rf": fit_rf,
     "mlp": fit_mlp,
+    "knn": fit_knn,
 }
+DEFAULT_MODELS = ("lr", "mlp", "rf")   # what compare trains unless --model says otherwise

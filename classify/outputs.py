@@ -35,7 +35,7 @@ from featurecache.cache import IDENTITY_ATTRS, Cache
 from featurecache.errors import UserError
 from featurecache.files import Staged, check_writable, os_error, remove_stale_temps, room_error, versions
 
-MODEL_SUFFIX = {"lr": ".h5", "rf": ".h5", "mlp": ".keras"}
+MODEL_SUFFIX = {"lr": ".h5", "rf": ".h5", "mlp": ".keras", "knn": ".h5"}
 DIGEST_HEX = 8  # hex digits of a run's or cache's identity digest in file names and table rows
 
 __all__ = ["csv_text", "Staged", "check_out_dir", "check_name", "cache_id", "run_id", "digest", "run_paths", "resolve",

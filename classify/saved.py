@@ -6,6 +6,8 @@ A run writes its model beside its run record (`<name>-run.json`):
     rf   <name>-model.h5      HDF5 arrays: every tree's nodes (children, feature, threshold, leaf
                               class fractions), scored by `forest_proba`
     mlp  <name>-model.keras   Keras v3 archive, loaded with safe_mode=True (no lambdas, no custom code)
+    knn  <name>-model.h5      HDF5 arrays: the L2-normalised training rows, their labels, k and T
+                              (classify.knn)
 
 Which files are safe to load: run records (plain JSON) and these three model
 formats, through `load_run`. None of them is a pickle, and nothing here ever
@@ -37,6 +39,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
+from classify.knn import load_knn
 from featurecache.files import sha256
 from featurecache.errors import UserError, reason
 
@@ -253,6 +256,7 @@ FORMATS = {
     "linear": (".h5", _load_linear),
     "forest": (".h5", _load_forest),
     "keras": (".keras", _load_keras),
+    "knn": (".h5", load_knn),
 }
 
 
