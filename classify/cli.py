@@ -7,6 +7,7 @@ and writes, under reports/ (names from the cache and model, or
     <cache>-<model>-<run>-curves.png       loss and accuracy, training vs validation, over epochs / iterations / trees
     <cache>-<model>-<run>-confusion.png    confusion matrix on the test rows
     <cache>-<model>-<run>-gallery.png      most confident mistakes, when the cache records its images' sources
+    <cache>-<model>-<run>-reliability.png  reliability diagram of the test rows (15 confidence bins, ECE)
     <cache>-<model>-<run>-report.txt/.json scikit-learn classification report with class names
     <cache>-<model>-<run>-run.json         run record: every setting, the cache and its attributes, metrics, timings
     <cache>-<model>-<run>-model.{h5,keras}  the fitted model, in a format that loads without running code

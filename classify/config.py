@@ -18,6 +18,7 @@ MODEL_PARAMS = {
             "optimizer", "momentum", "patience"),
     "knn": ("k", "temperature"),
 }
+CALIBRATED_MODELS = ("lr", "mlp", "knn")           # --calibrate: a temperature fitted on the validation split
 C_GRID = tuple(10.0 ** k for k in range(-4, 2))  # --C auto: 1e-4 .. 1e1, chosen on the validation split
 RF_MIN_SAMPLES = 2500                            # rows a tree's bootstrap sample draws at least
 LEARNING_RATES = {"adam": 0.001, "sgd": 0.01}    # the MLP's initial learning rate when none is given
@@ -64,6 +65,7 @@ class ClassifyConfig:
     # augmented caches (extract --augment): fit the training images' views too; average test views
     views: str = "all"                   # all | none: fit each image's K views beside its original
     tta: bool = False                    # average test probabilities over the original and its test views
+    calibrate: bool = False              # lr, mlp, knn: temperature scaling fitted on the validation split
     # memory: bytes of feature data a classifier may hold; a larger cache is streamed from its file
     max_memory: int | None = None        # None: half the RAM available when the run starts
 

@@ -138,6 +138,8 @@ TRAINING_OPTIONS = [
     ("--max-memory", Bytes(), None, "Feature data the classifier may hold, as bytes or 500MB, 2GB (default: half "
      "the available RAM). A larger training matrix is streamed from the cache: LR by SGD, the MLP through tf.data; "
      "RF trains on a stratified subsample that fits."),
+    ("--calibrate", bool, D.calibrate, "LR, MLP, kNN: fit a temperature on the validation split and report (and "
+     "let predict give) calibrated probabilities; the run record keeps the calibration error before and after."),
     ("--tta", bool, D.tta, "Average the test probabilities over each test image and its views (needs a cache "
      "extracted with --test-views)."),
 ]
@@ -184,7 +186,8 @@ def summary_lines(model: str, cache_name: str, metrics: dict, files: dict) -> li
     width = max(len(k) for k in files) + 1
     lines = [f"  {k + ':':<{width}} {v}" for k, v in files.items()]
     lines.append(
-        f"{model} on {cache_name}: test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
+        f"{model} on {cache_name}: test accuracy {metrics['accuracy']:.4f} "
+        f"(95% interval {metrics['accuracy_ci'][0]:.3f}-{metrics['accuracy_ci'][1]:.3f}), ECE {metrics['ece']:.3f}, macro F1 {metrics['macro_f1']:.4f}, "
         f"train time {metrics['train_time_s']:.2f} s, predict time {metrics['predict_time_s']:.3f} s"
     )
     return lines

@@ -263,6 +263,16 @@ FORMATS = {
 # --------------------------------------------------------------------------- runs
 
 
+def calibrated_proba(proba: Callable, calibration: dict, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """A model's predict_proba followed by the run's temperature scaling (classify.evaluation.calibrated)."""
+    from classify.evaluation import calibrated
+
+    t = calibration.get("temperature") if isinstance(calibration, dict) else None
+    if not isinstance(t, (int, float)) or not (0 < t < float("inf")):
+        raise UserError(f"{path} holds no usable calibration temperature ({t!r}); re-run classify --calibrate")
+    return lambda x: calibrated(proba(x), float(t))
+
+
 @dataclass
 class SavedRun:
     record: dict                   # the run record JSON
@@ -311,4 +321,6 @@ def load_run(run_json_path: str | os.PathLike) -> SavedRun:
         )
     class_names = list(record["class_names"])
     proba = FORMATS[kind][1](model_path, len(class_names))
+    if record.get("calibration"):   # --calibrate: predict gives the calibrated probabilities the run reported
+        proba = calibrated_proba(proba, record["calibration"], path)
     return SavedRun(record, class_names, dict(record["cache"]["attrs"]), proba, model_path, path)
