@@ -150,3 +150,24 @@ def learning_curve(points: list[dict], path: Path, title: str) -> None:
     ax.legend()
     ax.set_title(title)
     _save(fig, path)
+
+
+def fewshot(rows: list[dict], path: Path, title: str) -> None:
+    """Mean test accuracy against training images per class (log x), one line per model, its
+    95% interval as a band."""
+    fig, ax = plt.subplots(figsize=(6, 4.2), layout="constrained")
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["shots"])
+        shots = [r["shots"] for r in mine]
+        ax.plot(shots, [r["mean"] for r in mine], "-o", markersize=4, label=model)
+        ax.fill_between(shots, [r["low"] for r in mine], [r["high"] for r in mine], alpha=0.2)
+    ax.set_xscale("log")
+    shots = sorted({r["shots"] for r in rows})
+    ax.set_xticks(shots, [str(s) for s in shots])
+    ax.minorticks_off()
+    ax.set_xlabel("training images per class (shots)")
+    ax.set_ylabel("test accuracy (whole test split)")
+    ax.grid(alpha=0.3)
+    ax.legend(title="model")
+    ax.set_title(title, fontsize=10)
+    _save(fig, path, tight=False)
