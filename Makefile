@@ -42,7 +42,7 @@ features: $(STAMP)
 merge: $(STAMP)
 	$(BIN)/python -m extract merge --out "$(OUT)" $(SHARDS)
 
-## Train one classifier on the cache: MODEL=lr|rf|mlp (FEATURES, OUT_DIR, SEED, TRAIN_SIZE, CLASSIFY_ARGS="--C auto")
+## Train one classifier on the cache: MODEL=lr|rf|mlp|knn (FEATURES, OUT_DIR, SEED, TRAIN_SIZE, CLASSIFY_ARGS="--C auto")
 classify: $(STAMP)
 	$(BIN)/python -m classify --model $(or $(MODEL),lr) $(CLASSIFY_OPTS)
 
@@ -53,6 +53,11 @@ compare: $(STAMP)
 ## Test accuracy against training-set size: MODEL=lr|rf|mlp
 learning-curve: $(STAMP)
 	$(BIN)/python -m classify.learning_curve --model $(or $(MODEL),lr) $(CLASSIFY_OPTS)
+
+## Few-shot test accuracy: SHOTS per class (default 1,5,10,20) drawn from the train split, SEEDS draws (default 5), MODEL=lr|knn|mlp (FEATURES, OUT_DIR, FEWSHOT_ARGS)
+.PHONY: fewshot
+fewshot: $(STAMP)
+	$(BIN)/python -m classify.fewshot $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(call opt,SHOTS,--shots) $(call opt,SEEDS,--seeds) $(call opt,MODEL,--model) $(FEWSHOT_ARGS)
 
 ## Active learning: which training images to label next, per strategy: MODEL=lr|rf|mlp (FEATURES, OUT_DIR, SEED, ACTIVE_ARGS="--strategy entropy --budget 1500")
 .PHONY: active-learning

@@ -2,9 +2,11 @@
 
 Extracts the CIFAR-10 subset (5,000 train + 1,000 test images, resized to 224 px inside the graph) and
 the cats-vs-dogs photos (200 + 100) with the EfficientNet-Lite0 in ../shared/models, then trains LR
-(`--C auto`), the MLP and the random forest on each cache with `classify.compare`, and, for the
-photos, compares the LR accuracy of a float32 and a bfloat16 cache. Each step runs in its own
-process. Writes <out-dir>/accuracy.json and accuracy.md and prints the table.
+(`--C auto`), the MLP, the random forest and kNN on each cache with `classify.compare` (each accuracy
+with its bootstrap 95% interval and ECE), again with `--calibrate` (LR, MLP, kNN: the ECE before and
+after), runs `classify.fewshot` (1, 5, 10, 20 shots, 5 seeds, LR and kNN), and, for the photos,
+compares the LR accuracy of a float32 and a bfloat16 cache. Each step runs in its own process.
+Writes <out-dir>/accuracy.json and accuracy.md and prints the tables.
 
     python -m bench.accuracy                       # both data sets (CIFAR-10 at 224 px takes minutes)
     python -m bench.accuracy --sets cats-vs-dogs   # the photos only
@@ -25,6 +27,9 @@ from bench.runner import StepFailed, run_step
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "models" / "efficientnet_lite0_imagenet_notop.keras"
+MODELS = ("lr", "mlp", "rf", "knn")
+CALIBRATED = ("lr", "mlp", "knn")
+FEWSHOT_MODELS = ("lr", "knn")
 SETS = {
     "cifar10": SHARED / "data" / "cifar10-subset" / "cifar-10-batches-py",
     "cats-vs-dogs": SHARED / "data" / "cats-vs-dogs-subset",
@@ -45,11 +50,32 @@ def extract(data: Path, model: Path, out: Path, log: Path, precision: str) -> di
             "peak_rss_mb": round(step["peak_rss_mb"]), "precision": attrs["precision"]}
 
 
-def classify(cache: Path, out_dir: Path, log: Path, models: tuple[str, ...]) -> dict:
+def classify(cache: Path, out_dir: Path, log: Path, models: tuple[str, ...], *extra: str) -> dict:
     args = [a for m in models for a in ("--model", m)]
     run_step([sys.executable, "-m", "classify.compare", "--features", str(cache), "--out-dir", str(out_dir),
-              "--C", "auto", *args], log)
+              "--C", "auto", *args, *extra], log)
     return read_classify_runs(out_dir)
+
+
+def calibration(cache: Path, out_dir: Path, log: Path) -> dict:
+    """{model: {ece_before, ece_after, temperature}} of `compare --calibrate` for LR, MLP and kNN."""
+    classify(cache, out_dir, log, CALIBRATED, "--calibrate")
+    out = {}
+    for path in sorted(out_dir.glob("*-run.json")):
+        record = json.loads(path.read_text())
+        cal = record["calibration"]
+        out[record["model"]] = {"ece_before": round(cal["ece_before"], 4), "ece_after": round(record["metrics"]["ece"], 4),
+                                "temperature": round(cal["temperature"], 3)}
+    return out
+
+
+def fewshot(cache: Path, out_dir: Path, log: Path) -> list[dict]:
+    """classify.fewshot's rows (model, shots, seeds, mean, std, low, high) for FEWSHOT_MODELS."""
+    args = [a for m in FEWSHOT_MODELS for a in ("--model", m)]
+    run_step([sys.executable, "-m", "classify.fewshot", "--features", str(cache), "--out-dir", str(out_dir),
+              "--shots", "1,5,10,20", "--seeds", "5", *args], log)
+    (path,) = sorted(out_dir.glob("*-fewshot-*.json"))[-1:]
+    return json.loads(path.read_text())["rows"]
 
 
 def measure(name: str, data: Path, model: Path, work: Path, precisions: tuple[str, ...]) -> dict:
@@ -59,18 +85,31 @@ def measure(name: str, data: Path, model: Path, work: Path, precisions: tuple[st
         cache = work / f"{name}-{precision}.h5"
         result["extract"][precision] = extract(data, model, cache, work / f"{name}-{precision}-extract.log", precision)
         runs = classify(cache, work / f"{name}-{precision}-reports", work / f"{name}-{precision}-classify.log",
-                        ("lr", "mlp", "rf") if k == 0 else ("lr",))
+                        MODELS if k == 0 else ("lr",))
         if k == 0:
             result["models"] = runs
+            stem = work / f"{name}-{precision}"
+            result["calibration"] = calibration(cache, Path(f"{stem}-calibrated"), Path(f"{stem}-calibrate.log"))
+            result["fewshot"] = fewshot(cache, Path(f"{stem}-fewshot"), Path(f"{stem}-fewshot.log"))
         result["lr_by_precision"][precision] = runs["lr"]["test_accuracy"]
     return result
 
 
 def table(results: dict) -> str:
-    lines = ["| data | model | test accuracy | train time (s) |", "| --- | --- | ---: | ---: |"]
+    lines = ["| data | model | test accuracy | 95% interval | ECE | ECE with --calibrate | train time (s) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, r in results.items():
         for model, m in sorted(r["models"].items()):
-            lines.append(f"| {name} | {model} | {m['test_accuracy']:.1%} | {m['train_seconds']:.2f} |")
+            cal = r.get("calibration", {}).get(model)
+            calibrated = f"{cal['ece_after']:.3f} (T = {cal['temperature']:.2f})" if cal else ""
+            lines.append(f"| {name} | {model} | {m['test_accuracy']:.1%} | {m['low']:.1%}-{m['high']:.1%} "
+                         f"| {m['ece']:.3f} | {calibrated} | {m['train_seconds']:.2f} |")
+    lines += ["", "| data | model | shots per class | test accuracy, mean ± std over seeds | 95% interval |",
+              "| --- | --- | ---: | ---: | ---: |"]
+    for name, r in results.items():
+        for f in r.get("fewshot", []):
+            lines.append(f"| {name} | {f['model']} | {f['shots']} | {f['mean']:.1%} ± {f['std']:.1%} "
+                         f"| {f['low']:.1%}-{f['high']:.1%} |")
     lines += ["", "| data | precision | LR test accuracy | extraction images/s | peak RSS MB |",
               "| --- | --- | ---: | ---: | ---: |"]
     for name, r in results.items():
@@ -90,7 +129,7 @@ def table(results: dict) -> str:
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/bench"),
               show_default=True)
 def cli(sets: str, model: Path, precisions: str, out_dir: Path) -> None:
-    """Accuracy of LR, MLP and RF on caches of a real ImageNet-trained backbone."""
+    """Accuracy of LR, MLP, RF and kNN (intervals, calibration, few-shot) on caches of a real ImageNet-trained backbone."""
     names = [s.strip() for s in sets.split(",") if s.strip()]
     unknown = [s for s in names if s not in SETS]
     if unknown:

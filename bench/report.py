@@ -31,7 +31,7 @@ TARGETS = {
 
 
 def read_classify_runs(out_dir: Path) -> dict:
-    """{model: {test_accuracy, train_seconds, predict_seconds}} from the comparison.csv `classify.compare`
+    """{model: {test_accuracy, train_seconds, predict_seconds, low, high, ece}} from the comparison.csv `classify.compare`
     writes in out_dir."""
     import csv
 
@@ -40,7 +40,10 @@ def read_classify_runs(out_dir: Path) -> dict:
         return {}
     with open(path, newline="") as f:
         return {r["model"]: {"test_accuracy": float(r["accuracy"]), "train_seconds": float(r["train_time_s"]),
-                             "predict_seconds": float(r.get("predict_time_s") or 0.0)}
+                             "predict_seconds": float(r.get("predict_time_s") or 0.0),
+                             # bootstrap 95% interval and calibration error (tables older than them: None)
+                             **{k: float(r[c]) if r.get(c) else None
+                                for k, c in (("low", "accuracy_low"), ("high", "accuracy_high"), ("ece", "ece"))}}
                 for r in csv.DictReader(f)}
 
 

@@ -7,6 +7,7 @@ and writes, under reports/ (names from the cache and model, or
     <cache>-<model>-<run>-curves.png       loss and accuracy, training vs validation, over epochs / iterations / trees
     <cache>-<model>-<run>-confusion.png    confusion matrix on the test rows
     <cache>-<model>-<run>-gallery.png      most confident mistakes, when the cache records its images' sources
+    <cache>-<model>-<run>-reliability.png  reliability diagram of the test rows (15 confidence bins, ECE)
     <cache>-<model>-<run>-report.txt/.json scikit-learn classification report with class names
     <cache>-<model>-<run>-run.json         run record: every setting, the cache and its attributes, metrics, timings
     <cache>-<model>-<run>-model.{h5,keras}  the fitted model, in a format that loads without running code
@@ -32,7 +33,7 @@ from featurecache.files import interruptible
 
 @click.command(context_settings=CONTEXT)
 @click.option("--model", type=click.Choice(sorted(MODELS)), default="lr", show_default=True,
-              help="Classifier: lr (logistic regression), rf (random forest), mlp (Keras).")
+              help="Classifier: lr (logistic regression), rf (random forest), mlp (Keras), knn (weighted k nearest neighbours).")
 @click.option("--features", type=click.Path(path_type=str), default=None,
               help="Feature cache (.h5) written by extract. Default: the one features/LATEST names.")
 @click.option("--plot-name", default=None, help="File name of the curves PNG (confusion/gallery PNGs take its stem).")

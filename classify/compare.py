@@ -30,15 +30,16 @@ import json
 from pathlib import Path
 
 import click
+import numpy as np
 
 from classify import plots
 from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
-from classify.models import MODELS
+from classify.models import DEFAULT_MODELS, MODELS
 from classify.tracking import track_option
 from featurecache.errors import UserError
 from featurecache.files import interruptible
 
-COLUMNS = ["cache", "model", "run_id", "accuracy", "macro_f1", "train_time_s", "predict_time_s", "n_fit", "n_test",
+COLUMNS = ["cache", "model", "run_id", "accuracy", "accuracy_low", "accuracy_high", "ece", "macro_f1", "train_time_s", "predict_time_s", "n_fit", "n_test",
            "backbone", "pooling", "image_size", "weights", "cache_id", "cache_path", "hyperparameters", "seed",
            "val_fraction", "train_size", "run_record", "updated"]
 TABLE = "comparison"
@@ -98,11 +99,37 @@ def to_csv(rows: list[dict]) -> str:
     return csv_text(rows, COLUMNS)
 
 
+def interval_text(row: dict) -> str:
+    """The row's bootstrap 95% interval as "[low, high]" ("" for rows of older tables)."""
+    if not row.get("accuracy_low"):
+        return ""
+    return f"[{float(row['accuracy_low']):.3f}, {float(row['accuracy_high']):.3f}]"
+
+
+def seed_spread(rows: list[dict]) -> dict[int, str]:
+    """Row index -> "mean ± std (n seeds)" of the test accuracy over the rows that differ only in
+    their seed (same cache, model, settings), where there are several."""
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(rows):
+        key = tuple(str(r.get(k) or "") for k in ("cache_id", "cache", "model", "hyperparameters", "val_fraction", "train_size"))
+        groups.setdefault(key, []).append(i)
+    out = {}
+    for members in groups.values():
+        if len(members) > 1:
+            acc = np.array([float(rows[i]["accuracy"]) for i in members])
+            for i in members:
+                out[i] = f"{acc.mean():.4f} ± {acc.std(ddof=1):.4f} ({len(members)} seeds)"
+    return out
+
+
 def to_markdown(rows: list[dict]) -> str:
-    lines = ["| cache | model | run | test accuracy | macro F1 | train time (s) |",
-             "| --- | --- | --- | ---: | ---: | ---: |"]
-    for r in labelled(rows):
+    lines = ["| cache | model | run | test accuracy | 95% interval | over seeds | ECE | macro F1 | train time (s) |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    spread = seed_spread(rows)
+    for i, r in enumerate(labelled(rows)):
+        ece = f"{float(r['ece']):.3f}" if r.get("ece") else ""
         lines.append(f"| {r['cache']} | {r['model']} | {r.get('run_id') or ''} | {float(r['accuracy']):.4f} "
+                     f"| {interval_text(r)} | {spread.get(i, '')} | {ece} "
                      f"| {float(r['macro_f1']):.4f} | {float(r['train_time_s']):.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -112,7 +139,8 @@ def row_for(cache, cfg, metrics: dict, record: dict) -> dict:
     a = cache.attrs
     return {
         "cache": cache.path.stem, "model": cfg.model, "run_id": record["run_id"],
-        "accuracy": f"{metrics['accuracy']:.4f}", "macro_f1": f"{metrics['macro_f1']:.4f}",
+        "accuracy": f"{metrics['accuracy']:.4f}", "accuracy_low": f"{metrics['accuracy_ci'][0]:.4f}",
+        "accuracy_high": f"{metrics['accuracy_ci'][1]:.4f}", "ece": f"{metrics['ece']:.4f}", "macro_f1": f"{metrics['macro_f1']:.4f}",
         "train_time_s": f"{metrics['train_time_s']:.2f}", "predict_time_s": f"{metrics['predict_time_s']:.3f}",
         "n_fit": metrics["n_fit"], "n_test": metrics["n_test"],
         "backbone": a.get("backbone"), "pooling": a.get("pooling"), "image_size": a.get("image_size"),
@@ -131,26 +159,58 @@ def stage_table(staged, table: dict[str, Path], rows: list[dict]) -> None:
     plots.comparison(labelled(rows), staged.aside(table["png"]))
 
 
+def run_and_record(cache, cfg, out_dir: Path, table: dict[str, Path], track: str | None) -> None:
+    """Train one run, then write its files and its table row together, and the index page."""
+    from classify.outputs import Staged, run_paths, stage_run, write_error
+    from classify.report import write_index
+    from classify.tracking import log_run
+    from classify.train import train_and_evaluate
+    from featurecache.files import locked
+
+    click.echo(f"compare: {cfg.model} on {cache.path} (seed {cfg.seed}) ...", err=True)
+    result = train_and_evaluate(cache, cfg)
+    for line in notes(cfg, result.trained.details):
+        click.echo(line)
+    try:
+        with Staged() as staged:  # this run's files and its row land together, or neither does
+            record, _ = stage_run(staged, cache, cfg, result, run_paths(out_dir, cache, cfg))
+            # read, merge, replace under the lock: no row of a compare running beside this one is lost
+            with locked(out_dir / LOCK, str(table["csv"])):
+                stage_table(staged, table, merge_rows(read_rows(table["csv"]),
+                                                      [row_for(cache, cfg, result.metrics, record)]))
+                staged.commit()
+    except (OSError, RuntimeError) as e:
+        error = write_error(e, out_dir)
+        if error is None:
+            raise
+        raise error from None
+    for line in summary_lines(cfg.model, cache.path.stem, result.metrics, {"run": record["files"]["run"]}):
+        click.echo(line)
+    write_index(out_dir)  # after each run: a compare stopped part-way still shows the runs it finished
+    if track:
+        click.echo(f"  mlflow: run {log_run(record)}")
+
+
 @click.command(context_settings=CONTEXT)
 @click.option("--features", multiple=True, type=click.Path(path_type=str),
               help="Feature cache(s) to compare; repeat to put caches side by side. Default: features/LATEST.")
 @click.option("--model", "models", multiple=True, type=click.Choice(sorted(MODELS)),
-              help="Models to train (repeatable). Default: all of them.")
+              help="Models to train (repeatable). Default: lr, mlp, rf (knn only when named).")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train each model with N seeds (--seed, --seed + 1, ...); the table gives mean ± std over them.")
 @training_options
 @track_option
 @interruptible("compare")
-def cli(features: tuple[str, ...], models: tuple[str, ...], track: str | None, **options) -> None:
+def cli(features: tuple[str, ...], models: tuple[str, ...], seeds: int, track: str | None, **options) -> None:
     """Train several classifiers on the same cached features (each cache loaded once) and write a
     comparison table (CSV, Markdown) and bar chart; rows of other caches, models and settings are kept."""
-    from classify.outputs import Staged, check_out_dir, run_paths, stage_run, write_error
-    from classify.report import write_index
-    from classify.tracking import log_run, require
-    from classify.train import load_for_training, train_and_evaluate
-    from featurecache.files import locked
+    from classify.outputs import check_out_dir
+    from classify.tracking import require
+    from classify.train import load_for_training
 
     paths = [cache_path(f) for f in features] if features else [cache_path(None)]
     paths = list({str(p.absolute()): p for p in paths}.values())  # a cache given twice is compared once
-    models = tuple(dict.fromkeys(models)) or tuple(sorted(MODELS))  # so is a model
+    models = tuple(dict.fromkeys(models)) or DEFAULT_MODELS  # so is a model
     out_dir = check_out_dir(options["out_dir"])
     table = {ext: out_dir / f"{TABLE}.{ext}" for ext in ("csv", "md", "png")}
     read_rows(table["csv"])  # a broken table fails now, before any training
@@ -160,29 +220,9 @@ def cli(features: tuple[str, ...], models: tuple[str, ...], track: str | None, *
     echo_config(make_config(model=models[0], features=",".join(map(str, paths)), **options))
     for cache in caches:
         for model in models:
-            cfg = make_config(model=model, features=str(cache.path), **options)
-            click.echo(f"compare: {model} on {cache.path} ...", err=True)
-            result = train_and_evaluate(cache, cfg)
-            for line in notes(cfg, result.trained.details):
-                click.echo(line)
-            try:
-                with Staged() as staged:  # this run's files and its row land together, or neither does
-                    record, _ = stage_run(staged, cache, cfg, result, run_paths(out_dir, cache, cfg))
-                    # read, merge, replace under the lock: no row of a compare running beside this one is lost
-                    with locked(out_dir / LOCK, str(table["csv"])):
-                        stage_table(staged, table, merge_rows(read_rows(table["csv"]),
-                                                              [row_for(cache, cfg, result.metrics, record)]))
-                        staged.commit()
-            except (OSError, RuntimeError) as e:
-                error = write_error(e, out_dir)
-                if error is None:
-                    raise
-                raise error from None
-            for line in summary_lines(model, cache.path.stem, result.metrics, {"run": record["files"]["run"]}):
-                click.echo(line)
-            write_index(out_dir)  # after each run: a compare stopped part-way still shows the runs it finished
-            if track:
-                click.echo(f"  mlflow: run {log_run(record)}")
+            for seed in range(options["seed"], options["seed"] + seeds):   # --seeds N: N runs, seeds S..S+N-1
+                cfg = make_config(**{**options, "model": model, "features": str(cache.path), "seed": seed})
+                run_and_record(cache, cfg, out_dir, table, track)
     click.echo(to_markdown(read_rows(table["csv"])), nl=False)
     for ext, p in table.items():
         click.echo(f"  {ext}: {p}")

@@ -16,7 +16,9 @@ MODEL_PARAMS = {
     "rf": ("n_estimators", "max_depth", "max_samples"),
     "mlp": ("hidden", "dropout", "epochs", "batch_size", "learning_rate", "decay_steps", "decay_rate",
             "optimizer", "momentum", "patience"),
+    "knn": ("k", "temperature"),
 }
+CALIBRATED_MODELS = ("lr", "mlp", "knn")           # --calibrate: a temperature fitted on the validation split
 C_GRID = tuple(10.0 ** k for k in range(-4, 2))  # --C auto: 1e-4 .. 1e1, chosen on the validation split
 RF_MIN_SAMPLES = 2500                            # rows a tree's bootstrap sample draws at least
 LEARNING_RATES = {"adam": 0.001, "sgd": 0.01}    # the MLP's initial learning rate when none is given
@@ -24,7 +26,7 @@ LEARNING_RATES = {"adam": 0.001, "sgd": 0.01}    # the MLP's initial learning ra
 
 @dataclass
 class ClassifyConfig:
-    model: str = "lr"                    # lr | rf | mlp (classify.models.MODELS)
+    model: str = "lr"                    # lr | rf | mlp | knn (classify.models.MODELS)
     features: str | None = None          # None: the cache features/LATEST names
     out_dir: str = "reports"
     plot_name: str | None = None         # None: <cache stem>-<model>-curves.png
@@ -57,9 +59,13 @@ class ClassifyConfig:
     momentum: float = 0.9                # sgd only
     patience: int = 5                    # early stopping on validation loss, best weights restored
     tensorboard: str | None = None       # MLP: folder for TensorBoard logs (not part of the run's identity)
+    # weighted kNN (cosine similarity on L2-normalised features, votes weighted by exp(sim / T))
+    k: int | str = "auto"                # neighbours, or "auto": chosen on the validation split (classify.knn.K_GRID)
+    temperature: float = 0.07            # T of the votes' weights, DINOv2's
     # augmented caches (extract --augment): fit the training images' views too; average test views
     views: str = "all"                   # all | none: fit each image's K views beside its original
     tta: bool = False                    # average test probabilities over the original and its test views
+    calibrate: bool = False              # lr, mlp, knn: temperature scaling fitted on the validation split
     # memory: bytes of feature data a classifier may hold; a larger cache is streamed from its file
     max_memory: int | None = None        # None: half the RAM available when the run starts
 

@@ -159,7 +159,7 @@ def build(run: SavedRun, allow_weights_mismatch: bool = False) -> EndToEnd:
     from featurecache.extractor import Extractor
 
     extractor = Extractor.from_cache(run.cache_attrs, allow_weights_mismatch)
-    if run.record.get("model_format") == "forest":
+    if run.record.get("model_format") in ("forest", "knn"):   # no Keras form: scored through the saved arrays
         return EndToEnd(run, extractor, None, None)
     from featurecache.tfimport import keras
 

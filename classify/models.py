@@ -21,11 +21,13 @@ from threadpoolctl import threadpool_limits
 from classify import saved
 from classify.config import C_GRID, RF_MIN_SAMPLES, ClassifyConfig
 from classify.data import Stream
+from classify.knn import fit_knn, fit_knn_stream
 from classify.trained import Trained
 from featurecache.cache import iter_rows
 from featurecache.errors import UserError
 
 CURVE_ROWS = 5000  # training rows scored at each curve point (all of them when fewer)
+RF_CURVE_ROWS = 1000  # the forest's: every point walks them through every tree
 
 
 def scores(y: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
@@ -43,9 +45,9 @@ def check_training_rows(y_fit: np.ndarray) -> None:
                         "use a cache (or a --train-size) with rows of two or more classes")
 
 
-def curve_rows(X_fit, y_fit, seed: int):
-    """Up to CURVE_ROWS of the fit rows (a seeded sample), scored at each curve point."""
-    take = np.sort(np.random.default_rng(seed).permutation(len(y_fit))[:CURVE_ROWS])
+def curve_rows(X_fit, y_fit, seed: int, limit: int = CURVE_ROWS):
+    """Up to `limit` of the fit rows (a seeded sample), scored at each curve point."""
+    take = np.sort(np.random.default_rng(seed).permutation(len(y_fit))[:limit])
     return X_fit[take], y_fit[take]
 
 
@@ -142,6 +144,19 @@ def bootstrap_rows(n: int, share: float | None) -> int:
     return int(min(n, max(1, want)))
 
 
+def forest_curve(arrays: dict, X, y, points, n_classes: int) -> list[tuple[float, float]]:
+    """(log loss, accuracy) of the forest of its first k trees for each k of `points` (ascending):
+    every tree's leaves walked once, the class fractions summed tree by tree, in the order
+    `saved.leaf_mean` sums them, and scored as each k is reached."""
+    leaves = saved.forest_leaves(X, arrays)   # (n, T)
+    total, out, want = np.zeros((len(leaves), arrays["value"].shape[1])), [], list(points)
+    for t in range(max(want)):
+        total += arrays["value"][leaves[:, t]]
+        if t + 1 == want[len(out)]:
+            out.append(scores(y, saved.expand(total / (t + 1), arrays["classes"], n_classes)))
+    return out
+
+
 def fit_rf(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curves: bool = True) -> Trained:
     """Random forest on raw features (trees need no scaling), on all cores, converted once to the
     node arrays it is saved as; every score, the curves' and the test rows', comes from those
@@ -159,13 +174,12 @@ def fit_rf(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curv
     history = {}
     if curves:
         history = new_history("trees")
-        train_rows = curve_rows(X_fit, y_fit, cfg.seed)
-        # leaves (n, T) of each tree, walked once; the first k columns are the forest of k trees
-        walked = [(y, saved.forest_leaves(X, arrays)) for X, y in (train_rows, (X_val, y_val))]
-        for k in np.unique(np.linspace(cfg.n_estimators / 10, cfg.n_estimators, 10).round().astype(int).clip(1)):
-            train, val = (scores(y, saved.expand(saved.leaf_mean(arrays["value"], leaves[:, :k]),
-                                                 arrays["classes"], n_classes)) for y, leaves in walked)
-            add_point(history, int(k), train, val)
+        # a forest fits its own rows almost perfectly: RF_CURVE_ROWS of them show that as well as 5,000
+        train_rows = curve_rows(X_fit, y_fit, cfg.seed, RF_CURVE_ROWS)
+        points = np.unique(np.linspace(cfg.n_estimators / 10, cfg.n_estimators, 10).round().astype(int).clip(1))
+        train, val = (forest_curve(arrays, X, y, points, n_classes) for X, y in (train_rows, (X_val, y_val)))
+        for k, t, v in zip(points, train, val):
+            add_point(history, int(k), t, v)
     return Trained(
         predict_proba=lambda X: saved.forest_proba(X, arrays, n_classes),
         save=lambda path: saved.save_forest(path, arrays),
@@ -317,6 +331,7 @@ STREAMING: dict[str, Callable[..., Trained]] = {
     "lr": fit_lr_stream,
     "rf": fit_rf_stream,
     "mlp": fit_mlp_stream,
+    "knn": fit_knn_stream,
 }
 
 
@@ -326,4 +341,6 @@ MODELS: dict[str, Callable[..., Trained]] = {
     "lr": fit_lr,
     "rf": fit_rf,
     "mlp": fit_mlp,
+    "knn": fit_knn,
 }
+DEFAULT_MODELS = ("lr", "mlp", "rf")   # what compare trains unless --model says otherwise

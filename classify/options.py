@@ -45,6 +45,23 @@ class CValue(click.ParamType):
         return c
 
 
+class KValue(click.ParamType):
+    """--k: a positive whole number of neighbours, or `auto`."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if value == "auto" or isinstance(value, int):
+            return value
+        try:
+            k = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither a whole number nor 'auto'", param, ctx)
+        if k < 1:
+            self.fail(f"{value!r} must be a positive number of neighbours (or 'auto')", param, ctx)
+        return k
+
+
 class Widths(click.ParamType):
     """--hidden: comma-separated positive layer widths, e.g. 512,256."""
 
@@ -112,11 +129,17 @@ TRAINING_OPTIONS = [
     ("--patience", click.IntRange(min=1), D.patience, "MLP: epochs without a better validation loss before stopping."),
     ("--tensorboard", click.Path(file_okay=False, path_type=str), None,
      "MLP: also write TensorBoard logs (Keras's callback), one folder per fit under DIR."),
+    ("--k", KValue(), D.k, "kNN: neighbours that vote, or 'auto' (choose from 10, 20, 50, 100, 200, capped at "
+     "the smallest class's training rows, on the validation split)."),
+    ("--temperature", Finite(min=0, min_open=True), D.temperature,
+     "kNN: votes are weighted by exp(cosine similarity / T)."),
     ("--views", click.Choice(("all", "none")), D.views,
      "Augmented caches: fit each training image's views beside its original (all), or the originals only (none)."),
     ("--max-memory", Bytes(), None, "Feature data the classifier may hold, as bytes or 500MB, 2GB (default: half "
      "the available RAM). A larger training matrix is streamed from the cache: LR by SGD, the MLP through tf.data; "
      "RF trains on a stratified subsample that fits."),
+    ("--calibrate", bool, D.calibrate, "LR, MLP, kNN: fit a temperature on the validation split and report (and "
+     "let predict give) calibrated probabilities; the run record keeps the calibration error before and after."),
     ("--tta", bool, D.tta, "Average the test probabilities over each test image and its views (needs a cache "
      "extracted with --test-views)."),
 ]
@@ -163,7 +186,8 @@ def summary_lines(model: str, cache_name: str, metrics: dict, files: dict) -> li
     width = max(len(k) for k in files) + 1
     lines = [f"  {k + ':':<{width}} {v}" for k, v in files.items()]
     lines.append(
-        f"{model} on {cache_name}: test accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
+        f"{model} on {cache_name}: test accuracy {metrics['accuracy']:.4f} "
+        f"(95% interval {metrics['accuracy_ci'][0]:.3f}-{metrics['accuracy_ci'][1]:.3f}), ECE {metrics['ece']:.3f}, macro F1 {metrics['macro_f1']:.4f}, "
         f"train time {metrics['train_time_s']:.2f} s, predict time {metrics['predict_time_s']:.3f} s"
     )
     return lines
@@ -175,6 +199,9 @@ def notes(cfg: ClassifyConfig, details: dict) -> list[str]:
     if "C_sweep" in details:
         sweep = ", ".join(f"{s['C']:g}: {s['val_accuracy']:.3f}" for s in details["C_sweep"])
         out.append(f"C sweep (validation accuracy): {sweep} -> C = {details['C']:g}")
+    if "k_sweep" in details:
+        sweep = ", ".join(f"{s['k']}: {s['val_accuracy']:.3f}" for s in details["k_sweep"])
+        out.append(f"k sweep (validation accuracy): {sweep} -> k = {details['k']}")
     if details.get("converged") is False:
         out.append(f"note: the LR solver stopped at --max-iter {cfg.max_iter} before converging; raise --max-iter for a tighter fit")
     if "subsample" in details:

@@ -30,12 +30,13 @@ import numpy as np
 from classify import plots, saved
 from classify.config import ClassifyConfig
 from classify.identity import digest, identity, json_default
+from classify.evaluation import reliability
 from classify.train import RunResult, gallery_items
 from featurecache.cache import Cache
 from featurecache.errors import UserError
 from featurecache.files import Staged, check_writable, os_error, remove_stale_temps, room_error, versions
 
-MODEL_SUFFIX = {"lr": ".h5", "rf": ".h5", "mlp": ".keras"}
+MODEL_SUFFIX = {"lr": ".h5", "rf": ".h5", "mlp": ".keras", "knn": ".h5"}
 
 __all__ = ["csv_text", "Staged", "check_out_dir", "check_name", "cache_id", "run_id", "digest", "run_paths", "resolve",
            "drawable_names", "save_model", "stage_run", "write_run", "write_json"]
@@ -83,7 +84,8 @@ def run_id(cache: Cache, cfg: ClassifyConfig, model: str | None = None) -> str:
     model = model or cfg.model
     hyper = cfg.hyperparameters() if model == cfg.model else {}
     # views and TTA enter the digest only when not the defaults, so earlier runs keep their names
-    augment = {k: v for k, v in (("views", cfg.views), ("tta", cfg.tta)) if v != getattr(ClassifyConfig, k)}
+    augment = {k: v for k, v in (("views", cfg.views), ("tta", cfg.tta), ("calibrate", cfg.calibrate))
+               if v != getattr(ClassifyConfig, k)}
     # a memory budget may make the run stream (another solver): it enters the digest only when given
     if cfg.max_memory is not None:
         augment["max_memory"] = cfg.max_memory
@@ -93,11 +95,11 @@ def run_id(cache: Cache, cfg: ClassifyConfig, model: str | None = None) -> str:
 
 def run_paths(out_dir: Path, cache: Cache, cfg: ClassifyConfig, model: str | None = None) -> dict[str, Path]:
     """Where each file of a run goes (absolute). Default names: <cache stem>-<model>-<run id>-{curves.png,
-    confusion.png, gallery.png, report.txt, report.json, run.json, model.<ext>}, plus the pointer
+    confusion.png, gallery.png, reliability.png, report.txt, report.json, run.json, model.<ext>}, plus the pointer
     <cache stem>-<model>-latest.json.
 
     --plot-name NAME names the curves PNG (".png" added if missing); the confusion matrix and gallery
-    become NAME-confusion.png and NAME-gallery.png. --report-name NAME gives NAME.txt and NAME.json;
+    become NAME-confusion.png, NAME-gallery.png and NAME-reliability.png. --report-name NAME gives NAME.txt and NAME.json;
     the run record and model become NAME-run.json and NAME-model.<ext>, and no pointer is written.
     """
     model = model or cfg.model
@@ -111,6 +113,7 @@ def run_paths(out_dir: Path, cache: Cache, cfg: ClassifyConfig, model: str | Non
         "curves": out_dir / (f"{plot}.png" if plot else f"{base}-curves.png"),
         "confusion": out_dir / f"{plot or base}-confusion.png",
         "gallery": out_dir / f"{plot or base}-gallery.png",
+        "reliability": out_dir / f"{plot or base}-reliability.png",
         "report_txt": out_dir / f"{report or base + '-report'}.txt",
         "report_json": out_dir / f"{report or base + '-report'}.json",
         "run": out_dir / f"{report or base}-run.json",
@@ -212,6 +215,8 @@ def run_record(cache: Cache, cfg: ClassifyConfig, result: RunResult, paths: dict
         "cache": {"path": os.path.abspath(cache.path), "attrs": cache.attrs},
         "class_names": cache.class_names,
         "metrics": result.metrics,
+        # --calibrate: the temperature predict applies, and the test rows' calibration error before it
+        "calibration": result.calibration,
         # the split is over images: fit_rows == fit_images * (K + 1) with K views, val_images never fitted
         "fit_images": result.metrics["fit_images"],
         "fit_rows": result.metrics["fit_rows"],
@@ -224,6 +229,14 @@ def run_record(cache: Cache, cfg: ClassifyConfig, result: RunResult, paths: dict
         "versions": versions(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def reliability_title(title: str, result: RunResult) -> str:
+    ece = f"ECE {result.metrics['ece']:.3f}"
+    if result.calibration:
+        ece = (f"ECE {result.calibration['ece_before']:.3f} -> {result.metrics['ece']:.3f} "
+               f"(T = {result.calibration['temperature']:.2f})")
+    return f"{title}: {ece}"
 
 
 def stage_run(staged: Staged, cache: Cache, cfg: ClassifyConfig, result: RunResult,
@@ -245,6 +258,7 @@ def stage_run(staged: Staged, cache: Cache, cfg: ClassifyConfig, result: RunResu
                         f"{title}: test accuracy {result.metrics['accuracy']:.3f}")
         if items:
             plots.gallery(items, staged.aside(paths["gallery"]), f"{title}: most confident mistakes")
+        plots.reliability(reliability(cache.test.labels, result.proba), staged.aside(paths["reliability"]), reliability_title(title, result))
     staged.aside(paths["report_txt"]).write_text(result.report_text + (f"\nnote: {names_note}\n" if names_note else ""))
     write_json(staged.aside(paths["report_json"]), result.report)
     model_tmp = staged.aside(paths["model"])

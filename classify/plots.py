@@ -86,6 +86,29 @@ def gallery(items: list[dict], path: Path, title: str, columns: int = 6) -> None
     _save(fig, path, tight=False)
 
 
+def reliability(bins: dict, path: Path, title: str) -> None:
+    """Reliability diagram: accuracy of the test rows in each equal-width confidence bin against
+    the diagonal of perfect calibration; bar shade by the share of rows in the bin."""
+    edges = np.asarray(bins["edges"])
+    count = np.asarray(bins["count"], dtype=float)
+    acc = np.nan_to_num(np.asarray(bins["accuracy"], dtype=float))
+    conf = np.asarray(bins["confidence"], dtype=float)
+    fig, ax = plt.subplots(figsize=(5, 4.4), layout="constrained")
+    ax.plot([0, 1], [0, 1], "--", color="gray", linewidth=1, label="perfectly calibrated")
+    shade = 0.25 + 0.75 * count / max(1.0, count.max())
+    ax.bar(edges[:-1], acc, width=np.diff(edges), align="edge", color=plt.cm.Blues(shade), edgecolor="white",
+           label="accuracy in bin")
+    seen = count > 0
+    ax.plot(conf[seen], acc[seen], "o", color="black", markersize=3, label="(mean confidence, accuracy)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence of the predicted class")
+    ax.set_ylabel("accuracy (test rows)")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    _save(fig, path, tight=False)
+
+
 def comparison(rows: list[dict], path: Path) -> None:
     """Grouped bars: test accuracy per cache, one bar per model."""
     caches = list(dict.fromkeys(r["cache"] for r in rows))
@@ -93,19 +116,23 @@ def comparison(rows: list[dict], path: Path) -> None:
     width = 0.8 / len(models)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(caches) * len(models) / 2 + 2), 4))
     for k, model in enumerate(models):
-        xs, ys = [], []
+        xs, ys, err = [], [], [[], []]
         for i, cache in enumerate(caches):
             for r in rows:
                 if r["cache"] == cache and r["model"] == model:
                     xs.append(i + (k - (len(models) - 1) / 2) * width)
                     ys.append(float(r["accuracy"]))
-        bars = ax.bar(xs, ys, width, label=model)
+                    # the bootstrap 95% interval where the row has one (older tables do not)
+                    lo, hi = (float(r.get(c) or r["accuracy"]) for c in ("accuracy_low", "accuracy_high"))
+                    err[0].append(max(0.0, ys[-1] - lo))
+                    err[1].append(max(0.0, hi - ys[-1]))
+        bars = ax.bar(xs, ys, width, label=model, yerr=err, capsize=2, error_kw={"linewidth": 0.8})
         ax.bar_label(bars, fmt="%.3f", fontsize=8)
     ax.set_xticks(range(len(caches)), caches, rotation=15, ha="right")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1)
     ax.legend()
-    ax.set_title("classifiers on cached features")
+    ax.set_title("classifiers on cached features (bars: bootstrap 95% interval)")
     _save(fig, path)
 
 
@@ -123,3 +150,24 @@ def learning_curve(points: list[dict], path: Path, title: str) -> None:
     ax.legend()
     ax.set_title(title)
     _save(fig, path)
+
+
+def fewshot(rows: list[dict], path: Path, title: str) -> None:
+    """Mean test accuracy against training images per class (log x), one line per model, its
+    95% interval as a band."""
+    fig, ax = plt.subplots(figsize=(6, 4.2), layout="constrained")
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["shots"])
+        shots = [r["shots"] for r in mine]
+        ax.plot(shots, [r["mean"] for r in mine], "-o", markersize=4, label=model)
+        ax.fill_between(shots, [r["low"] for r in mine], [r["high"] for r in mine], alpha=0.2)
+    ax.set_xscale("log")
+    shots = sorted({r["shots"] for r in rows})
+    ax.set_xticks(shots, [str(s) for s in shots])
+    ax.minorticks_off()
+    ax.set_xlabel("training images per class (shots)")
+    ax.set_ylabel("test accuracy (whole test split)")
+    ax.grid(alpha=0.3)
+    ax.legend(title="model")
+    ax.set_title(title, fontsize=10)
+    _save(fig, path, tight=False)

@@ -36,8 +36,8 @@ from featurecache.files import locked, os_error, room_error, write_text
 INDEX = "index.html"
 LOCK = "index.lock"                   # one writer of index.html at a time: the last one sees every run
 RUN_SUFFIX = "-run.json"
-FIGURES = ("curves", "confusion", "gallery")
-RUN_FILE_ENDINGS = ("-curves.png", "-confusion.png", "-gallery.png")  # a run's figures, never "other figures"
+FIGURES = ("curves", "confusion", "gallery", "reliability")
+RUN_FILE_ENDINGS = ("-curves.png", "-confusion.png", "-gallery.png", "-reliability.png")  # a run's figures, never "other figures"
 CACHE_FIELDS = (  # (attribute, label) shown for each cache in the header
     ("dataset", "data set"), ("data_kind", "images"), ("data_location", "from"), ("data_fingerprint", "data digest"),
     ("backbone", "backbone"), ("weights", "weights"), ("weights_sha256", "weights SHA-256"),
@@ -223,21 +223,67 @@ def caches_html(page: Page) -> str:
     return table(["cache", "provenance", "path"], rows)
 
 
+def interval(record: dict) -> tuple[float, float] | None:
+    """A run's bootstrap 95% interval of its test accuracy, or None (records older than intervals)."""
+    ci = (record.get("metrics") or {}).get("accuracy_ci")
+    if isinstance(ci, list) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
+        return float(ci[0]), float(ci[1])
+    return None
+
+
+def standings(runs: list[Run]) -> dict[str, str]:
+    """Run name -> how it stands against the most accurate run on the same cache, by their bootstrap
+    intervals: runs whose intervals overlap are called neither better nor worse."""
+    top: dict[str, Run] = {}
+    for run in runs:   # sorted best first
+        top.setdefault(str(run.record.get("cache_id")), run)
+    out = {}
+    for run in runs:
+        best = top[str(run.record.get("cache_id"))]
+        mine, theirs = interval(run.record), interval(best.record)
+        if mine is None or theirs is None:
+            out[run.name] = "no interval"
+        elif run is best:
+            rivals = [r for r in runs if r is not run and r.record.get("cache_id") == run.record.get("cache_id")]
+            tied = sum(1 for r in rivals if interval(r.record) and interval(r.record)[1] >= mine[0])
+            out[run.name] = (f"top; not better than {tied} other run(s): intervals overlap" if tied
+                             else "top" + ("; better than the rest: no interval overlaps" if rivals else ""))
+        elif mine[1] >= theirs[0]:
+            out[run.name] = "not worse than the top: intervals overlap"
+        else:
+            out[run.name] = "worse than the top: intervals apart"
+    return out
+
+
 def runs_html(page: Page) -> str:
     headers = ["#", "model", "settings", "cache", "backbone", "pooling", "image size", "precision", "test accuracy",
-               "macro F1", "fit time (s)", "run"]
+               "95% interval", "against the top run on its cache", "ECE", "macro F1", "fit time (s)", "run"]
     rows = []
+    standing = standings(page.runs)
     for i, run in enumerate(page.runs, 1):
         r = run.record
         a = (r.get("cache") or {}).get("attrs") or {}
         m = r.get("metrics") or {}
         cache = Path(str((r.get("cache") or {}).get("path") or "?")).stem
+        ci = interval(r)
         rows.append([str(i), f'<a href="#{esc(run.anchor)}">{esc(r.get("model"))}</a>', esc(settings_text(r)),
                      esc(cache), esc(a.get("backbone")), esc(a.get("pooling")), esc(a.get("image_size")),
-                     esc(a.get("precision")), number(m.get("accuracy"), ".4f"), number(m.get("macro_f1"), ".4f"),
-                     number(m.get("train_time_s"), ".2f"),
+                     esc(a.get("precision")), number(m.get("accuracy"), ".4f"),
+                     f"{ci[0]:.3f}&ndash;{ci[1]:.3f}" if ci else "", esc(standing[run.name]), number(m.get("ece"), ".3f"),
+                     number(m.get("macro_f1"), ".4f"), number(m.get("train_time_s"), ".2f"),
                      f'<a href="#{esc(run.anchor)}">{esc(r.get("run_id") or run.name)}</a> ({link(run.name, "record")})'])
-    return table(headers, rows, numeric={0, 8, 9, 10})
+    return table(headers, rows, numeric={0, 8, 9, 11, 12, 13})
+
+
+def interval_words(record: dict) -> str:
+    """ " (95% interval a-b, ECE e; calibrated at T = t from ECE e0)" for the run's paragraph."""
+    ci, m, cal = interval(record), record.get("metrics") or {}, record.get("calibration")
+    parts = [f"95% interval {ci[0]:.3f}&ndash;{ci[1]:.3f}"] if ci else []
+    if isinstance(m.get("ece"), (int, float)):
+        parts.append(f"ECE {m['ece']:.3f}")
+    if isinstance(cal, dict) and isinstance(cal.get("temperature"), (int, float)):
+        parts.append(f"calibrated at T = {cal['temperature']:.2f} from ECE {number(cal.get('ece_before'), '.3f')}")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def run_html(run: Run) -> str:
@@ -247,7 +293,7 @@ def run_html(run: Run) -> str:
     title = f"{r.get('model')} on {Path(str(cache.get('path') or '?')).stem}"
     out = [f'<section class="run" id="{esc(run.anchor)}">',
            f"<h3>{esc(title)} <small class=\"muted\">run {esc(r.get('run_id'))}</small></h3>",
-           f"<p>test accuracy <b>{number(m.get('accuracy'), '.4f')}</b>, macro F1 {number(m.get('macro_f1'), '.4f')}; "
+           f"<p>test accuracy <b>{number(m.get('accuracy'), '.4f')}</b>{interval_words(r)}, macro F1 {number(m.get('macro_f1'), '.4f')}; "
            f"fit on {esc(m.get('n_fit'))} rows in {number(m.get('train_time_s'), '.2f')} s, validated on "
            f"{esc(m.get('n_val'))}, tested on {esc(m.get('n_test'))} (predict {number(m.get('predict_time_s'), '.3f')} s); "
            f"written {esc(r.get('created'))}</p>"]

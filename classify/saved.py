@@ -6,6 +6,8 @@ A run writes its model beside its run record (`<name>-run.json`):
     rf   <name>-model.h5      HDF5 arrays: every tree's nodes (children, feature, threshold, leaf
                               class fractions), scored by `forest_proba`
     mlp  <name>-model.keras   Keras v3 archive, loaded with safe_mode=True (no lambdas, no custom code)
+    knn  <name>-model.h5      HDF5 arrays: the L2-normalised training rows, their labels, k and T
+                              (classify.knn)
 
 Which files are safe to load: run records (plain JSON) and these three model
 formats, through `load_run`. None of them is a pickle, and nothing here ever
@@ -37,6 +39,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
+from classify.knn import load_knn
 from featurecache.files import sha256
 from featurecache.errors import UserError, reason
 
@@ -253,10 +256,21 @@ FORMATS = {
     "linear": (".h5", _load_linear),
     "forest": (".h5", _load_forest),
     "keras": (".keras", _load_keras),
+    "knn": (".h5", load_knn),
 }
 
 
 # --------------------------------------------------------------------------- runs
+
+
+def calibrated_proba(proba: Callable, calibration: dict, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """A model's predict_proba followed by the run's temperature scaling (classify.evaluation.calibrated)."""
+    from classify.evaluation import calibrated
+
+    t = calibration.get("temperature") if isinstance(calibration, dict) else None
+    if not isinstance(t, (int, float)) or not (0 < t < float("inf")):
+        raise UserError(f"{path} holds no usable calibration temperature ({t!r}); re-run classify --calibrate")
+    return lambda x: calibrated(proba(x), float(t))
 
 
 @dataclass
@@ -372,4 +386,6 @@ def load_run(run_json_path: str | os.PathLike) -> SavedRun:
         )
     class_names = list(record["class_names"])
     proba = FORMATS[kind][1](model_path, len(class_names))
+    if record.get("calibration"):   # --calibrate: predict gives the calibrated probabilities the run reported
+        proba = calibrated_proba(proba, record["calibration"], path)
     return SavedRun(record, class_names, dict(record["cache"]["attrs"]), proba, model_path, path)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-from classify.config import MODEL_PARAMS, ClassifyConfig
+from classify.config import CALIBRATED_MODELS, MODEL_PARAMS, ClassifyConfig
+from classify.evaluation import accuracy_interval, calibrated, ece, fit_temperature
 from classify.data import Rows, Stream, fit_rows, in_memory_bytes, memory_budget, split_rows, stream_layout
 from classify.models import MODELS, STREAMING
 from classify.trained import Trained
@@ -32,6 +33,7 @@ class RunResult:
     report_text: str           # scikit-learn classification report with class names
     report: dict               # the same as a dict
     confusion: np.ndarray      # (C, C) counts, rows = true class
+    calibration: dict | None = None   # --calibrate: {"temperature", "ece_before"}; proba is the calibrated one
 
 
 def evaluate(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> tuple[dict, str, dict, np.ndarray]:
@@ -41,11 +43,26 @@ def evaluate(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> t
     kw = {"labels": labels, "target_names": class_names, "zero_division": 0, "digits": 4}
     metrics = {
         "accuracy": float(accuracy_score(y_true, pred)),
+        "accuracy_ci": accuracy_interval(y_true, proba),   # bootstrap 95% interval [low, high]
         "macro_f1": float(f1_score(y_true, pred, labels=labels, average="macro", zero_division=0)),
+        "ece": ece(y_true, proba),
     }
     return (metrics, classification_report(y_true, pred, **kw),
             classification_report(y_true, pred, output_dict=True, **kw),
             confusion_matrix(y_true, pred, labels=labels))
+
+
+def check_calibrate(cfg: ClassifyConfig) -> None:
+    if cfg.calibrate and cfg.model not in CALIBRATED_MODELS:
+        raise UserError(f"--calibrate fits a temperature for {', '.join(CALIBRATED_MODELS)}, not for --model {cfg.model}; "
+                        "leave out --calibrate")
+
+
+def calibrate(y_test: np.ndarray, proba: np.ndarray, y_val: np.ndarray, val_proba: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Temperature scaling fitted on the validation rows, applied to the test probabilities:
+    (calibrated test probabilities, {"temperature", "ece_before"})."""
+    t = fit_temperature(y_val, val_proba)
+    return calibrated(proba, t), {"temperature": t, "ece_before": ece(y_test, proba)}
 
 
 def load_for_training(path: str | os.PathLike, cfg: ClassifyConfig) -> Cache:
@@ -84,6 +101,7 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
     A cache read without features (`load_for_training` found it larger than --max-memory) is
     streamed from its file: the models of `STREAMING` fit it, and the test rows are scored a chunk
     at a time."""
+    check_calibrate(cfg)
     if cache.train.features is None:
         return stream_and_evaluate(cache, cfg, curves)
     if len(cache.test.labels) == 0:
@@ -107,11 +125,14 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
         per_view = [trained.predict_proba(cache.test.views[:, j]) for j in range(cache.test.views.shape[1])]
         proba = np.mean([proba, *per_view], axis=0)
     predict_time = time.perf_counter() - start
+    calibration = None
+    if cfg.calibrate:
+        proba, calibration = calibrate(cache.test.labels, proba, y[rows.val], trained.predict_proba(X[rows.val]))
     metrics, text, report, confusion = evaluate(cache.test.labels, proba, cache.class_names)
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
                    n_fit=len(y_fit), n_val=len(rows.val), n_test=len(cache.test.labels),
                    fit_images=len(rows.fit), fit_rows=len(y_fit))
-    return RunResult(trained, rows, proba, metrics, text, report, confusion)
+    return RunResult(trained, rows, proba, metrics, text, report, confusion, calibration)
 
 
 def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -> RunResult:
@@ -141,6 +162,11 @@ def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) 
     predict_time = time.perf_counter() - start
     if source.replaced():   # every row still came from the file opened at the start
         trained.details["cache_replaced"] = True
+    calibration = None
+    if cfg.calibrate:
+        val = [(trained.predict_proba(X), y) for X, y in stream.val_chunks()]
+        proba, calibration = calibrate(cache.test.labels, proba, np.concatenate([v[1] for v in val]),
+                                       np.concatenate([v[0] for v in val]))
     metrics, text, report, confusion = evaluate(cache.test.labels, proba, cache.class_names)
     # what was fitted: every fit image and its views, or the forest's subsample of them
     sub = trained.details.get("subsample")
@@ -148,7 +174,7 @@ def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) 
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
                    n_fit=n_fit, n_val=sub["val_rows"] if sub else len(rows.val), n_test=len(cache.test.labels),
                    fit_images=fit_images, fit_rows=n_fit)
-    return RunResult(trained, rows, proba, metrics, text, report, confusion)
+    return RunResult(trained, rows, proba, metrics, text, report, confusion, calibration)
 
 
 def gallery_items(cache: Cache, proba: np.ndarray, limit: int = GALLERY_SIZE) -> tuple[list[dict], str | None]:

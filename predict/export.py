@@ -75,6 +75,10 @@ def export_run(run, folder: Path, force: bool = False, allow_weights_mismatch: b
 
     folder = export_folder(folder)
     check_export_dir(folder, force)
+    if run.record.get("model_format") == "knn":
+        raise UserError(f"{run.path.name} is a kNN run: an exported graph would hold its whole training set "
+                        f"({run.record['chosen'].get('train_rows', '?')} rows), so it is not exported; "
+                        "export an lr or mlp run of the same cache")
     e2e = endtoend.build(run, allow_weights_mismatch)
     if e2e.model is None:
         raise UserError(f"{run.path.name} is a random-forest run, which has no Keras form to export; "

@@ -63,7 +63,7 @@ def test_classify_logs_params_accuracy_pngs_and_model_and_leaves_reports_as_with
     assert run.data.metrics["accuracy"] == pytest.approx(record["metrics"]["accuracy"])
     assert run.data.metrics["macro_f1"] == pytest.approx(record["metrics"]["macro_f1"])
     pngs = {name for key, name in ((k, v.split("/")[-1]) for k, v in record["files"].items()) if name.endswith(".png")}
-    assert len(pngs) == 3 and artifact_names(store, run.info.run_id, "plots") == pngs
+    assert len(pngs) == 4 and artifact_names(store, run.info.run_id, "plots") == pngs   # curves, confusion, gallery, reliability
     assert artifact_names(store, run.info.run_id, "model") == {record["model_file"]}
     assert run.data.tags["featurecache.run_record"] == record["files"]["run"]
     # tracking writes nothing else under the reports folder: the same files, the same reports
