@@ -148,10 +148,15 @@ def make_config(**options) -> ClassifyConfig:
 
 
 def cache_path(features: str | None) -> Path:
-    """--features, or what features/LATEST points to."""
-    from featurecache.cache import latest
+    """--features, or what features/LATEST points to; says first which cache it is and why."""
+    from featurecache.cache import default_cache
 
-    return Path(features) if features else latest()
+    if features:
+        click.echo(f"cache: {features} (--features)", err=True)
+        return Path(features)
+    path, why = default_cache()
+    click.echo(f"cache: {why} (the default; --features to choose another)", err=True)
+    return path
 
 
 def echo_config(cfg: ClassifyConfig) -> None:

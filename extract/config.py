@@ -6,9 +6,7 @@ stores it in the cache's `config` attribute.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 
 @dataclass
@@ -24,7 +22,7 @@ class ExtractConfig:
     batch_size: int | None = None    # None: a measured default for the precision and size
     limit: int | None = None         # first N images of each split
     test_fraction: float = 0.2       # single-level image folders only
-    out: str | None = None           # None: features/<dataset>-<backbone>-<pooling>-<size>px.h5
+    out: str | None = None           # None: features/<default name> (extract.naming)
     store_dtype: str = "float32"     # float16 halves huge Flatten caches
     checkpoint_every: int = 1024     # rows per checkpoint part; rounded up to whole batches
     force: bool = False              # rebuild even if a matching cache exists
@@ -51,14 +49,3 @@ def augment_settings(cfg: ExtractConfig):
     from featurecache.augment import check_settings
 
     return check_settings(cfg.augment, cfg.views, cfg.rotate_degrees, cfg.test_views)
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-").lower() or "data"
-
-
-def default_cache_path(dataset: str, backbone: str, pooling: str, image_size: int) -> Path:
-    """A cache is named after what produced it: features/cifar10-vgg16-gap-32px.h5."""
-    from featurecache.cache import features_dir
-
-    return features_dir() / f"{slug(dataset)}-{slug(backbone)}-{pooling}-{image_size}px.h5"
