@@ -58,11 +58,15 @@ def test_exported_saved_model_in_plain_tensorflow_gives_predicts_classes(photo_r
     out = tmp_path / "export"
     out.mkdir()
     (out / "old.txt").write_text("x")
-    assert "not empty" in error_line(invoke("--run", photo_runs["lr"], "--export", out), 1)
+    line = error_line(invoke("--run", photo_runs["lr"], "--export", out), 1)
+    assert "not empty" in line and f"--export {out}-2" in line and "--force" not in line
     assert (out / "old.txt").exists()                                   # refused: left as it was
     result = invoke("--run", photo_runs["lr"], "--export", out, "--force")
     assert result.exit_code == 0, result.output
     assert not (out / "old.txt").exists() and (out / "model.keras").is_file()
+    # the same run again: --force is what would replace it, and the message says so
+    assert "already holds an export of this run; pass --force" in error_line(
+        invoke("--run", photo_runs["lr"], "--export", out), 1)
     labels = json.loads((out / "labels.json").read_text())
     assert labels == json.loads(photo_runs["lr"].read_text())["class_names"]
 
