@@ -41,7 +41,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from classify.config import ClassifyConfig
+from classify.config import ClassifyConfig, has_views
 from classify.data import split_rows
 from classify.models import MODELS
 from classify.options import CONTEXT, cache_path, echo_config, make_config, training_options
@@ -278,7 +278,7 @@ def cli(features, model, strategies, initial, batch, budget, seeds, **options) -
     cfg = make_config(model=model, features=str(path), **options)
     strategies = list(dict.fromkeys(strategies or DEFAULT_STRATEGIES))
     seed_list = list(range(cfg.seed, cfg.seed + seeds))
-    echo_config(cfg)
+    echo_config(cfg, has_views(cache.attrs))
     click.echo(f"active learning: {model} on {path}, {', '.join(strategies)}, seeds {seed_list}, "
                f"labelled {plan.sizes()}", err=True)
     start = time.perf_counter()

@@ -33,6 +33,7 @@ import click
 
 from classify import plots
 from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
+from classify.config import has_views
 from classify.models import MODELS
 from classify.tracking import track_option
 from featurecache.errors import UserError
@@ -157,11 +158,11 @@ def cli(features: tuple[str, ...], models: tuple[str, ...], track: str | None, *
     require(track)
     # all checked before any training; each read once (labels only where it is streamed: --max-memory)
     caches = [load_for_training(p, make_config(**options)) for p in paths]
-    echo_config(make_config(model=models[0], features=",".join(map(str, paths)), **options))
     for cache in caches:
         for model in models:
             cfg = make_config(model=model, features=str(cache.path), **options)
             click.echo(f"compare: {model} on {cache.path} ...", err=True)
+            echo_config(cfg, has_views(cache.attrs))
             result = train_and_evaluate(cache, cfg)
             for line in notes(cfg, result.trained.details):
                 click.echo(line)

@@ -159,8 +159,10 @@ def cache_path(features: str | None) -> Path:
     return path
 
 
-def echo_config(cfg: ClassifyConfig) -> None:
-    click.echo("config: " + json.dumps(cfg.to_dict(), allow_nan=False), err=True)
+def echo_config(cfg: ClassifyConfig, views: bool = False) -> None:
+    """One line of the settings that apply to this run (`ClassifyConfig.settings`); the run record keeps all."""
+    click.echo("settings: " + json.dumps(cfg.settings(views), allow_nan=False), err=True)
+
 
 
 def summary_lines(model: str, cache_name: str, metrics: dict, files: dict) -> list[str]:

@@ -212,7 +212,8 @@ def _extract(cfg: ExtractConfig, where: dict):
         click.echo(f"skipped {len(dataset.not_images)} file(s) that are not images: {shown}", err=True)
     sizes = ", ".join(f"{s} {len(d):,}" for s, d in dataset.splits.items())
     click.echo(f"extract: {dataset.name} ({sizes} images) -> {out}", err=True)
-    click.echo("config: " + json.dumps({**cfg.to_dict(), "precision": extractor.precision}, allow_nan=False), err=True)
+    shown = {**cfg.settings(dataset.kind == "folder"), "precision": extractor.precision}
+    click.echo("settings: " + json.dumps(shown, allow_nan=False), err=True)
 
     def make_bar(split: str, total: int, initial: int):
         from tqdm import tqdm

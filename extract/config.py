@@ -43,6 +43,15 @@ class ExtractConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def settings(self, folder: bool) -> dict:
+        """The settings that apply to this run, for the screen (the cache's `config` keeps them all):
+        no Ray options on the local engine, no view options without --augment, no photo-folder
+        options for CIFAR-10 (`folder` False), and no option left unset or off."""
+        drop = set() if self.engine == "ray" else {"workers", "address", "verbose"}
+        drop |= set() if self.augment else {"views", "rotate_degrees", "test_views"}
+        drop |= set() if folder else {"test_fraction", "verify", "decode_workers"}
+        return {k: v for k, v in self.to_dict().items() if k not in drop and v is not None and v is not False}
+
 
 def augment_settings(cfg: ExtractConfig):
     """The augmentation options checked (`featurecache.augment.AugmentSettings`); a mistake is one UserError."""
