@@ -216,10 +216,9 @@ def _extract(cfg: ExtractConfig, where: dict):
     click.echo("settings: " + json.dumps(shown, allow_nan=False), err=True)
 
     def make_bar(split: str, total: int, initial: int):
-        from tqdm import tqdm
+        from featurecache.progress import progress
 
-        return tqdm(total=total, initial=initial, desc=split, unit="img", file=sys.stderr,
-                    dynamic_ncols=True, disable=None, mininterval=0.5)
+        return progress(f"extract {split}", total, "img", initial)
 
     where["out"] = out
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
