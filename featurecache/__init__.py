@@ -12,6 +12,7 @@
                             or from a cache's attributes; owns input size and weights checks
     featurecache.precision  what the hardware runs well: precision and batch-size defaults
     featurecache.tfimport   TensorFlow and Keras, imported once and quietly
+    featurecache.progress   `progress`: a bar on a terminal, a plain line every ~10% or 30 s in a log
 
 `extract` (images -> features/), `classify` (features/ -> reports/), `predict`
 and `bench` import these and nothing private of each other. Importing this
