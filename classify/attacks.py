@@ -147,7 +147,7 @@ def find_transfer_run(run) -> Path:
     return sorted(found)[0][2]
 
 
-def evaluate(target, attacker, images: RunImages, cfg: AttackConfig, log=lambda s: None) -> dict:
+def evaluate(target, attacker, images: RunImages, cfg: AttackConfig) -> dict:
     """Accuracy of `target` (EndToEnd) on the test images under each attack and eps, crafted on
     `attacker` (the target itself, or an lr/mlp run of the same cache for a forest). Batch by batch:
     memory does not grow with the number of images. Returns {"results", "examples", "seconds"}."""
@@ -214,7 +214,7 @@ def robustness(run, cfg: AttackConfig, allow_weights_mismatch: bool = False, log
         attacker = endtoend.build(source, allow_weights_mismatch)
         if not attacker.differentiable:
             raise UserError(f"--transfer-from {transfer} is a random-forest run too; pass an lr or mlp run of the same cache")
-    out = evaluate(target, attacker, images, cfg, log)
+    out = evaluate(target, attacker, images, cfg)
     settings = {
         "run": str(run.path), "model": run.record.get("model"), "attacks": list(cfg.attacks),
         "eps": list(cfg.eps), "eps_units": "pixel values out of 255, L-infinity",
