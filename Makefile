@@ -80,7 +80,7 @@ robustness: $(STAMP)
 export: $(STAMP)
 	$(BIN)/python -m predict $(call opt,RUN,--run) $(call opt,EXPORT_DIR,--export) $(if $(FORCE),--force)
 
-## Benchmark: seed-style VGG16 vs this project, side by side, on ../shared/data (writes reports/bench/); SCALE=full: 60,000 synthetic images (reports/bench-full/)
+## Benchmark: the classic way (a frozen VGG16 and its head trained end to end, the backbone re-run every epoch) vs this project, side by side, on ../shared/data (writes reports/bench/); SCALE=full: 60,000 synthetic images (reports/bench-full/)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(SCALE),--scale "$(SCALE)") $(BENCH_ARGS)
 

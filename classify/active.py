@@ -41,12 +41,13 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from classify.config import ClassifyConfig
+from classify.config import ClassifyConfig, has_views
 from classify.data import smallest_train_size, split_rows
 from classify.models import MODELS
 from classify.options import CONTEXT, cache_path, echo_config, make_config, training_options
 from featurecache.errors import UserError
 from featurecache.files import Staged, interruptible
+from featurecache.progress import progress
 
 SCORE_CHUNK = 8192  # pool rows scored at a time: bounds the float64 copies of a large pool
 
@@ -195,8 +196,14 @@ def active_learning(cache, cfg: ClassifyConfig, strategies: list[str], seeds: li
     """Every strategy from every seed (`run_strategy`), seed-major."""
     # BLAS on one thread: the products here are thin ((n, D) x (D, C)) and many; on a busy machine
     # idle BLAS threads cost more than they give (fit_lr fits this way for the same reason)
-    with threadpool_limits(limits=1, user_api="blas"):
-        return [run_strategy(cache, cfg, s, seed, plan) for seed in seeds for s in strategies]
+    runs = []
+    with threadpool_limits(limits=1, user_api="blas"), \
+            progress("active learning", len(seeds) * len(strategies), "runs") as bar:
+        for seed in seeds:
+            for strategy in strategies:
+                runs.append(run_strategy(cache, cfg, strategy, seed, plan))
+                bar.update(1)
+    return runs
 
 
 def csv_rows(runs: list[dict], class_names: list[str]) -> list[dict]:
@@ -291,7 +298,7 @@ def cli(features, model, strategies, initial, batch, budget, seeds, **options) -
     check_plan(plan, cache.train.labels, len(cache.test.labels), path, cfg)
     strategies = list(dict.fromkeys(strategies or DEFAULT_STRATEGIES))
     seed_list = list(range(cfg.seed, cfg.seed + seeds))
-    echo_config(cfg)
+    echo_config(cfg, has_views(cache.attrs))
     click.echo(f"active learning: {model} on {path}, {', '.join(strategies)}, seeds {seed_list}, "
                f"labelled {plan.sizes()}", err=True)
     start = time.perf_counter()

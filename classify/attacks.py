@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from featurecache.errors import UserError
+from featurecache.progress import progress
 
 ATTACKS = ("fgsm", "pgd")
 EXAMPLES = 6  # images shown in the adversarial figure
@@ -147,7 +148,7 @@ def find_transfer_run(run) -> Path:
     return sorted(found)[0][2]
 
 
-def evaluate(target, attacker, images: RunImages, cfg: AttackConfig, log=lambda s: None) -> dict:
+def evaluate(target, attacker, images: RunImages, cfg: AttackConfig) -> dict:
     """Accuracy of `target` (EndToEnd) on the test images under each attack and eps, crafted on
     `attacker` (the target itself, or an lr/mlp run of the same cache for a forest). Batch by batch:
     memory does not grow with the number of images. Returns {"results", "examples", "seconds"}."""
@@ -159,6 +160,7 @@ def evaluate(target, attacker, images: RunImages, cfg: AttackConfig, log=lambda 
     clean_correct = 0
     top = max(cfg.eps)
     examples: dict = {}
+    bar = progress("attacks", n, "img")
     for start in range(0, n, cfg.batch_size):
         stop = min(n, start + cfg.batch_size)
         x8 = read_batch(images, start, stop, size)             # (b, s, s, 3) uint8
@@ -186,7 +188,8 @@ def evaluate(target, attacker, images: RunImages, cfg: AttackConfig, log=lambda 
                     examples[attack] = adv[:EXAMPLES]
                     examples[f"{attack}_pred"] = pred[:EXAMPLES]
             seconds[attack] += time.perf_counter() - t0
-        log(f"  {stop:,}/{n:,} images")
+        bar.update(stop - start)
+    bar.close()
     results = [{"attack": a, "eps": e, "accuracy": correct[(a, e)] / n, "n_images": n}
                for a in cfg.attacks for e in cfg.eps]
     return {"results": results, "clean_accuracy": clean_correct / n, "examples": examples,

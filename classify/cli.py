@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import click
 
+from classify.config import has_views
 from classify.models import MODELS
 from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
 from classify.tracking import track_option
@@ -61,7 +62,7 @@ def cli(**options) -> None:
     out_dir = check_out_dir(cfg.out_dir)
     require(options["track"])
     cache = load_for_training(path, cfg)
-    echo_config(cfg)
+    echo_config(cfg, has_views(cache.attrs))
     click.echo(f"classify: {cfg.model} on {path} (train {len(cache.train.labels):,}, test {len(cache.test.labels):,}, "
                f"{cache.attrs.get('feature_dim', '?')} features, {len(cache.class_names)} classes)", err=True)
     if cache.train.features is None:

@@ -34,6 +34,7 @@ import numpy as np
 
 from classify import plots
 from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
+from classify.config import has_views
 from classify.models import DEFAULT_MODELS, MODELS
 from classify.tracking import track_option
 from featurecache.errors import UserError
@@ -168,6 +169,7 @@ def run_and_record(cache, cfg, out_dir: Path, table: dict[str, Path], track: str
     from featurecache.files import locked
 
     click.echo(f"compare: {cfg.model} on {cache.path} (seed {cfg.seed}) ...", err=True)
+    echo_config(cfg, has_views(cache.attrs))
     result = train_and_evaluate(cache, cfg)
     for line in notes(cfg, result.trained.details):
         click.echo(line)
@@ -217,7 +219,6 @@ def cli(features: tuple[str, ...], models: tuple[str, ...], seeds: int, track: s
     require(track)
     # all checked before any training; each read once (labels only where it is streamed: --max-memory)
     caches = [load_for_training(p, make_config(**options)) for p in paths]
-    echo_config(make_config(model=models[0], features=",".join(map(str, paths)), **options))
     for cache in caches:
         for model in models:
             for seed in range(options["seed"], options["seed"] + seeds):   # --seeds N: N runs, seeds S..S+N-1

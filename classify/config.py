@@ -19,9 +19,15 @@ MODEL_PARAMS = {
     "knn": ("k", "temperature"),
 }
 CALIBRATED_MODELS = ("lr", "mlp", "knn")           # --calibrate: a temperature fitted on the validation split
+SHARED_PARAMS = ("model", "seed", "val_fraction", "train_size")  # what every run shows, beside its model's own
 C_GRID = tuple(10.0 ** k for k in range(-4, 2))  # --C auto: 1e-4 .. 1e1, chosen on the validation split
 RF_MIN_SAMPLES = 2500                            # rows a tree's bootstrap sample draws at least
 LEARNING_RATES = {"adam": 0.001, "sgd": 0.01}    # the MLP's initial learning rate when none is given
+
+
+def has_views(attrs: dict) -> bool:
+    """Whether a cache (its attributes) holds augmented views, so that --views and --tta apply."""
+    return bool(attrs.get("views") or attrs.get("test_views"))
 
 
 @dataclass
@@ -77,6 +83,17 @@ class ClassifyConfig:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         return d
+
+    def settings(self, views: bool = False) -> dict:
+        """The settings that apply to this run, for the screen, the run record's `settings` summary
+        and MLflow: the model, its own hyperparameters, the shared ones, and the optional ones only
+        where they do something (`views`: the cache has augmented views, so --views and --tta act;
+        a memory budget when given; TensorBoard logs for the MLP). `to_dict` keeps everything."""
+        keep = SHARED_PARAMS + MODEL_PARAMS[self.model] + (("views", "tta") if views else ())
+        keep += ("max_memory",) if self.max_memory is not None else ()
+        keep += ("tensorboard",) if self.model == "mlp" and self.tensorboard else ()
+        full = self.to_dict()
+        return {k: full[k] for k in keep}
 
     def hyperparameters(self) -> dict:
         """The settings of this run's model only, for summaries and comparison rows."""

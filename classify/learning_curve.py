@@ -23,6 +23,7 @@ import click
 import numpy as np
 
 from classify import plots
+from classify.config import has_views
 from classify.data import smallest_train_size
 from classify.models import MODELS
 from classify.options import CONTEXT, cache_path, echo_config, make_config, training_options
@@ -91,7 +92,7 @@ def cli(model: str, features: str | None, min_size: int, points: int, seeds: int
     cache = read_cache(path)
     cfg = make_config(model=model, features=str(path), **options)
     check_min_size(cache.train.labels, min_size, cfg.val_fraction)
-    echo_config(cfg)
+    echo_config(cfg, has_views(cache.attrs))
     sizes = sizes_for(len(cache.train.labels), min_size, points, len(np.unique(cache.train.labels)))
     click.echo(f"learning curve: {model} on {path}, sizes {sizes}, {seeds} seed(s) each", err=True)
     rows = learning_curve(cache, cfg, sizes, seeds)

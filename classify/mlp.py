@@ -17,6 +17,7 @@ from classify.config import ClassifyConfig
 from classify.trained import Trained
 from featurecache.errors import UserError
 from featurecache.files import check_writable
+from featurecache.progress import progress
 
 
 def build_mlp(keras, dim: int, n_classes: int, mean: np.ndarray, var: np.ndarray, cfg: ClassifyConfig):
@@ -134,8 +135,10 @@ def train_model(keras, train, val, mean: np.ndarray, var: np.ndarray, n_fit: int
     callbacks = [keras.callbacks.TerminateOnNaN(), stop]
     if cfg.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir(cfg, n_fit))))
-    fit = model.fit(train, validation_data=val, epochs=cfg.epochs, callbacks=callbacks, shuffle=False, verbose=0,
-                    steps_per_epoch=steps_per_epoch)
+    with progress("mlp training", cfg.epochs, "epochs") as bar:  # early stopping may end it before the last
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: bar.update(1)))
+        fit = model.fit(train, validation_data=val, epochs=cfg.epochs, callbacks=callbacks, shuffle=False,
+                        verbose=0, steps_per_epoch=steps_per_epoch)
     h = fit.history
     if not finite(h, model.get_weights()):
         raise UserError(f"the MLP's training diverged (its loss or weights became infinite or NaN) at --learning-rate "

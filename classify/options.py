@@ -171,14 +171,21 @@ def make_config(**options) -> ClassifyConfig:
 
 
 def cache_path(features: str | None) -> Path:
-    """--features, or what features/LATEST points to."""
-    from featurecache.cache import latest
+    """--features, or what features/LATEST points to; says first which cache it is and why."""
+    from featurecache.cache import default_cache
 
-    return Path(features) if features else latest()
+    if features:
+        click.echo(f"cache: {features} (--features)", err=True)
+        return Path(features)
+    path, why = default_cache()
+    click.echo(f"cache: {why} (the default; --features to choose another)", err=True)
+    return path
 
 
-def echo_config(cfg: ClassifyConfig) -> None:
-    click.echo("config: " + json.dumps(cfg.to_dict(), allow_nan=False), err=True)
+def echo_config(cfg: ClassifyConfig, views: bool = False) -> None:
+    """One line of the settings that apply to this run (`ClassifyConfig.settings`); the run record keeps all."""
+    click.echo("settings: " + json.dumps(cfg.settings(views), allow_nan=False), err=True)
+
 
 
 def summary_lines(model: str, cache_name: str, metrics: dict, files: dict) -> list[str]:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from classify import plots, saved
-from classify.config import ClassifyConfig
+from classify.config import ClassifyConfig, has_views
 from classify.identity import digest, identity, json_default
 from classify.evaluation import reliability
 from classify.train import RunResult, gallery_items
@@ -211,7 +211,8 @@ def run_record(cache: Cache, cfg: ClassifyConfig, result: RunResult, paths: dict
         "model": cfg.model,
         "hyperparameters": cfg.hyperparameters(),
         "chosen": result.trained.details,
-        "config": cfg.to_dict(),
+        "settings": cfg.settings(has_views(cache.attrs)),  # the summary: what applied to this run
+        "config": cfg.to_dict(),                           # the full effective configuration
         "cache": {"path": os.path.abspath(cache.path), "attrs": cache.attrs},
         "class_names": cache.class_names,
         "metrics": result.metrics,

@@ -5,7 +5,8 @@ its files are written, to the tracking server MLFLOW_TRACKING_URI names (MLflow'
 SQLite file `mlflow.db` in the working folder, artifacts under `mlruns/`), in the experiment
 MLFLOW_EXPERIMENT_NAME names (default "featurecache"):
 
-    parameters   the run's config (model settings, seed, validation share, training-set size),
+    parameters   the settings that applied to the run (its record's `settings`: the model and its
+                 own hyperparameters, seed, validation share, training-set size),
                  what training chose (chosen.C, chosen.epochs_run, ...), and the cache's identity
                  (cache.backbone, cache.pooling, cache.image_size, cache.weights, ...)
     metrics      accuracy, macro_f1, train_time_s, predict_time_s, n_fit, n_val, n_test; and the
@@ -73,10 +74,23 @@ def require(track: str | None) -> None:
         raise UserError(f"--track mlflow needs MLflow, which is not installed: {INSTALL}") from None
 
 
+def applied(record: dict) -> dict:
+    """The settings that applied to a run: its record's `settings` summary; for a record written before
+    there was one, its config without the other models' hyperparameters and the file names."""
+    from classify.config import MODEL_PARAMS
+
+    if isinstance(record.get("settings"), dict):
+        return record["settings"]
+    others = {k for model, keys in MODEL_PARAMS.items() if model != record.get("model") for k in keys}
+    own = set(MODEL_PARAMS.get(record.get("model"), ()))
+    return {k: v for k, v in (record.get("config") or {}).items() if k in own or k not in others}
+
+
 def params_of(record: dict) -> dict[str, str]:
-    """MLflow parameters of a run record: config, chosen values and the cache's identity, as strings."""
+    """MLflow parameters of a run record: the settings that applied, chosen values and the cache's
+    identity, as strings."""
     out = {}
-    for key, value in (record.get("config") or {}).items():
+    for key, value in applied(record).items():
         if key not in PARAM_SKIP and value is not None:
             out[key] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
     for key, value in (record.get("chosen") or {}).items():

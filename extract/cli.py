@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from extract.config import ExtractConfig, default_cache_path
+from extract.config import ExtractConfig
 from featurecache.backbones import BACKBONES, POOLINGS, PRECISIONS
 from featurecache.cache import features_dir, partial_dir, set_latest
 from featurecache.errors import UserError
@@ -75,7 +75,9 @@ def _raise_interrupt(signum, frame):
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True, help="Share held out for testing when a photo folder has no train/ and test/.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Cache file. Default: features/<dataset>-<backbone>-<pooling>-<size>px.h5")
+              help="Cache file. Default: features/<dataset>-<backbone>-<pooling>-<size>px[-<setting>...].h5, one "
+                   "part for each setting not at its default (random, bf16, aug-flip+crop, 4views, ...). "
+                   "Only a cache inside features/ becomes the default of classify (features/LATEST).")
 @click.option("--store-dtype", type=click.Choice(("float32", "float16")), default="float32", show_default=True,
               help="Dtype of the stored features; float16 halves huge Flatten caches.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=1024, show_default=True,
@@ -182,7 +184,9 @@ def check_engine(cfg: ExtractConfig) -> None:
 
 def _extract(cfg: ExtractConfig, where: dict):
     from extract import pipeline
-    from extract.datasets import dataset_name, index_path, load_dataset
+    from extract.datasets import dataset_name, index_path, is_image_folder, load_dataset
+    from extract.naming import default_cache_path
+    from extract.pipeline import settings
     from featurecache.extractor import Extractor
     from featurecache.precision import resolve_precision
 
@@ -191,8 +195,8 @@ def _extract(cfg: ExtractConfig, where: dict):
     augment_settings(cfg)  # bad augmentation options fail before anything loads or is written
     extractor = Extractor(cfg.backbone, cfg.pooling, cfg.image_size, cfg.weights, cfg.seed,
                           resolve_precision(cfg.precision), cfg.feature_layer)
-    out = Path(cfg.out) if cfg.out else default_cache_path(dataset_name(cfg.data_dir), extractor.name, cfg.pooling,
-                                                           extractor.image_size)
+    out = Path(cfg.out) if cfg.out else default_cache_path(
+        dataset_name(cfg.data_dir), settings(cfg, extractor, is_image_folder(Path(cfg.data_dir or "")) if cfg.data_dir else False))
     dataset = load_dataset(cfg.data_dir, extractor.sizes.model, cfg.limit, cfg.test_fraction, cfg.seed,
                            index=index_path(out), verify=cfg.verify, workers=cfg.decode_workers)
     extra_attrs = None
@@ -208,13 +212,13 @@ def _extract(cfg: ExtractConfig, where: dict):
         click.echo(f"skipped {len(dataset.not_images)} file(s) that are not images: {shown}", err=True)
     sizes = ", ".join(f"{s} {len(d):,}" for s, d in dataset.splits.items())
     click.echo(f"extract: {dataset.name} ({sizes} images) -> {out}", err=True)
-    click.echo("config: " + json.dumps({**cfg.to_dict(), "precision": extractor.precision}, allow_nan=False), err=True)
+    shown = {**cfg.settings(dataset.kind == "folder"), "precision": extractor.precision}
+    click.echo("settings: " + json.dumps(shown, allow_nan=False), err=True)
 
     def make_bar(split: str, total: int, initial: int):
-        from tqdm import tqdm
+        from featurecache.progress import progress
 
-        return tqdm(total=total, initial=initial, desc=split, unit="img", file=sys.stderr,
-                    dynamic_ncols=True, disable=None, mininterval=0.5)
+        return progress(f"extract {split}", total, "img", initial)
 
     where["out"] = out
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731

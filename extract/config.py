@@ -6,9 +6,7 @@ stores it in the cache's `config` attribute.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 
 @dataclass
@@ -24,7 +22,7 @@ class ExtractConfig:
     batch_size: int | None = None    # None: a measured default for the precision and size
     limit: int | None = None         # first N images of each split
     test_fraction: float = 0.2       # single-level image folders only
-    out: str | None = None           # None: features/<dataset>-<backbone>-<pooling>-<size>px.h5
+    out: str | None = None           # None: features/<default name> (extract.naming)
     store_dtype: str = "float32"     # float16 halves huge Flatten caches
     checkpoint_every: int = 1024     # rows per checkpoint part; rounded up to whole batches
     force: bool = False              # rebuild even if a matching cache exists
@@ -45,20 +43,18 @@ class ExtractConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def settings(self, folder: bool) -> dict:
+        """The settings that apply to this run, for the screen (the cache's `config` keeps them all):
+        no Ray options on the local engine, no view options without --augment, no photo-folder
+        options for CIFAR-10 (`folder` False), and no option left unset or off."""
+        drop = set() if self.engine == "ray" else {"workers", "address", "verbose"}
+        drop |= set() if self.augment else {"views", "rotate_degrees", "test_views"}
+        drop |= set() if folder else {"test_fraction", "verify", "decode_workers"}
+        return {k: v for k, v in self.to_dict().items() if k not in drop and v is not None and v is not False}
+
 
 def augment_settings(cfg: ExtractConfig):
     """The augmentation options checked (`featurecache.augment.AugmentSettings`); a mistake is one UserError."""
     from featurecache.augment import check_settings
 
     return check_settings(cfg.augment, cfg.views, cfg.rotate_degrees, cfg.test_views)
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-").lower() or "data"
-
-
-def default_cache_path(dataset: str, backbone: str, pooling: str, image_size: int) -> Path:
-    """A cache is named after what produced it: features/cifar10-vgg16-gap-32px.h5."""
-    from featurecache.cache import features_dir
-
-    return features_dir() / f"{slug(dataset)}-{slug(backbone)}-{pooling}-{image_size}px.h5"

@@ -73,16 +73,21 @@ class Summary:
 # --------------------------------------------------------------------------- identity
 
 
-def identity(cfg: ExtractConfig, dataset: Dataset, extractor: Extractor) -> dict:
-    """The settings that define a cache; a cache is reused only when all match."""
+def settings(cfg: ExtractConfig, extractor: Extractor, folder: bool) -> dict:
+    """The settings that define a cache apart from its data: what its default name is made of
+    (extract.naming). `folder`: the data is a photo folder (where --test-fraction applies)."""
     return {
-        "data_fingerprint": dataset.fingerprint,
         **extractor.identity(),
         "limit": cfg.limit if cfg.limit is not None else -1,
-        "test_fraction": cfg.test_fraction if dataset.kind == "folder" else -1.0,
+        "test_fraction": cfg.test_fraction if folder else -1.0,
         "store_dtype": cfg.store_dtype,
         **augment_settings(cfg).identity(),
     }
+
+
+def identity(cfg: ExtractConfig, dataset: Dataset, extractor: Extractor) -> dict:
+    """The settings that define a cache; a cache is reused only when all match."""
+    return {"data_fingerprint": dataset.fingerprint, **settings(cfg, extractor, dataset.kind == "folder")}
 
 
 def differences(have: dict, want: dict) -> list[str]:
@@ -101,16 +106,28 @@ def check_existing(out: Path, ident: dict, force: bool, changes: Callable[[str],
     try:
         have = read_attrs(out)
     except UserError as e:
-        raise UserError(f"{out} exists but is not a usable cache ({e.message}); use --force to overwrite it or choose another --out") from None
+        raise UserError(f"{out} exists but is not a usable cache ({e.message}); choose another --out "
+                        "(--force would replace that file)") from None
     diff = differences(have, ident)
     if diff:
+        data_only = all(d.startswith("data_fingerprint ") for d in diff)
         changed = changes(have.get("data_fingerprint", "")) if changes and have.get("data_fingerprint") != ident["data_fingerprint"] else ""
+        keep = f"--out {free_name(out)} to keep both"
         raise UserError(
             f"{out} holds a cache made with other settings ({'; '.join(diff[:3])})"
             + (f"; the data folder changed since: {changed}" if changed else "")
-            + "; use --force to overwrite it or choose another --out"
+            + (f"; use --force to rebuild it from the data as it is now, or pass {keep}" if data_only
+               else f"; it is left as it is: pass {keep}")
         )
     return True
+
+
+def free_name(out: Path) -> Path:
+    """`out` with the first free "-2", "-3", ... before its suffix: another --out to suggest."""
+    k = 2
+    while out.with_name(f"{out.stem}-{k}{out.suffix}").exists():
+        k += 1
+    return out.with_name(f"{out.stem}-{k}{out.suffix}")
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -174,11 +174,12 @@ def merged_attrs(shards: list[tuple[Path, dict]]) -> dict:
     return attrs
 
 
-def stage_parts(shards: list[tuple[Path, dict]], staging: Path, dim: int) -> dict[str, list[Path]]:
+def stage_parts(shards: list[tuple[Path, dict]], staging: Path, dim: int, bar=None) -> dict[str, list[Path]]:
     """Every shard's rows, split by split, as .npz parts in `staging`, checked on the way.
 
     HDF5's fletcher32 checksums make a damaged shard an error here; rows that are not finite or
-    a shard whose row count disagrees with its attributes are refused, so no zeros slip through."""
+    a shard whose row count disagrees with its attributes are refused, so no zeros slip through.
+    `bar.update(rows)` is called as rows are copied (featurecache.progress)."""
     import h5py
 
     from featurecache.files import room_error
@@ -208,6 +209,8 @@ def stage_parts(shards: list[tuple[Path, dict]], staging: Path, dim: int) -> dic
                         except OSError as e:
                             raise room_error(e, staging) from None
                         splits[split].append(out)
+                        if bar is not None:
+                            bar.update(b - a)
         except UserError:
             raise
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
@@ -240,7 +243,10 @@ def merge(paths: list[str | Path], out: str | Path, force: bool = False,
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
-            parts = stage_parts(shards, staging, dim)
+            from featurecache.progress import progress
+
+            with progress("merge", sum(result.rows.values()), "rows") as bar:
+                parts = stage_parts(shards, staging, dim, bar)
             assemble(out, attrs, parts, attrs.get("store_dtype", "float32"), dim, sum(result.rows.values()))
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -4,7 +4,8 @@
     featurecache.files      Staged / atomic_path / write_text (atomic writes), sha256,
                             check_writable, versions
     featurecache.cache      the HDF5 feature cache: format, `write_cache`, `read_cache`,
-                            `read_attrs`, `Cache`, `SplitData`, `latest`, `set_latest`;
+                            `read_attrs`, `Cache`, `SplitData`, `default_cache` (which cache
+                            and why), `latest`, `set_latest`, `caches_in`;
                             streaming: `split_shapes`, `iter_rows` (chunks of rows, with views), `CacheFile`
                             (a cache opened once, so a file renamed over it is never read)
     featurecache.backbones  the name -> Keras application table, `POOLINGS`, `PRECISIONS`
@@ -12,6 +13,7 @@
                             or from a cache's attributes; owns input size and weights checks
     featurecache.precision  what the hardware runs well: precision and batch-size defaults
     featurecache.tfimport   TensorFlow and Keras, imported once and quietly
+    featurecache.progress   `progress`: a bar on a terminal, a plain line every ~10% or 30 s in a log
 
 `extract` (images -> features/), `classify` (features/ -> reports/), `predict`
 and `bench` import these and nothing private of each other. Importing this

@@ -404,38 +404,82 @@ def _read_split(f: h5py.File, split: str, path: Path, n_classes: int, load: bool
     return SplitData(feats.astype(np.float32, copy=False), labels.astype(np.int64), np.asarray(sources), views)
 
 
-def set_latest(features_dir: str | os.PathLike, cache: str | os.PathLike) -> str | None:
-    """Record `cache` as the one `classify` uses by default: `features/LATEST`, wherever the cache is.
-
-    Written atomically, and only when it changes, so an up-to-date re-run in a read-only folder writes
-    nothing. Returns a note when it could not be written (the cache itself is fine), else None."""
-    features_dir = Path(features_dir)
-    target = Path(cache).resolve()
+def inside(folder: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Whether `path` lies in `folder` (or below it), after resolving both."""
     try:
-        text = str(target.relative_to(features_dir.resolve()))
+        Path(path).resolve().relative_to(Path(folder).resolve())
     except ValueError:
-        text = str(target)
+        return False
+    return True
+
+
+def set_latest(features_dir: str | os.PathLike, cache: str | os.PathLike) -> str | None:
+    """Record `cache` as the one `classify` uses by default: `features/LATEST`, relative to the folder.
+
+    Only a cache inside the features folder becomes the default: one written elsewhere (a scratch
+    `--out`) is used where named and leaves LATEST alone, which is then said in the returned note.
+    Written atomically, and only when it changes, so an up-to-date re-run in a read-only folder writes
+    nothing. Returns a note for the user when LATEST was left alone or could not be written, else None."""
+    features_dir = Path(features_dir)
     pointer = features_dir / LATEST
+    if not inside(features_dir, cache):
+        return (f"note: {cache} is outside {features_dir}/, so it does not become the default cache "
+                f"({pointer} is unchanged); pass --features {cache} to use it")
+    text = str(Path(cache).resolve().relative_to(features_dir.resolve()))
     try:
         if pointer.is_file() and pointer.read_text().strip() == text:
             return None
         features_dir.mkdir(parents=True, exist_ok=True)
         write_text(pointer, text + "\n")
     except (OSError, UserError) as e:
-        return f"note: could not record {target} in {pointer} ({getattr(e, 'strerror', None) or e}); pass --features to classify"
+        return f"note: could not record {cache} in {pointer} ({getattr(e, 'strerror', None) or e}); pass --features to classify"
     return None
 
 
-def latest(folder: str | os.PathLike | None = None) -> Path:
-    """The cache the last extract run wrote, for `classify`'s default `--features`."""
+def caches_in(folder: str | os.PathLike) -> list[Path]:
+    """The finished caches (`*.h5`, shards left out) in a folder, newest first."""
+    found = [p for p in Path(folder).glob("*.h5") if p.is_file() and ".shard-" not in p.name]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def _no_default(where: Path, problem: str) -> UserError:
+    """One line: what is wrong with LATEST, and the --features to pass for each cache in the folder."""
+    found = caches_in(where)
+    if not found:
+        return UserError(f"{problem}; run `make features` again (there are no caches in {where}/), "
+                         "or pass --features PATH")
+    listed = ", ".join(f"--features {p}" for p in found[:6]) + (" ..." if len(found) > 6 else "")
+    return UserError(f"{problem}; run `make features` again to record one, or pass one of the caches in "
+                     f"{where}/: {listed}")
+
+
+def default_cache(folder: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The cache `classify` uses when none is named, and why, in words:
+    (features/x.h5, "features/LATEST → features/x.h5, written 2026-12-04 17:10").
+
+    A missing, empty or dangling LATEST is one UserError that names it and lists the caches in the
+    folder with the --features to pass."""
+    import datetime as dt
+
     where = Path(folder) if folder is not None else features_dir()
     pointer = where / LATEST
     if not pointer.is_file():
-        raise UserError(f"no feature cache in {where}/: run `make features` first (or pass --features PATH)")
+        if not caches_in(where):
+            raise UserError(f"no feature cache in {where}/: run `make features` first (or pass --features PATH)")
+        raise _no_default(where, f"{pointer} does not exist, so there is no default cache")
     name = pointer.read_text().strip()
     if not name:
-        raise UserError(f"{pointer} is empty; run `make features` again to record the cache, or pass --features PATH")
-    return Path(name) if Path(name).is_absolute() else where / name
+        raise _no_default(where, f"{pointer} is empty")
+    path = Path(name) if Path(name).is_absolute() else where / name
+    if not path.is_file():
+        raise _no_default(where, f"{pointer} names {path}, which does not exist")
+    written = dt.datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+    return path, f"{pointer} \u2192 {path}, written {written}"
+
+
+def latest(folder: str | os.PathLike | None = None) -> Path:
+    """The cache `classify` uses by default: the one features/LATEST names (see `default_cache`)."""
+    return default_cache(folder)[0]
 
 
 # --------------------------------------------------------------------------- streaming reader

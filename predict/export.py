@@ -7,6 +7,10 @@ Writes, into DIR (written aside and renamed into place, so a failed export leave
                         `serving_default`, input a batch of uint8 images (N, H, W, 3) of any size,
                         one output, the class probabilities (N, C)
     DIR/labels.json     the class names in output order
+    DIR/export.json     which run this is an export of (its record and run id)
+
+A folder that is not empty is refused: where it holds an export of the same run, the message
+suggests --force; for another run's export or other files it names a free folder beside it instead.
 
 `--force` replaces an earlier export: it is allowed only when every entry of DIR is one of the export's
 own names (EXPORT_FILES), and then replaces those names one by one. A folder holding anything else (a
@@ -27,10 +31,11 @@ from pathlib import Path
 
 from featurecache.errors import UserError
 
+EXPORT_RECORD = "export.json"  # which run a folder is an export of
 
 # what an export writes into its folder, and all that `--force` may replace there; a format added to
 # the export (an OpenVINO model.xml and model.bin, say) adds its names here
-EXPORT_FILES = ("model.keras", "saved_model", "labels.json")
+EXPORT_FILES = ("model.keras", "saved_model", "labels.json", EXPORT_RECORD)
 
 
 def export_folder(folder: Path | str) -> Path:
@@ -41,8 +46,9 @@ def export_folder(folder: Path | str) -> Path:
     return folder
 
 
-def check_export_dir(folder: Path, force: bool) -> None:
-    """An export folder must be new or empty; --force replaces an earlier export, never anything else."""
+def check_export_dir(folder: Path, force: bool, run_id: str | None = None) -> None:
+    """An export folder must be new or empty; --force replaces an earlier export, never anything else,
+    and is suggested only for an export of the same run (`run_id`)."""
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--export {folder} is a file; pass a folder path")
     entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
@@ -50,9 +56,26 @@ def check_export_dir(folder: Path, force: bool) -> None:
     if others:
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         raise UserError(f"--export {folder} holds files that are not an export's ({shown}); --force replaces only "
-                        f"an earlier export ({', '.join(EXPORT_FILES)}): pick a new or empty folder")
-    if entries and not force:
-        raise UserError(f"--export {folder} holds an earlier export; pick a new folder or pass --force to replace it")
+                        f"an earlier export ({', '.join(EXPORT_FILES)}): pick a new or empty folder, "
+                        f"e.g. --export {free_folder(folder)}")
+    if not entries or force:
+        return
+    try:
+        held = json.loads((folder / EXPORT_RECORD).read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        held = None
+    if held is not None and held == run_id:
+        raise UserError(f"--export {folder} already holds an export of this run; pass --force to export it again")
+    what = f"an export of another run ({held})" if held else "an earlier export"
+    raise UserError(f"--export {folder} holds {what}; pick a new folder, e.g. --export {free_folder(folder)}")
+
+
+def free_folder(folder: Path) -> Path:
+    """`folder` with the first free "-2", "-3", ... after its name."""
+    k = 2
+    while folder.with_name(f"{folder.name}-{k}").exists():
+        k += 1
+    return folder.with_name(f"{folder.name}-{k}")
 
 
 def serving_model(e2e):
@@ -74,7 +97,8 @@ def export_run(run, folder: Path, force: bool = False, allow_weights_mismatch: b
     from featurecache.files import room_error, signals_held, temp_name
 
     folder = export_folder(folder)
-    check_export_dir(folder, force)
+    run_id = run.record.get("run_id")
+    check_export_dir(folder, force, run_id)
     if run.record.get("model_format") == "knn":
         raise UserError(f"{run.path.name} is a kNN run: an exported graph would hold its whole training set "
                         f"({run.record['chosen'].get('train_rows', '?')} rows), so it is not exported; "
@@ -90,6 +114,7 @@ def export_run(run, folder: Path, force: bool = False, allow_weights_mismatch: b
         model.save(tmp / "model.keras")
         model.export(str(tmp / "saved_model"), format="tf_saved_model", verbose=False)
         (tmp / "labels.json").write_text(json.dumps(run.class_names, ensure_ascii=False) + "\n")
+        (tmp / EXPORT_RECORD).write_text(json.dumps({"run": str(run.path), "run_id": run_id}) + "\n")
         with signals_held():   # Ctrl-C never leaves half the files swapped
             place(tmp, folder)
     except OSError as e:

@@ -111,8 +111,11 @@ def test_lr_run_on_real_tiny_cache_writes_every_file_holding_what_it_claims(tiny
     assert (m["n_fit"], m["n_val"], m["n_test"]) == (80, 20, 20)
     assert m["accuracy"] == pytest.approx(report["accuracy"])
     assert record["gallery"] == "written" and record["class_names"] == names
-    # the config is logged once
-    assert result.output.count("config: ") == 1
+    # the settings that apply are logged once; the record keeps every setting
+    assert result.output.count("settings: ") == 1 and "n_estimators" not in result.output
+    assert record["settings"] == {"model": "lr", "seed": 0, "val_fraction": 0.2, "train_size": None, "C": 0.01,
+                                  "max_iter": 300}
+    assert record["config"]["n_estimators"] == 300
 
 
 def test_gallery_shows_misclassified_test_images(tiny_cache):

@@ -60,10 +60,11 @@ def test_exported_saved_model_in_plain_tensorflow_gives_predicts_classes(photo_r
     result = invoke("--run", photo_runs["lr"], "--export", out)        # an empty folder is used as it is
     assert result.exit_code == 0, result.output
     first = (out / "model.keras").stat().st_ino
-    assert "earlier export" in error_line(invoke("--run", photo_runs["lr"], "--export", out), 1)
+    assert "already holds an export of this run; pass --force" in error_line(
+        invoke("--run", photo_runs["lr"], "--export", out), 1)
     result = invoke("--run", photo_runs["lr"], "--export", out, "--force")   # --force replaces an earlier export
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["labels.json", "model.keras", "saved_model"]
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "labels.json", "model.keras", "saved_model"]
     assert (out / "model.keras").stat().st_ino != first and not list(tmp_path.glob(".*tmp*"))
     labels = json.loads((out / "labels.json").read_text())
     assert labels == json.loads(photo_runs["lr"].read_text())["class_names"]

@@ -151,24 +151,25 @@ def test_cache_layout_and_attributes(gap_cache):
     assert cache.attrs["versions"]["keras"] == versions["keras"] and cache.attrs["skipped"] == []
 
 
-def test_latest_names_the_last_cache_written_wherever_it_is(tmp_path, monkeypatch):
+def test_latest_moves_only_for_caches_in_the_features_folder(tmp_path, monkeypatch):
     from featurecache.cache import latest
 
     features = tmp_path / "features"
     monkeypatch.setenv("FEATURECACHE_FEATURES_DIR", str(features))
+    inside = features / "x.h5"
+    assert invoke("--data-dir", FIXTURE, "--weights", "none", "--limit", 4, "--out", inside).exit_code == 0
     elsewhere = tmp_path / "elsewhere" / "x.h5"
-    r = invoke("--data-dir", FIXTURE, "--weights", "none", "--limit", 4, "--out", elsewhere)
+    r = invoke("--data-dir", FIXTURE, "--weights", "none", "--limit", 4, "--seed", 1, "--out", elsewhere)
     assert r.exit_code == 0, r.output
-    assert (features / "LATEST").read_text().strip() == str(elsewhere.resolve())
-    assert latest() == elsewhere.resolve() and not (elsewhere.parent / "LATEST").exists()
+    assert (features / "LATEST").read_text().strip() == "x.h5"
+    assert latest() == inside and not (elsewhere.parent / "LATEST").exists()
+    assert f"pass --features {elsewhere} to use it" in r.stderr
 
     # an up-to-date re-run in a read-only folder writes nothing and succeeds
-    elsewhere.parent.chmod(0o555)
     features.chmod(0o555)
     try:
-        again = invoke("--data-dir", FIXTURE, "--weights", "none", "--limit", 4, "--out", elsewhere)
+        again = invoke("--data-dir", FIXTURE, "--weights", "none", "--limit", 4, "--out", inside)
     finally:
-        elsewhere.parent.chmod(0o755)
         features.chmod(0o755)
     assert again.exit_code == 0 and again.exception is None, again.output
     assert "already up to date" in again.stdout
@@ -228,11 +229,11 @@ def test_limit_keeps_the_first_rows_and_their_features(tmp_path, gap_cache):
 def test_cli_end_to_end_default_name_latest_reuse_and_force(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FEATURECACHE_FEATURES_DIR")
-    args = ["--data-dir", FIXTURE, "--weights", "none", "--limit", 12, "--batch-size", 8]
+    args = ["--data-dir", FIXTURE, "--weights", "none", "--limit", 12, "--batch-size", 8, "--precision", "float32"]
     r = invoke(*args)
     assert r.exit_code == 0, r.output
-    out = Path("features/cifar10-vgg16-gap-32px.h5")
-    assert out.is_file() and not Path("features/cifar10-vgg16-gap-32px.h5.partial").exists()
+    out = Path("features/cifar10-vgg16-gap-32px-random-limit12.h5")  # random weights and --limit are in the name
+    assert out.is_file() and not Path(f"{out}.partial").exists()
     assert f"wrote {out}: train 12 x 512, test 12 x 512" in r.stdout
     assert "Traceback" not in r.output
     assert Path("features/LATEST").read_text().strip() == out.name
@@ -268,7 +269,8 @@ def test_other_settings_against_an_existing_out_are_refused_and_leave_it_alone(t
         r = invoke("--data-dir", FIXTURE, "--weights", "none", "--out", out, *extra)
         assert r.exit_code != 0, (extra, r.output)
         msg = error_line(r)
-        assert "other settings" in msg and named in msg and "--force" in msg
+        assert "other settings" in msg and named in msg and "--force" not in msg
+        assert f"--out {tmp_path / 'c-2.h5'} to keep both" in msg
         assert sha(out) == before
         assert (tmp_path / "LATEST").read_text() == "keep\n"
         assert not (tmp_path / "c.h5.partial").exists()

@@ -59,3 +59,15 @@ def test_make_predict_without_run_names_the_missing_option(tmp_path):
                         f"IMAGES={tmp_path / 'a photo.jpg'}"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode != 0
     assert "Missing option '--run'" in r.stderr and "no run record at ." not in r.stderr
+
+
+def test_the_readme_is_a_first_page_with_every_command_and_its_docs():
+    lines = int(subprocess.run(["wc", "-l", str(ROOT / "README.md")], capture_output=True, text=True,
+                               check=True).stdout.split()[0])
+    assert lines <= 220, f"README.md has {lines} lines; move detail to docs/"
+    named = set(re.findall(r"(?:^|`)make ([a-z][a-z-]*)", README, re.MULTILINE))
+    missing = make_targets() - {"help", "install", "clean"} - named
+    assert not missing, f"make targets the README's command table leaves out: {missing}"
+    for link in re.findall(r"\]\((docs/[^)#]+)", README):
+        assert (ROOT / link).is_file(), link
+    assert "seed style" not in README.lower().replace("-", " ")  # a term only docs/performance.md defines

@@ -199,3 +199,28 @@ def test_two_first_tracked_runs_into_a_new_folder_both_log(tiny_cache, tmp_path)
         assert p.returncode == 0, output[-2000:]
     runs = logged_runs(MlflowClient(tracking_uri=uri))
     assert sorted(r.data.params["model"] for r in runs) == ["lr", "rf"]
+
+
+@pytest.mark.slow
+def test_an_lr_run_shows_records_and_logs_no_mlp_or_forest_setting(tiny_cache, tmp_path, store):
+    """A real `python -m classify --model lr --track mlflow` process: its printed settings, its run
+    record's settings summary and its MLflow parameters hold LR's settings and no other model's."""
+    import os
+    import subprocess
+
+    from classify.config import MODEL_PARAMS
+    from conftest import ROOT
+
+    others = set(MODEL_PARAMS["mlp"]) | set(MODEL_PARAMS["rf"])
+    r = subprocess.run([sys.executable, "-m", "classify", "--model", "lr", "--features", str(tiny_cache),
+                        "--out-dir", str(tmp_path / "reports"), "--track", "mlflow"],
+                       cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if x.startswith("settings: ")]
+    printed = json.loads(line.removeprefix("settings: "))
+    (record,) = records(tmp_path / "reports")
+    (run,) = logged_runs(store)
+    for shown in (printed, record["settings"], run.data.params):
+        assert {"C", "max_iter", "seed"} <= set(shown) and not others & set(shown), sorted(shown)
+    assert others <= set(record["config"])  # the full configuration is kept in the record
