@@ -29,7 +29,8 @@ import numpy as np
 from extract.config import ExtractConfig, augment_settings
 from extract.datasets import Dataset
 from featurecache.augment import AugmentSettings, view_seeds
-from featurecache.cache import IDENTITY_ATTRS, IDENTITY_DEFAULTS, partial_dir, read_attrs, update_text_attrs, write_cache
+from featurecache.cache import (IDENTITY_ATTRS, IDENTITY_DEFAULTS, partial_dir, read_attrs, update_text_attrs,
+                                verify_cache, write_cache)
 from featurecache.errors import UserError
 from featurecache.extractor import Extractor
 from featurecache.files import atomic_path, check_writable, room_error, versions
@@ -93,13 +94,14 @@ def differences(have: dict, want: dict) -> list[str]:
 
 
 def check_existing(out: Path, ident: dict, force: bool, changes: Callable[[str], str] | None = None) -> bool:
-    """True when `out` already holds this very cache. Raises if it holds another.
+    """True when `out` already holds this very cache. Raises if it holds another, or one whose arrays do
+    not match its attributes (no views where it says views=2): such a file is never "up to date".
 
     `changes(old_fingerprint)` names the files that changed since the cache was made."""
     if not out.exists() or force:
         return False
     try:
-        have = read_attrs(out)
+        have = verify_cache(out)
     except UserError as e:
         raise UserError(f"{out} exists but is not a usable cache ({e.message}); use --force to overwrite it or choose another --out") from None
     diff = differences(have, ident)
@@ -339,7 +341,7 @@ def extract_split(split: str, data, extractor: Extractor, checkpoints: Checkpoin
                 part = done[k]
             else:
                 arrays = extract_rows(extractor, data.read, start, min(start + part_rows, n), batch_size, dim,
-                                      reader, bar, views=views and (split, data.sources, augment))
+                                      reader, bar, views=views and (split, data, augment))
                 checkpoints.save(path, arrays)
                 part = {"n": len(arrays["labels"]), "skipped": [str(x) for x in arrays["skipped"]]}
                 summary.computed += part["n"] + len(part["skipped"])
@@ -355,8 +357,9 @@ def extract_rows(extractor: Extractor, read, start: int, stop: int, batch_size: 
                  reader: ThreadPoolExecutor, bar, views=None) -> dict:
     """Features of rows [start, stop), batch by batch; the next batch loads while this one runs.
 
-    `views`: (split, the split's sources, AugmentSettings) to also compute K augmented views of each
-    row, seeded by (seed, split, row index, view), into "view_features" (n, K, D)."""
+    `views`: (split name, the Split, AugmentSettings) to also compute K augmented views of each
+    row, seeded by (seed, split, row index in the whole split, view), into "view_features" (n, K, D):
+    a shard's slice draws the same views for a row as a single run does."""
     bounds = [(a, min(a + batch_size, stop)) for a in range(start, stop, batch_size)]
     feats, labels, sources, skipped, view_feats = [], [], [], [], []
     pending = reader.submit(read, *bounds[0])
@@ -367,10 +370,11 @@ def extract_rows(extractor: Extractor, read, start: int, stop: int, batch_size: 
         if len(batch.labels):
             feats.append(extractor(batch.images))  # (b, D) float32
             if views:
-                split, all_sources, augment = views
+                split, data, augment = views
                 lost = set(batch.skipped)
-                rows = np.array([r for r in range(*bounds[i]) if all_sources[r] not in lost])  # kept rows
+                rows = np.array([r for r in range(*bounds[i]) if data.sources[r] not in lost])  # kept rows
                 assert len(rows) == len(batch.labels), "kept rows do not match the batch"
+                rows = rows + data.first_row  # the row's index in the whole split, not in a shard's slice
                 view_feats.append(np.stack(
                     [extractor.views(batch.images, view_seeds(extractor.seed, split, rows, v), augment)
                      for v in range(augment.views_of(split))], axis=1))  # (b, K, D) float32

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from extract.datasets import Dataset, Split
-from featurecache.cache import IDENTITY_ATTRS, partial_dir, read_attrs
+from featurecache.cache import IDENTITY_ATTRS, partial_dir, read_attrs, verify_cache, views_of
 from featurecache.errors import UserError
 
 SHARD_ATTRS = ("shard", "num_shards", "shard_rows")
@@ -83,13 +83,14 @@ def shard_dataset(dataset: Dataset, shard: Shard) -> tuple[Dataset, dict]:
 
 
 def slice_split(split: Split, start: int, stop: int) -> Split:
-    """Rows [start, stop) of `split` as a split of its own; reads go to the same files."""
+    """Rows [start, stop) of `split` as a split of its own; reads go to the same files. It remembers where it
+    starts, so its augmented views are seeded by their row in the whole split, as a single run seeds them."""
     read = split.read
 
     def read_slice(a: int, b: int):
         return read(start + a, start + b)
 
-    return Split(split.labels[start:stop], list(split.sources[start:stop]), read_slice)
+    return Split(split.labels[start:stop], list(split.sources[start:stop]), read_slice, split.first_row + start)
 
 
 # --------------------------------------------------------------------------- merge
@@ -175,13 +176,12 @@ def merged_attrs(shards: list[tuple[Path, dict]]) -> dict:
 
 
 def stage_parts(shards: list[tuple[Path, dict]], staging: Path, dim: int) -> dict[str, list[Path]]:
-    """Every shard's rows, split by split, as .npz parts in `staging`, checked on the way.
+    """Every shard's rows (and their augmented views), split by split, as .npz parts in `staging`,
+    checked on the way.
 
     HDF5's fletcher32 checksums make a damaged shard an error here; rows that are not finite or
     a shard whose row count disagrees with its attributes are refused, so no zeros slip through."""
     import h5py
-
-    from featurecache.files import room_error
 
     splits: dict[str, list[Path]] = {s: [] for s in shards[0][1]["shard_rows"]}
     for path, attrs in shards:
@@ -189,31 +189,44 @@ def stage_parts(shards: list[tuple[Path, dict]], staging: Path, dim: int) -> dic
         try:
             with h5py.File(path, "r") as f:
                 for split in splits:
-                    g = f[split]
-                    n = int(attrs[f"n_{split}"])
-                    if g["features"].shape != (n, dim) or len(g["labels"]) != n or len(g["sources"]) != n:
-                        raise UserError(f"{label} holds {g['features'].shape} /{split} rows, not ({n}, {dim}); "
-                                        "run its extract command again with --force, then merge")
-                    for a in range(0, n, COPY_ROWS):
-                        b = min(a + COPY_ROWS, n)
-                        part = {"features": g["features"][a:b].astype(np.float32),
-                                "labels": g["labels"][a:b].astype(np.int64),
-                                "sources": np.asarray(g["sources"].asstr()[a:b], dtype=str)}
-                        if not np.isfinite(part["features"]).all():
-                            raise UserError(f"{label} /{split} holds NaN or infinite features; run its extract "
-                                            "command again with --force (and --precision float32), then merge")
-                        out = staging / f"{split}-{attrs['shard']:05d}-{a // COPY_ROWS:05d}.npz"
-                        try:
-                            np.savez(out, **part)
-                        except OSError as e:
-                            raise room_error(e, staging) from None
-                        splits[split].append(out)
+                    splits[split] += stage_split(f[split], split, attrs, label, staging, dim)
         except UserError:
             raise
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
             raise UserError(f"{label} is damaged ({str(e)[:80]}); run its extract command again with --force, "
                             "then merge") from None
     return splits
+
+
+def stage_split(g, split: str, attrs: dict, label: str, staging: Path, dim: int) -> list[Path]:
+    """One shard's rows of one split, with the views its attributes promise, as .npz parts of COPY_ROWS rows."""
+    from featurecache.files import room_error
+
+    n, k = int(attrs[f"n_{split}"]), views_of(attrs, split)
+    views = g["view_features"] if k else None
+    if (g["features"].shape != (n, dim) or len(g["labels"]) != n or len(g["sources"]) != n
+            or (k and (views is None or views.shape != (n, k, dim)))):
+        raise UserError(f"{label} holds {g['features'].shape} /{split} rows (views: "
+                        f"{None if views is None else views.shape}), not ({n}, {dim}) with {k} view(s) each; "
+                        "run its extract command again with --force, then merge")
+    out, step = [], max(1, COPY_ROWS // (1 + k))  # a part's views count against the same memory
+    for a in range(0, n, step):
+        b = min(a + step, n)
+        part = {"features": g["features"][a:b].astype(np.float32),
+                "labels": g["labels"][a:b].astype(np.int64),
+                "sources": np.asarray(g["sources"].asstr()[a:b], dtype=str)}
+        if views is not None:
+            part["view_features"] = views[a:b].astype(np.float32)
+        if not all(np.isfinite(part[key]).all() for key in ("features", "view_features") if key in part):
+            raise UserError(f"{label} /{split} holds NaN or infinite features; run its extract "
+                            "command again with --force (and --precision float32), then merge")
+        path = staging / f"{split}-{attrs['shard']:05d}-{a // step:05d}.npz"
+        try:
+            np.savez(path, **part)
+        except OSError as e:
+            raise room_error(e, staging) from None
+        out.append(path)
+    return out
 
 
 def merge(paths: list[str | Path], out: str | Path, force: bool = False,

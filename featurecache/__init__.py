@@ -4,7 +4,7 @@
     featurecache.files      Staged / atomic_path / write_text (atomic writes), sha256,
                             check_writable, versions
     featurecache.cache      the HDF5 feature cache: format, `write_cache`, `read_cache`,
-                            `read_attrs`, `Cache`, `SplitData`, `latest`, `set_latest`;
+                            `read_attrs`, `verify_cache`, `Cache`, `SplitData`, `latest`, `set_latest`;
                             streaming: `split_shapes`, `iter_rows` (chunks of rows, with views)
     featurecache.backbones  the name -> Keras application table, `POOLINGS`, `PRECISIONS`
     featurecache.extractor  `Extractor`: pixels -> features, built from extract's settings

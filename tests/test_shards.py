@@ -109,3 +109,51 @@ def test_photo_shards_merge_like_one_run(tmp_path):
     r = merge("--out", tmp_path / "p.h5", tmp_path / "p.shard-0-of-2.h5", tmp_path / "p.shard-1-of-2.h5")
     assert r.exit_code == 0, r.output
     assert_same_cache(tmp_path / "one.h5", tmp_path / "p.h5")
+
+
+AUGMENTED = ["--data-dir", CIFAR_FIXTURE, "--weights", "none", "--precision", "float32", "--limit", "24",
+             "--augment", "flip", "--views", "2", "--test-views", "2"]
+
+
+@pytest.fixture(scope="module")
+def augmented(tmp_path_factory) -> dict[str, Path]:
+    """An augmented single run and its two shards (24 train and 20 test rows, 2 views of each)."""
+    folder = tmp_path_factory.mktemp("augmented")
+    r = invoke_extract(*AUGMENTED, "--out", folder / "one.h5")
+    assert r.exit_code == 0, r.output
+    for i in range(2):
+        r = invoke_extract(*AUGMENTED, "--out", folder / "a.h5", "--shard", f"{i}/2")
+        assert r.exit_code == 0, r.output
+    return {"one": folder / "one.h5", "shards": [folder / f"a.shard-{i}-of-2.h5" for i in range(2)]}
+
+
+def test_merged_augmented_shards_equal_one_run_views_included(augmented, tmp_path):
+    one = read_cache(augmented["one"])
+    second = read_cache(augmented["shards"][1])  # rows 12..23 of train, 10..19 of test
+    # a view depends on (seed, split, row, view), never on the shard that computed it
+    np.testing.assert_array_equal(second.train.views, one.train.views[12:24])
+    np.testing.assert_array_equal(second.test.views, one.test.views[10:20])
+    r = merge("--out", tmp_path / "m.h5", *augmented["shards"])
+    assert r.exit_code == 0, r.output
+    assert_same_cache(augmented["one"], tmp_path / "m.h5", atol=0)
+    merged = read_cache(tmp_path / "m.h5")
+    assert merged.train.views.shape == (24, 2, 512) and merged.test.views.shape == (20, 2, 512)
+    np.testing.assert_array_equal(merged.train.views, one.train.views)
+    np.testing.assert_array_equal(merged.test.views, one.test.views)
+
+
+def test_a_cache_that_lost_its_views_is_never_up_to_date(augmented, tmp_path):
+    """What the old merge wrote: attributes saying views=2 over a file without /train/view_features."""
+    import h5py
+
+    stale = tmp_path / "stale.h5"
+    shutil.copy(augmented["one"], stale)
+    with h5py.File(stale, "r+") as f:
+        del f["train/view_features"], f["test/view_features"]
+    line = error_line(invoke_extract(*AUGMENTED, "--out", stale), 1)
+    assert "view" in line and "--force" in line and "up to date" not in line
+    line = error_line(merge("--out", stale, *augmented["shards"]), 1)
+    assert "--force" in line and "nothing to do" not in line
+    r = merge("--out", stale, "--force", *augmented["shards"])
+    assert r.exit_code == 0, r.output
+    np.testing.assert_array_equal(read_cache(stale).train.views, read_cache(augmented["one"]).train.views)
