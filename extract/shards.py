@@ -229,6 +229,25 @@ def stage_split(g, split: str, attrs: dict, label: str, staging: Path, dim: int)
     return out
 
 
+def check_reusable(out: Path, result: Merged) -> None:
+    """`out`, a cache of the shards' settings, checked to be their merge before it is kept: not a shard,
+    each split as many rows as the shards hold together, and every number read back under its checksum."""
+    try:
+        attrs = verify_cache(out, full=True)
+        problem = ""
+    except UserError as e:
+        attrs, problem = {}, e.message.replace(f"{out} ", "", 1)
+    if not problem and any(k in attrs for k in SHARD_ATTRS):
+        problem = f"it is shard {attrs.get('shard')}/{attrs.get('num_shards')}, not a merged cache"
+    if not problem:
+        have = {s: attrs.get(f"n_{s}") for s in result.rows}
+        if have != result.rows:
+            problem = f"it holds {have} rows where the shards hold {result.rows}"
+    if problem:
+        raise UserError(f"{out} has these shards' settings but is not their merge ({problem[:200]}); add --force "
+                        "to merge again over it, or pass another --out")
+
+
 def merge(paths: list[str | Path], out: str | Path, force: bool = False,
           log=lambda msg: None) -> Merged:
     """Check the shards and copy them into the cache `out`; nothing is written unless every check passes."""
@@ -245,7 +264,9 @@ def merge(paths: list[str | Path], out: str | Path, force: bool = False,
     for split in shards[0][1]["shard_rows"]:
         result.rows[split] = sum(int(a[f"n_{split}"]) for _, a in shards)
     if check_existing(out, ident, force):
-        log(f"{out} already holds these shards' cache: nothing to do (--force merges again)")
+        check_reusable(out, result)
+        log(f"{out} already holds these shards' cache (checked: every row and checksum): nothing to do "
+            "(--force merges again)")
         return result
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(out.name + ".merging")

@@ -157,3 +157,28 @@ def test_a_cache_that_lost_its_views_is_never_up_to_date(augmented, tmp_path):
     r = merge("--out", stale, "--force", *augmented["shards"])
     assert r.exit_code == 0, r.output
     np.testing.assert_array_equal(read_cache(stale).train.views, read_cache(augmented["one"]).train.views)
+
+
+def test_merge_onto_a_damaged_or_partial_cache_is_refused_not_reused(cifar_shards, tmp_path):
+    """A cache of the shards' settings at --out is kept only once every row and checksum is checked."""
+    import h5py
+
+    out = tmp_path / "m.h5"
+    assert merge("--out", out, *cifar_shards).exit_code == 0
+    r = merge("--out", out, *cifar_shards)
+    assert r.exit_code == 0 and "nothing to do" in r.output, r.output
+    with h5py.File(out, "r") as f:
+        at = f["train/features"].id.get_chunk_info(0).byte_offset + 100
+    data = bytearray(out.read_bytes())
+    data[at] ^= 0xFF   # one flipped byte in the stored features
+    out.write_bytes(bytes(data))
+    damaged = out.read_bytes()
+    line = error_line(merge("--out", out, *cifar_shards), 1)
+    assert str(out) in line and "--force" in line and "nothing to do" not in line
+    assert out.read_bytes() == damaged   # refused, not silently replaced
+    shutil.copy(cifar_shards[0], out)   # a byte copy of shard 0: 33 of 100 training rows
+    line = error_line(merge("--out", out, *cifar_shards), 1)
+    assert "shard 0/3" in line and "--force" in line
+    r = merge("--out", out, "--force", *cifar_shards)
+    assert r.exit_code == 0, r.output
+    assert read_cache(out).attrs["n_train"] == 100
