@@ -64,9 +64,10 @@ class Summary:
         return self.computed / self.seconds if self.seconds > 0 and self.computed else 0.0
 
     def speed(self) -> str:
-        """"1,245 img/s, 4.8 s", with enough digits for slow runs; what a fully resumed run did."""
+        """"1,245 img/s, 4.8 s", with enough digits for slow runs; what a fully resumed run (or a shard's empty
+        slice) did."""
         if not self.computed:
-            return "every row resumed from checkpoints"
+            return "every row resumed from checkpoints" if any(self.resumed.values()) else "no rows to compute"
         ips = self.images_per_second
         return f"{ips:,.0f} img/s, {self.seconds:.1f} s" if ips >= 10 else f"{ips:.2g} img/s, {self.seconds:.1f} s"
 

@@ -182,3 +182,43 @@ def test_merge_onto_a_damaged_or_partial_cache_is_refused_not_reused(cifar_shard
     r = merge("--out", out, "--force", *cifar_shards)
     assert r.exit_code == 0, r.output
     assert read_cache(out).attrs["n_train"] == 100
+
+
+def test_empty_shard_slices_are_written_and_merged(tmp_path):
+    """--limit 3 in 5 shards: shards 0/5 and 2/5 hold no rows at all, views included; merge takes them."""
+    common = ["--data-dir", CIFAR_FIXTURE, "--weights", "none", "--precision", "float32", "--limit", "3",
+              "--augment", "flip", "--views", "2", "--test-views", "1"]
+    r = invoke_extract(*common, "--out", tmp_path / "one.h5")
+    assert r.exit_code == 0, r.output
+    for i in range(5):
+        r = invoke_extract(*common, "--out", tmp_path / "e.h5", "--shard", f"{i}/5")
+        assert r.exit_code == 0, r.output
+        assert (i not in (0, 2)) or "no rows to compute" in r.output
+    empty = read_cache(tmp_path / "e.shard-0-of-5.h5")
+    assert empty.train.features.shape == (0, 512) and empty.train.views.shape == (0, 2, 512)
+    r = merge("--out", tmp_path / "e.h5", *sorted(tmp_path.glob("e.shard-*-of-5.h5")))
+    assert r.exit_code == 0, r.output
+    assert_same_cache(tmp_path / "one.h5", tmp_path / "e.h5", atol=0)
+    np.testing.assert_array_equal(read_cache(tmp_path / "e.h5").test.views, read_cache(tmp_path / "one.h5").test.views)
+
+
+def test_photo_folder_with_a_tiny_val_split_shards(tmp_path):
+    """A 2-image val/ in 3 shards: shard 0/3 has no val rows."""
+    data = tmp_path / "photos"
+    shutil.copytree(PHOTOS_FIXTURE / "test", data / "test")
+    shutil.copytree(PHOTOS_FIXTURE / "test", data / "train")
+    for name in ("cats", "dogs"):
+        (data / "val" / name).mkdir(parents=True)
+    shutil.copy(PHOTOS_FIXTURE / "test" / "cats" / "cat.4001.jpg", data / "val" / "cats")
+    shutil.copy(PHOTOS_FIXTURE / "test" / "dogs" / "dog.4001.jpg", data / "val" / "dogs")
+    common = ["--data-dir", data, "--weights", "none", "--precision", "float32"]
+    r = invoke_extract(*common, "--out", tmp_path / "one.h5")
+    assert r.exit_code == 0, r.output
+    for i in range(3):
+        r = invoke_extract(*common, "--out", tmp_path / "p.h5", "--shard", f"{i}/3")
+        assert r.exit_code == 0, r.output
+    assert read_cache(tmp_path / "p.shard-0-of-3.h5").val.features.shape == (0, 512)
+    r = merge("--out", tmp_path / "p.h5", *sorted(tmp_path.glob("p.shard-*-of-3.h5")))
+    assert r.exit_code == 0, r.output
+    assert_same_cache(tmp_path / "one.h5", tmp_path / "p.h5", atol=0)
+    np.testing.assert_array_equal(read_cache(tmp_path / "p.h5").val.features, read_cache(tmp_path / "one.h5").val.features)
