@@ -40,6 +40,16 @@ class BackboneParam(click.ParamType):
         return value
 
 
+def out_file(ctx, param, value):
+    """--out as a Path; "" (an unset make variable) or a folder name such as "." is refused at parse time."""
+    if value is None:
+        return None
+    if not value.strip() or Path(value).name in ("", ".", ".."):
+        raise click.BadParameter(f"{value!r} names no file; pass the cache's file path, e.g. --out features/x.h5",
+                                 ctx, param)
+    return Path(value)
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -74,7 +84,7 @@ def _raise_interrupt(signum, frame):
                    "seeded by --seed, in the folder's order; CIFAR-10 takes the first N of each split.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True, help="Share held out for testing when a photo folder has no train/ and test/.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--out", type=click.Path(dir_okay=False), callback=out_file, default=None,
               help="Cache file. Default: features/<dataset>-<backbone>-<pooling>-<size>px.h5")
 @click.option("--store-dtype", type=click.Choice(("float32", "float16")), default="float32", show_default=True,
               help="Dtype of the stored features; float16 halves huge Flatten caches.")
@@ -229,7 +239,7 @@ def _extract(cfg: ExtractConfig, where: dict):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--out", type=click.Path(dir_okay=False), callback=out_file, required=True,
               help="The merged cache, e.g. features/cifar10-vgg16-gap-32px.h5.")
 @click.option("--force", is_flag=True, help="Merge again even if --out already holds these shards' cache.")
 @click.argument("shards", nargs=-1, type=click.Path(path_type=Path))

@@ -94,6 +94,13 @@ def differences(have: dict, want: dict) -> list[str]:
     return [f"{k} {have.get(k, old[k])!r} != {want[k]!r}" for k in keys if have.get(k, old[k]) != want[k]]
 
 
+def check_out(out: str | os.PathLike) -> Path:
+    """The cache path asked for, refused when it names no file ("" or a folder such as "." or "..")."""
+    if not str(out).strip() or Path(out).name in ("", ".", ".."):
+        raise UserError(f"out={str(out)!r} names no file; pass the cache's file path, e.g. features/x.h5")
+    return Path(out)
+
+
 def check_existing(out: Path, ident: dict, force: bool, changes: Callable[[str], str] | None = None) -> bool:
     """True when `out` already holds this very cache. Raises if it holds another, or one whose arrays do
     not match its attributes (no views where it says views=2): such a file is never "up to date".
@@ -264,7 +271,7 @@ def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor,
 
     `extra_attrs` are written into the cache beside the usual ones (a shard's `shard`, `num_shards`,
     `shard_rows`: see extract/shards.py); `engine` computes the parts (default: this process)."""
-    out, engine = Path(out), engine or LocalEngine()
+    out, engine = check_out(out), engine or LocalEngine()
     ident = identity(cfg, dataset, extractor)
     if check_existing(out, ident, cfg.force, dataset.changes_since):
         dataset.save_index()

@@ -34,6 +34,7 @@ from featurecache.errors import UserError
 SHARD_ATTRS = ("shard", "num_shards", "shard_rows")
 # attributes every shard of one extraction shares, beyond IDENTITY_ATTRS
 SHARED_ATTRS = ("dataset", "data_kind", "class_names", "feature_dim", "model_size")
+MAX_SHARDS = 1_000_000  # N of --shard i/N: far more shards than any data set has rows to share out
 COPY_ROWS = 65536  # rows per part when copying: memory holds one part, not a shard
 
 
@@ -57,14 +58,17 @@ class Shard:
 
 
 def parse_shard(text: str) -> Shard:
-    """"i/N" -> Shard; anything else is the user's mistake."""
+    """"i/N" -> Shard, with 0 <= i < N <= MAX_SHARDS; anything else is the user's mistake."""
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
     if not m:
         raise UserError(f"--shard {text} is not of the form i/N; pass e.g. --shard 0/4 for the first of 4 shards")
+    if len(m.group(1).lstrip("0")) > 7 or len(m.group(2).lstrip("0")) > 7:  # never convert a 5,000-digit number
+        raise UserError(f"--shard {text[:40]}{'...' if len(text) > 40 else ''} is out of range: N may be at most "
+                        f"{MAX_SHARDS:,} and i must be below N; pass e.g. --shard 0/4")
     i, n = int(m.group(1)), int(m.group(2))
-    if n < 1 or i >= n:
-        raise UserError(f"--shard {text} is out of range: N must be at least 1 and i one of 0..N-1 "
-                        f"(e.g. --shard 0/{max(n, 1)})")
+    if n < 1 or i >= n or n > MAX_SHARDS:
+        raise UserError(f"--shard {text} is out of range: N must be 1..{MAX_SHARDS:,} and i one of 0..N-1 "
+                        f"(e.g. --shard 0/{min(max(n, 1), MAX_SHARDS)})")
     return Shard(i, n)
 
 
@@ -251,9 +255,9 @@ def check_reusable(out: Path, result: Merged) -> None:
 def merge(paths: list[str | Path], out: str | Path, force: bool = False,
           log=lambda msg: None) -> Merged:
     """Check the shards and copy them into the cache `out`; nothing is written unless every check passes."""
-    from extract.pipeline import CacheLock, assemble, check_existing
+    from extract.pipeline import CacheLock, assemble, check_existing, check_out
 
-    out = Path(out)
+    out = check_out(out)
     shards = check_shards([Path(p) for p in paths])
     attrs = merged_attrs(shards)
     dim = int(attrs["feature_dim"])

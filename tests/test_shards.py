@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from conftest import CIFAR_FIXTURE, PHOTOS_FIXTURE, error_line, invoke_extract
 from featurecache.cache import read_cache
+from featurecache.errors import UserError
 
 
 def merge(*args):
@@ -90,10 +91,12 @@ def test_merge_never_overwrites_a_cache_on_bad_input(cifar_shards, tiny_cache, t
     assert out.read_bytes() == before
 
 
-@pytest.mark.parametrize("shard", ["3/2", "0/0", "1", "-1/2"])
+@pytest.mark.parametrize("shard", ["3/2", "0/0", "1", "-1/2", "0/1000001", "99999999999999999999/999999999999999999999",
+                                   "0/" + "9" * 5000])
 def test_bad_shard_is_one_line(shard, tmp_path):
     r = invoke_extract("--data-dir", CIFAR_FIXTURE, "--weights", "none", "--out", tmp_path / "x.h5", "--shard", shard)
-    assert "--shard" in error_line(r, 1)
+    line = error_line(r, 1)
+    assert "--shard" in line and len(line) < 300
     assert list(tmp_path.iterdir()) == []
 
 
@@ -222,3 +225,26 @@ def test_photo_folder_with_a_tiny_val_split_shards(tmp_path):
     assert r.exit_code == 0, r.output
     assert_same_cache(tmp_path / "one.h5", tmp_path / "p.h5", atol=0)
     np.testing.assert_array_equal(read_cache(tmp_path / "p.h5").val.features, read_cache(tmp_path / "one.h5").val.features)
+
+
+def test_empty_out_paths_are_one_line_in_real_processes(cifar_shards, tmp_path):
+    """--out "" (what `make merge` without OUT= used to pass) names the problem; no traceback."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    runs = {"extract": [sys.executable, "-m", "extract", "--data-dir", str(CIFAR_FIXTURE), "--weights", "none",
+                        "--limit", "3", "--out", ""],
+            "merge": [sys.executable, "-m", "extract", "merge", "--out", "", *map(str, cifar_shards)],
+            "make merge": ["make", "-s", "-o", ".venv/.installed-stamp", f"BIN={Path(sys.executable).parent}",
+                           "merge", "SHARDS=" + " ".join(map(str, cifar_shards))]}
+    for name, command in runs.items():
+        r = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0 and "Traceback" not in r.stderr, (name, r.stderr)
+        errors = [line for line in r.stderr.splitlines() if line.startswith("Error")]
+        assert len(errors) == 1 and "--out" in errors[0], (name, r.stderr)
+    from extract.shards import merge as merge_shards
+
+    with pytest.raises(UserError, match="names no file"):
+        merge_shards(cifar_shards, "")
