@@ -33,7 +33,7 @@ from featurecache.cache import (IDENTITY_ATTRS, IDENTITY_DEFAULTS, partial_dir, 
                                 verify_cache, write_cache)
 from featurecache.errors import UserError
 from featurecache.extractor import Extractor
-from featurecache.files import atomic_path, check_writable, room_error, versions
+from featurecache.files import atomic_path, check_writable, remove_stale_temps, room_error, versions
 from featurecache.precision import default_batch_size
 
 MANIFEST = "manifest.json"
@@ -284,6 +284,7 @@ def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor,
             f"up to {model_size} px")
     dim = extractor.feature_dim  # builds the model: a bad model or weights fail before anything is written
     with CacheLock(out, wait=not cfg.no_wait, log=log):
+        remove_killed_writes(out, log)
         dataset.save_index()
         if not cfg.force and check_existing(out, ident, False):
             return up_to_date(out, ident, dataset.location, log)  # another run finished it while this one waited
@@ -302,6 +303,14 @@ def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor,
         assemble(out, attrs, parts, cfg.store_dtype, dim, sum(summary.rows.values()))
         checkpoints.remove()
     return summary
+
+
+def remove_killed_writes(out: Path, log: Callable[[str], None]) -> None:
+    """Remove what runs killed while writing `out` left: `.<stem>.<pid>.tmp.h5` beside it (a full-size
+    cache killed in its final write) and temporary parts in its checkpoint folder, when their process
+    is gone. Called under the cache's lock, so no live writer of `out` is touched."""
+    for path in remove_stale_temps(out.parent, out) + remove_stale_temps(partial_dir(out)):
+        log(f"removed {path}, left by a run that was killed while writing it")
 
 
 def up_to_date(out: Path, ident: dict, location: str, log: Callable[[str], None]) -> Summary:

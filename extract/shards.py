@@ -255,7 +255,7 @@ def check_reusable(out: Path, result: Merged) -> None:
 def merge(paths: list[str | Path], out: str | Path, force: bool = False,
           log=lambda msg: None) -> Merged:
     """Check the shards and copy them into the cache `out`; nothing is written unless every check passes."""
-    from extract.pipeline import CacheLock, assemble, check_existing, check_out
+    from extract.pipeline import CacheLock, assemble, check_existing, check_out, remove_killed_writes
 
     out = check_out(out)
     shards = check_shards([Path(p) for p in paths])
@@ -275,6 +275,7 @@ def merge(paths: list[str | Path], out: str | Path, force: bool = False,
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(out.name + ".merging")
     with CacheLock(out, wait=True, log=log):
+        remove_killed_writes(out, log)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
