@@ -105,7 +105,8 @@ def _raise_interrupt(signum, frame):
               help="local: this process. ray: a Ray Data pipeline of --workers actors on this machine or a "
                    "cluster (pip install -e '.[distributed]').")
 @click.option("--workers", type=int, default=None,
-              help="--engine ray: actors holding the model, one GPU each where there are GPUs.  [default: 2]")
+              help="--engine ray: actors holding the model, one GPU each where there are GPUs; on this machine at "
+                   "most one per CPU (GPU), with a note.  [default: 2]")
 @click.option("--address", default=None, metavar="HOST:PORT",
               help="--engine ray: the Ray cluster to join (default: RAY_ADDRESS, else Ray on this machine).")
 @click.option("--verbose", is_flag=True, help="--engine ray: show Ray's own logs and progress bars.")
@@ -155,10 +156,8 @@ def cli(**options) -> None:
     if result.skipped:
         shown = ", ".join(result.skipped[:5]) + (" ..." if len(result.skipped) > 5 else "")
         click.echo(f"skipped {len(result.skipped)} unreadable file(s), listed in the cache's 'skipped' attribute: {shown}")
-    if getattr(result, "steady_s", 0):
-        click.echo(f"ray: {result.workers} workers, start-up {result.ray_init_s:.1f} s (ray.init) + "
-                   f"{result.first_batch_s:.1f} s (actors loading, first batch); after it "
-                   f"{result.steady_images_per_second:.0f} img/s over the pool")
+    if cfg.engine == "ray":
+        click.echo(result.pool_line())
     if cfg.shard:
         n = cfg.shard.split("/")[1].strip()
         click.echo(f"shard {cfg.shard} done; when all {n} are: python -m extract merge --out "
