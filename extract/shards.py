@@ -32,6 +32,9 @@ from featurecache.cache import IDENTITY_ATTRS, partial_dir, read_attrs, verify_c
 from featurecache.errors import UserError
 
 SHARD_ATTRS = ("shard", "num_shards", "shard_rows")
+# how a shard seeded its augmented views: by the row's index in the whole split, as a single run does.
+# Shards written before this attribute seeded them by the row in their slice, which merge refuses.
+VIEW_SEEDS = ("view_seeds", "row in whole split")
 # attributes every shard of one extraction shares, beyond IDENTITY_ATTRS
 SHARED_ATTRS = ("dataset", "data_kind", "class_names", "feature_dim", "model_size")
 MAX_SHARDS = 1_000_000  # N of --shard i/N: far more shards than any data set has rows to share out
@@ -82,7 +85,7 @@ def shard_dataset(dataset: Dataset, shard: Shard) -> tuple[Dataset, dict]:
         start, stop = shard.rows(len(split))
         splits[name] = slice_split(split, start, stop)
         ranges[name] = [start, stop, len(split)]
-    attrs = {"shard": shard.index, "num_shards": shard.count, "shard_rows": ranges}
+    attrs = {"shard": shard.index, "num_shards": shard.count, "shard_rows": ranges, VIEW_SEEDS[0]: VIEW_SEEDS[1]}
     return replace(dataset, splits=splits), attrs
 
 
@@ -147,6 +150,10 @@ def check_shards(paths: list[Path]) -> list[tuple[Path, dict]]:
         if diff:
             raise UserError(f"{path} was extracted with other settings than {first_path} ({'; '.join(diff[:2])}); "
                             "merge shards made by one extract command, or re-run the odd one with its settings")
+        if any(views_of(attrs, split) for split in attrs["shard_rows"]) and attrs.get(VIEW_SEEDS[0]) != VIEW_SEEDS[1]:
+            raise UserError(f"{path} holds augmented views seeded by the row in its shard, not in the whole split "
+                            "(an older extract), so they differ from a single run's; run its extract --shard "
+                            "command again with --force, then merge")
         i = int(attrs["shard"])
         if i in by_index:
             raise UserError(f"shard {i}/{count} is given twice ({by_index[i][0]} and {path}); pass each shard once")
@@ -171,7 +178,8 @@ def check_shards(paths: list[Path]) -> list[tuple[Path, dict]]:
 def merged_attrs(shards: list[tuple[Path, dict]]) -> dict:
     """Shard 0's attributes without the shard facts: those of a single-process cache of the same data."""
     attrs = {k: v for k, v in shards[0][1].items()
-             if k not in SHARD_ATTRS and not k.startswith("n_") and k not in ("format", "format_version")}
+             if k not in SHARD_ATTRS + (VIEW_SEEDS[0],) and not k.startswith("n_")
+             and k not in ("format", "format_version")}
     attrs["skipped"] = [s for _, a in shards for s in (a.get("skipped") or [])]
     if isinstance(attrs.get("config"), dict):
         attrs["config"] = {**attrs["config"], "shard": None, "merged_shards": len(shards)}

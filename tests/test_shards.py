@@ -248,3 +248,16 @@ def test_empty_out_paths_are_one_line_in_real_processes(cifar_shards, tmp_path):
 
     with pytest.raises(UserError, match="names no file"):
         merge_shards(cifar_shards, "")
+
+
+def test_augmented_shards_from_before_whole_split_seeding_are_refused(augmented, tmp_path):
+    """A shard without the view_seeds attribute drew its views by the row in its slice: merge refuses it."""
+    import h5py
+
+    old = tmp_path / "a.shard-1-of-2.h5"
+    shutil.copy(augmented["shards"][1], old)
+    with h5py.File(old, "r+") as f:
+        del f.attrs["view_seeds"]
+    line = error_line(merge("--out", tmp_path / "m.h5", augmented["shards"][0], old), 1)
+    assert str(old) in line and "--force" in line
+    assert not (tmp_path / "m.h5").exists()
