@@ -67,7 +67,8 @@ class Summary:
         """"1,245 img/s, 4.8 s", with enough digits for slow runs; what a fully resumed run (or a shard's empty
         slice) did."""
         if not self.computed:
-            return "every row resumed from checkpoints" if any(self.resumed.values()) else "no rows to compute"
+            empty = self.rows and not any(self.rows.values()) and not any(self.resumed.values())
+            return "no rows to compute" if empty else "every row resumed from checkpoints"
         ips = self.images_per_second
         return f"{ips:,.0f} img/s, {self.seconds:.1f} s" if ips >= 10 else f"{ips:.2g} img/s, {self.seconds:.1f} s"
 

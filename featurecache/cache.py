@@ -288,10 +288,10 @@ def _attrs(f: h5py.File, path: Path) -> dict:
     return attrs
 
 
-def verify_cache(path: str | os.PathLike, full: bool = False, rows: int = 4096) -> dict:
+def verify_cache(path: str | os.PathLike, full: bool = False, block_bytes: int = 1 << 26) -> dict:
     """A finished cache's attributes, once its layout is checked against them: every split holds
     `n_<split>` rows of features, labels and sources, `feature_dim` wide, and the augmented views its
-    attributes promise. With `full`, every stored number is read too (in blocks of `rows` rows), so
+    attributes promise. With `full`, every stored number is read too (in blocks of `block_bytes`), so
     HDF5's checksums catch a flipped byte. Raises UserError naming the first fault; what a reuse of a
     cache checks before it says "up to date"."""
     path = Path(path)
@@ -300,7 +300,7 @@ def verify_cache(path: str | os.PathLike, full: bool = False, rows: int = 4096) 
         attrs = _attrs(f, path)
         try:
             for split in SPLITS + (("val",) if "val" in f else ()):
-                _verify_split(f, split, attrs, full, rows)
+                _verify_split(f, split, attrs, full, block_bytes)
         except UserError as e:
             raise UserError(f"{path} {e.message}") from None
         except _DAMAGE as e:
@@ -308,7 +308,7 @@ def verify_cache(path: str | os.PathLike, full: bool = False, rows: int = 4096) 
     return attrs
 
 
-def _verify_split(f: h5py.File, split: str, attrs: dict, full: bool, rows: int) -> None:
+def _verify_split(f: h5py.File, split: str, attrs: dict, full: bool, block_bytes: int) -> None:
     if split not in f or not all(k in f[split] for k in ("features", "labels", "sources")):
         raise UserError(f"has no complete /{split}")
     g, n, dim = f[split], attrs.get(f"n_{split}"), attrs.get("feature_dim")
@@ -321,10 +321,11 @@ def _verify_split(f: h5py.File, split: str, attrs: dict, full: bool, rows: int) 
         held = f"of shape {have}" if have else "none"
         raise UserError(f"says it holds {k} augmented view(s) of each /{split} row but has /{split}/view_features "
                         f"{held}, not ({n}, {k}, {dim})")
-    names = ["features", "labels", "sources"] + (["view_features"] if have else [])
-    for a in range(0, n if full else 0, rows):
-        for name in names:
-            block = g[name][a : a + rows]
+    for name in ["features", "labels", "sources"] + (["view_features"] if have else []) if full else []:
+        ds = g[name]
+        step = max(1, block_bytes // max(1, int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize))
+        for a in range(0, n, step):
+            block = ds[a : a + step]
             if name in ("features", "view_features") and not np.isfinite(block).all():
                 raise UserError(f"holds NaN or infinite values in /{split}/{name}")
 
