@@ -40,7 +40,7 @@ features: $(STAMP)
 
 ## Merge the shard files of SHARD=i/N runs into one cache: OUT=features/x.h5 SHARDS="features/x.shard-*-of-4.h5"
 merge: $(STAMP)
-	$(BIN)/python -m extract merge --out "$(OUT)" $(SHARDS)
+	$(BIN)/python -m extract merge $(call opt,OUT,--out) $(SHARDS)
 
 ## Train one classifier on the cache: MODEL=lr|rf|mlp|knn (FEATURES, OUT_DIR, SEED, TRAIN_SIZE, CLASSIFY_ARGS="--C auto")
 classify: $(STAMP)

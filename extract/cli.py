@@ -40,6 +40,16 @@ class BackboneParam(click.ParamType):
         return value
 
 
+def out_file(ctx, param, value):
+    """--out as a Path; "" (an unset make variable) or a folder name such as "." is refused at parse time."""
+    if value is None:
+        return None
+    if not value.strip() or Path(value).name in ("", ".", ".."):
+        raise click.BadParameter(f"{value!r} names no file; pass the cache's file path, e.g. --out features/x.h5",
+                                 ctx, param)
+    return Path(value)
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -74,7 +84,7 @@ def _raise_interrupt(signum, frame):
                    "seeded by --seed, in the folder's order; CIFAR-10 takes the first N of each split.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True, help="Share held out for testing when a photo folder has no train/ and test/.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--out", type=click.Path(dir_okay=False), callback=out_file, default=None,
               help="Cache file. Default: features/<dataset>-<backbone>-<pooling>-<size>px[-<setting>...].h5, one "
                    "part for each setting not at its default (random, bf16, aug-flip+crop, 4views, ...). "
                    "Only a cache inside features/ becomes the default of classify (features/LATEST).")
@@ -97,7 +107,8 @@ def _raise_interrupt(signum, frame):
               help="local: this process. ray: a Ray Data pipeline of --workers actors on this machine or a "
                    "cluster (pip install -e '.[distributed]').")
 @click.option("--workers", type=int, default=None,
-              help="--engine ray: actors holding the model, one GPU each where there are GPUs.  [default: 2]")
+              help="--engine ray: actors holding the model, one GPU each where there are GPUs; on this machine at "
+                   "most one per CPU (GPU), with a note.  [default: 2]")
 @click.option("--address", default=None, metavar="HOST:PORT",
               help="--engine ray: the Ray cluster to join (default: RAY_ADDRESS, else Ray on this machine).")
 @click.option("--verbose", is_flag=True, help="--engine ray: show Ray's own logs and progress bars.")
@@ -147,10 +158,8 @@ def cli(**options) -> None:
     if result.skipped:
         shown = ", ".join(result.skipped[:5]) + (" ..." if len(result.skipped) > 5 else "")
         click.echo(f"skipped {len(result.skipped)} unreadable file(s), listed in the cache's 'skipped' attribute: {shown}")
-    if getattr(result, "steady_s", 0):
-        click.echo(f"ray: {result.workers} workers, start-up {result.ray_init_s:.1f} s (ray.init) + "
-                   f"{result.first_batch_s:.1f} s (actors loading, first batch); after it "
-                   f"{result.steady_images_per_second:.0f} img/s over the pool")
+    if cfg.engine == "ray":
+        click.echo(result.pool_line())
     if cfg.shard:
         n = cfg.shard.split("/")[1].strip()
         click.echo(f"shard {cfg.shard} done; when all {n} are: python -m extract merge --out "
@@ -233,7 +242,7 @@ def _extract(cfg: ExtractConfig, where: dict):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--out", type=click.Path(dir_okay=False), callback=out_file, required=True,
               help="The merged cache, e.g. features/cifar10-vgg16-gap-32px.h5.")
 @click.option("--force", is_flag=True, help="Merge again even if --out already holds these shards' cache.")
 @click.argument("shards", nargs=-1, type=click.Path(path_type=Path))

@@ -56,6 +56,7 @@ class Split:
     labels: np.ndarray                      # (N,) int64, in the data set's own order
     sources: list[str]                      # (N,) row provenance
     read: Callable[[int, int], Batch]       # rows [start, stop) -> Batch
+    first_row: int = 0                      # index of row 0 in the whole split (a shard's slice starts later)
 
     def __len__(self) -> int:
         return len(self.labels)

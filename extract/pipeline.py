@@ -29,10 +29,11 @@ import numpy as np
 from extract.config import ExtractConfig, augment_settings
 from extract.datasets import Dataset
 from featurecache.augment import AugmentSettings, view_seeds
-from featurecache.cache import IDENTITY_ATTRS, IDENTITY_DEFAULTS, partial_dir, read_attrs, update_text_attrs, write_cache
+from featurecache.cache import (IDENTITY_ATTRS, IDENTITY_DEFAULTS, partial_dir, read_attrs, update_text_attrs,
+                                verify_cache, write_cache)
 from featurecache.errors import UserError
 from featurecache.extractor import Extractor
-from featurecache.files import atomic_path, check_writable, room_error, versions
+from featurecache.files import atomic_path, check_writable, remove_stale_temps, room_error, versions
 from featurecache.precision import default_batch_size
 
 MANIFEST = "manifest.json"
@@ -63,9 +64,11 @@ class Summary:
         return self.computed / self.seconds if self.seconds > 0 and self.computed else 0.0
 
     def speed(self) -> str:
-        """"1,245 img/s, 4.8 s", with enough digits for slow runs; what a fully resumed run did."""
+        """"1,245 img/s, 4.8 s", with enough digits for slow runs; what a fully resumed run (or a shard's empty
+        slice) did."""
         if not self.computed:
-            return "every row resumed from checkpoints"
+            empty = self.rows and not any(self.rows.values()) and not any(self.resumed.values())
+            return "no rows to compute" if empty else "every row resumed from checkpoints"
         ips = self.images_per_second
         return f"{ips:,.0f} img/s, {self.seconds:.1f} s" if ips >= 10 else f"{ips:.2g} img/s, {self.seconds:.1f} s"
 
@@ -97,14 +100,22 @@ def differences(have: dict, want: dict) -> list[str]:
     return [f"{k} {have.get(k, old[k])!r} != {want[k]!r}" for k in keys if have.get(k, old[k]) != want[k]]
 
 
+def check_out(out: str | os.PathLike) -> Path:
+    """The cache path asked for, refused when it names no file ("" or a folder such as "." or "..")."""
+    if not str(out).strip() or Path(out).name in ("", ".", ".."):
+        raise UserError(f"out={str(out)!r} names no file; pass the cache's file path, e.g. features/x.h5")
+    return Path(out)
+
+
 def check_existing(out: Path, ident: dict, force: bool, changes: Callable[[str], str] | None = None) -> bool:
-    """True when `out` already holds this very cache. Raises if it holds another.
+    """True when `out` already holds this very cache. Raises if it holds another, or one whose arrays do
+    not match its attributes (no views where it says views=2): such a file is never "up to date".
 
     `changes(old_fingerprint)` names the files that changed since the cache was made."""
     if not out.exists() or force:
         return False
     try:
-        have = read_attrs(out)
+        have = verify_cache(out)
     except UserError as e:
         raise UserError(f"{out} exists but is not a usable cache ({e.message}); choose another --out "
                         "(--force would replace that file)") from None
@@ -278,7 +289,7 @@ def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor,
 
     `extra_attrs` are written into the cache beside the usual ones (a shard's `shard`, `num_shards`,
     `shard_rows`: see extract/shards.py); `engine` computes the parts (default: this process)."""
-    out, engine = Path(out), engine or LocalEngine()
+    out, engine = check_out(out), engine or LocalEngine()
     ident = identity(cfg, dataset, extractor)
     if check_existing(out, ident, cfg.force, dataset.changes_since):
         dataset.save_index()
@@ -291,6 +302,7 @@ def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor,
             f"up to {model_size} px")
     dim = extractor.feature_dim  # builds the model: a bad model or weights fail before anything is written
     with CacheLock(out, wait=not cfg.no_wait, log=log):
+        remove_killed_writes(out, log)
         dataset.save_index()
         if not cfg.force and check_existing(out, ident, False):
             return up_to_date(out, ident, dataset.location, log)  # another run finished it while this one waited
@@ -309,6 +321,14 @@ def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor,
         assemble(out, attrs, parts, cfg.store_dtype, dim, sum(summary.rows.values()))
         checkpoints.remove()
     return summary
+
+
+def remove_killed_writes(out: Path, log: Callable[[str], None]) -> None:
+    """Remove what runs killed while writing `out` left: `.<stem>.<pid>.tmp.h5` beside it (a full-size
+    cache killed in its final write) and temporary parts in its checkpoint folder, when their process
+    is gone. Called under the cache's lock, so no live writer of `out` is touched."""
+    for path in remove_stale_temps(out.parent, out) + remove_stale_temps(partial_dir(out)):
+        log(f"removed {path}, left by a run that was killed while writing it")
 
 
 def up_to_date(out: Path, ident: dict, location: str, log: Callable[[str], None]) -> Summary:
@@ -356,7 +376,7 @@ def extract_split(split: str, data, extractor: Extractor, checkpoints: Checkpoin
                 part = done[k]
             else:
                 arrays = extract_rows(extractor, data.read, start, min(start + part_rows, n), batch_size, dim,
-                                      reader, bar, views=views and (split, data.sources, augment))
+                                      reader, bar, views=views and (split, data, augment))
                 checkpoints.save(path, arrays)
                 part = {"n": len(arrays["labels"]), "skipped": [str(x) for x in arrays["skipped"]]}
                 summary.computed += part["n"] + len(part["skipped"])
@@ -372,8 +392,9 @@ def extract_rows(extractor: Extractor, read, start: int, stop: int, batch_size: 
                  reader: ThreadPoolExecutor, bar, views=None) -> dict:
     """Features of rows [start, stop), batch by batch; the next batch loads while this one runs.
 
-    `views`: (split, the split's sources, AugmentSettings) to also compute K augmented views of each
-    row, seeded by (seed, split, row index, view), into "view_features" (n, K, D)."""
+    `views`: (split name, the Split, AugmentSettings) to also compute K augmented views of each
+    row, seeded by (seed, split, row index in the whole split, view), into "view_features" (n, K, D):
+    a shard's slice draws the same views for a row as a single run does."""
     bounds = [(a, min(a + batch_size, stop)) for a in range(start, stop, batch_size)]
     feats, labels, sources, skipped, view_feats = [], [], [], [], []
     pending = reader.submit(read, *bounds[0])
@@ -384,10 +405,11 @@ def extract_rows(extractor: Extractor, read, start: int, stop: int, batch_size: 
         if len(batch.labels):
             feats.append(extractor(batch.images))  # (b, D) float32
             if views:
-                split, all_sources, augment = views
+                split, data, augment = views
                 lost = set(batch.skipped)
-                rows = np.array([r for r in range(*bounds[i]) if all_sources[r] not in lost])  # kept rows
+                rows = np.array([r for r in range(*bounds[i]) if data.sources[r] not in lost])  # kept rows
                 assert len(rows) == len(batch.labels), "kept rows do not match the batch"
+                rows = rows + data.first_row  # the row's index in the whole split, not in a shard's slice
                 view_feats.append(np.stack(
                     [extractor.views(batch.images, view_seeds(extractor.seed, split, rows, v), augment)
                      for v in range(augment.views_of(split))], axis=1))  # (b, K, D) float32

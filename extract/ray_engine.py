@@ -20,8 +20,10 @@ the data path and the weights or model file at the same paths.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,20 @@ class RaySummary(Summary):
     @property
     def steady_images_per_second(self) -> float:
         return self.steady_rows / self.steady_s if self.steady_s > 0 else 0.0
+
+    def pool_line(self) -> str:
+        """How the pool ran, start-up apart from the steady rate; a run whose rows all came back in the first
+        batch has no steady rate to report (not "0 img/s")."""
+        start = (f"ray: {self.workers} workers, start-up {self.ray_init_s:.1f} s (ray.init) + "
+                 f"{self.first_batch_s:.1f} s (actors loading, first batch)")
+        if not self.computed:
+            return start
+        if not self.steady_rows or self.steady_s <= 0:
+            return (f"{start}; every row came back with the first batch, too few to measure the pool's steady "
+                    "rate (a larger run shows it)")
+        ips = self.steady_images_per_second
+        return f"{start}; after it {ips:.0f} img/s over the pool" if ips >= 10 else \
+            f"{start}; after it {ips:.2g} img/s over the pool"
 
 
 def import_ray(verbose: bool = False):
@@ -85,8 +101,9 @@ def start(address: str | None, verbose: bool) -> float:
         # workers on this machine import this checkout's code, as the driver does
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     try:
-        ray.init(address=address, log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR,
-                 include_dashboard=False, configure_logging=True)
+        with contextlib.nullcontext() if verbose else stderr_silenced():
+            ray.init(address=address, log_to_driver=verbose, include_dashboard=False, configure_logging=True,
+                     logging_level=logging.INFO if verbose else logging.ERROR)
     except Exception as e:  # noqa: BLE001 - every way a cluster can be out of reach is one line
         if address is None:
             raise UserError(f"could not start Ray on this machine ({reason(e, 120)}); run with --verbose to see "
@@ -94,11 +111,40 @@ def start(address: str | None, verbose: bool) -> float:
         raise UserError(f"cannot reach the Ray cluster at {address} ({reason(e, 120)}); start it with "
                         "`ray start --head` and pass the address it prints, or leave --address and RAY_ADDRESS "
                         "unset to run on this machine") from None
+    if not verbose:
+        quiet_raylet(ray)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = verbose
     context.print_on_execution_start = verbose
     context.verbose_stats_logs = False
     return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def stderr_silenced():
+    """File descriptor 2 sent to /dev/null for the block: Ray's C++ core writes its start-up notice there
+    ("logging.cc: Set ray log level ..."), below Python's sys.stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(null)
+        os.close(saved)
+
+
+def quiet_raylet(ray) -> None:
+    """Stop the driver printing the raylet's pushed messages ("(raylet) WARNING: 8 PYTHON worker processes
+    have been started ..."), which Ray prints whatever `log_to_driver` says. Ray has no option for it; this
+    is the switch its own debugger (ray.util.rpdb) turns off for the same reason. A Ray without the switch
+    keeps printing them, nothing worse."""
+    worker = getattr(getattr(ray, "_private", None), "worker", None)
+    if worker is not None and hasattr(worker, "_worker_logs_enabled"):
+        worker._worker_logs_enabled = False
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -114,6 +160,22 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         raise UserError(f"cannot reach the Ray cluster at {address} ({e.strerror or reason(e)}); start it with "
                         "`ray start --head` and pass the address it prints, or leave --address and RAY_ADDRESS "
                         "unset to run on this machine") from None
+
+
+def fit_workers(workers: int, cpus: float, gpus: float, joined: bool) -> tuple[int, str]:
+    """The number of actors to run and a note when it is not `workers`: more actors than CPUs (GPUs, where
+    there are any) only share the same cores, each with its own model (16 on 2 cores ran 5x slower than 2:
+    docs/distributed.md). On this machine the pool is cut to what it has; a cluster joined by address may
+    grow, so there the note warns and the pool stays as asked."""
+    room = int(gpus) if gpus >= 1 else max(1, int(cpus))
+    if workers <= room:
+        return workers, ""
+    what = f"{gpus:g} GPU(s)" if gpus >= 1 else f"{cpus:g} CPU(s)"
+    if joined:
+        return workers, (f"warning: --workers {workers} is more than the cluster's {what} now; the extra actors "
+                         f"wait or share them, which is slower unless the cluster grows (--workers {room} fits)")
+    return room, (f"note: --workers {workers} is more than this machine's {what}: running {room} actor(s), as more "
+                  "would only share the same cores and run slower")
 
 
 def pool_resources(workers: int, cpus: float, gpus: float) -> dict:
@@ -256,6 +318,11 @@ def compute(dataset: Dataset, extractor: Extractor, checkpoints: Checkpoints, pa
     ray = import_ray()
     summary.ray_init_s = start(address, verbose)
     resources = ray.cluster_resources()
+    joined = bool(address or os.environ.get("RAY_ADDRESS"))
+    workers, note = fit_workers(workers, float(resources.get("CPU", 1)), float(resources.get("GPU", 0)), joined)
+    if note:
+        log(note)
+    summary.workers = workers
     summary.pool = pool_resources(workers, float(resources.get("CPU", 1)), float(resources.get("GPU", 0)))
     pool = summary.pool
     log(f"ray: {workers} actor(s) of {pool['num_cpus']:g} CPU, {pool['num_gpus']:g} GPU, {pool['threads']} "
@@ -302,4 +369,4 @@ def compute(dataset: Dataset, extractor: Extractor, checkpoints: Checkpoints, pa
         raise RuntimeError(f"Ray Data returned too few rows: parts {sorted(buffers)[:3]} incomplete")
 
 
-__all__ = ["RayEngine", "start", "import_ray", "pool_resources", "RaySummary", "INSTALL"]
+__all__ = ["RayEngine", "start", "import_ray", "pool_resources", "fit_workers", "RaySummary", "INSTALL"]

@@ -28,12 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from extract.datasets import Dataset, Split
-from featurecache.cache import IDENTITY_ATTRS, partial_dir, read_attrs
+from featurecache.cache import IDENTITY_ATTRS, partial_dir, read_attrs, verify_cache, views_of
 from featurecache.errors import UserError
 
 SHARD_ATTRS = ("shard", "num_shards", "shard_rows")
+# how a shard seeded its augmented views: by the row's index in the whole split, as a single run does.
+# Shards written before this attribute seeded them by the row in their slice, which merge refuses.
+VIEW_SEEDS = ("view_seeds", "row in whole split")
 # attributes every shard of one extraction shares, beyond IDENTITY_ATTRS
 SHARED_ATTRS = ("dataset", "data_kind", "class_names", "feature_dim", "model_size")
+MAX_SHARDS = 1_000_000  # N of --shard i/N: far more shards than any data set has rows to share out
 COPY_ROWS = 65536  # rows per part when copying: memory holds one part, not a shard
 
 
@@ -57,14 +61,17 @@ class Shard:
 
 
 def parse_shard(text: str) -> Shard:
-    """"i/N" -> Shard; anything else is the user's mistake."""
+    """"i/N" -> Shard, with 0 <= i < N <= MAX_SHARDS; anything else is the user's mistake."""
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
     if not m:
         raise UserError(f"--shard {text} is not of the form i/N; pass e.g. --shard 0/4 for the first of 4 shards")
+    if len(m.group(1).lstrip("0")) > 7 or len(m.group(2).lstrip("0")) > 7:  # never convert a 5,000-digit number
+        raise UserError(f"--shard {text[:40]}{'...' if len(text) > 40 else ''} is out of range: N may be at most "
+                        f"{MAX_SHARDS:,} and i must be below N; pass e.g. --shard 0/4")
     i, n = int(m.group(1)), int(m.group(2))
-    if n < 1 or i >= n:
-        raise UserError(f"--shard {text} is out of range: N must be at least 1 and i one of 0..N-1 "
-                        f"(e.g. --shard 0/{max(n, 1)})")
+    if n < 1 or i >= n or n > MAX_SHARDS:
+        raise UserError(f"--shard {text} is out of range: N must be 1..{MAX_SHARDS:,} and i one of 0..N-1 "
+                        f"(e.g. --shard 0/{min(max(n, 1), MAX_SHARDS)})")
     return Shard(i, n)
 
 
@@ -78,18 +85,19 @@ def shard_dataset(dataset: Dataset, shard: Shard) -> tuple[Dataset, dict]:
         start, stop = shard.rows(len(split))
         splits[name] = slice_split(split, start, stop)
         ranges[name] = [start, stop, len(split)]
-    attrs = {"shard": shard.index, "num_shards": shard.count, "shard_rows": ranges}
+    attrs = {"shard": shard.index, "num_shards": shard.count, "shard_rows": ranges, VIEW_SEEDS[0]: VIEW_SEEDS[1]}
     return replace(dataset, splits=splits), attrs
 
 
 def slice_split(split: Split, start: int, stop: int) -> Split:
-    """Rows [start, stop) of `split` as a split of its own; reads go to the same files."""
+    """Rows [start, stop) of `split` as a split of its own; reads go to the same files. It remembers where it
+    starts, so its augmented views are seeded by their row in the whole split, as a single run seeds them."""
     read = split.read
 
     def read_slice(a: int, b: int):
         return read(start + a, start + b)
 
-    return Split(split.labels[start:stop], list(split.sources[start:stop]), read_slice)
+    return Split(split.labels[start:stop], list(split.sources[start:stop]), read_slice, split.first_row + start)
 
 
 # --------------------------------------------------------------------------- merge
@@ -142,6 +150,10 @@ def check_shards(paths: list[Path]) -> list[tuple[Path, dict]]:
         if diff:
             raise UserError(f"{path} was extracted with other settings than {first_path} ({'; '.join(diff[:2])}); "
                             "merge shards made by one extract command, or re-run the odd one with its settings")
+        if any(views_of(attrs, split) for split in attrs["shard_rows"]) and attrs.get(VIEW_SEEDS[0]) != VIEW_SEEDS[1]:
+            raise UserError(f"{path} holds augmented views seeded by the row in its shard, not in the whole split "
+                            "(an older extract), so they differ from a single run's; run its extract --shard "
+                            "command again with --force, then merge")
         i = int(attrs["shard"])
         if i in by_index:
             raise UserError(f"shard {i}/{count} is given twice ({by_index[i][0]} and {path}); pass each shard once")
@@ -166,7 +178,8 @@ def check_shards(paths: list[Path]) -> list[tuple[Path, dict]]:
 def merged_attrs(shards: list[tuple[Path, dict]]) -> dict:
     """Shard 0's attributes without the shard facts: those of a single-process cache of the same data."""
     attrs = {k: v for k, v in shards[0][1].items()
-             if k not in SHARD_ATTRS and not k.startswith("n_") and k not in ("format", "format_version")}
+             if k not in SHARD_ATTRS + (VIEW_SEEDS[0],) and not k.startswith("n_")
+             and k not in ("format", "format_version")}
     attrs["skipped"] = [s for _, a in shards for s in (a.get("skipped") or [])]
     if isinstance(attrs.get("config"), dict):
         attrs["config"] = {**attrs["config"], "shard": None, "merged_shards": len(shards)}
@@ -175,14 +188,13 @@ def merged_attrs(shards: list[tuple[Path, dict]]) -> dict:
 
 
 def stage_parts(shards: list[tuple[Path, dict]], staging: Path, dim: int, bar=None) -> dict[str, list[Path]]:
-    """Every shard's rows, split by split, as .npz parts in `staging`, checked on the way.
+    """Every shard's rows (and their augmented views), split by split, as .npz parts in `staging`,
+    checked on the way.
 
     HDF5's fletcher32 checksums make a damaged shard an error here; rows that are not finite or
     a shard whose row count disagrees with its attributes are refused, so no zeros slip through.
     `bar.update(rows)` is called as rows are copied (featurecache.progress)."""
     import h5py
-
-    from featurecache.files import room_error
 
     splits: dict[str, list[Path]] = {s: [] for s in shards[0][1]["shard_rows"]}
     for path, attrs in shards:
@@ -190,27 +202,7 @@ def stage_parts(shards: list[tuple[Path, dict]], staging: Path, dim: int, bar=No
         try:
             with h5py.File(path, "r") as f:
                 for split in splits:
-                    g = f[split]
-                    n = int(attrs[f"n_{split}"])
-                    if g["features"].shape != (n, dim) or len(g["labels"]) != n or len(g["sources"]) != n:
-                        raise UserError(f"{label} holds {g['features'].shape} /{split} rows, not ({n}, {dim}); "
-                                        "run its extract command again with --force, then merge")
-                    for a in range(0, n, COPY_ROWS):
-                        b = min(a + COPY_ROWS, n)
-                        part = {"features": g["features"][a:b].astype(np.float32),
-                                "labels": g["labels"][a:b].astype(np.int64),
-                                "sources": np.asarray(g["sources"].asstr()[a:b], dtype=str)}
-                        if not np.isfinite(part["features"]).all():
-                            raise UserError(f"{label} /{split} holds NaN or infinite features; run its extract "
-                                            "command again with --force (and --precision float32), then merge")
-                        out = staging / f"{split}-{attrs['shard']:05d}-{a // COPY_ROWS:05d}.npz"
-                        try:
-                            np.savez(out, **part)
-                        except OSError as e:
-                            raise room_error(e, staging) from None
-                        splits[split].append(out)
-                        if bar is not None:
-                            bar.update(b - a)
+                    splits[split] += stage_split(f[split], split, attrs, label, staging, dim, bar)
         except UserError:
             raise
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
@@ -219,12 +211,64 @@ def stage_parts(shards: list[tuple[Path, dict]], staging: Path, dim: int, bar=No
     return splits
 
 
+def stage_split(g, split: str, attrs: dict, label: str, staging: Path, dim: int, bar=None) -> list[Path]:
+    """One shard's rows of one split, with the views its attributes promise, as .npz parts of COPY_ROWS rows."""
+    from featurecache.files import room_error
+
+    n, k = int(attrs[f"n_{split}"]), views_of(attrs, split)
+    views = g["view_features"] if k else None
+    if (g["features"].shape != (n, dim) or len(g["labels"]) != n or len(g["sources"]) != n
+            or (k and (views is None or views.shape != (n, k, dim)))):
+        raise UserError(f"{label} holds {g['features'].shape} /{split} rows (views: "
+                        f"{None if views is None else views.shape}), not ({n}, {dim}) with {k} view(s) each; "
+                        "run its extract command again with --force, then merge")
+    out, step = [], max(1, COPY_ROWS // (1 + k))  # a part's views count against the same memory
+    for a in range(0, n, step):
+        b = min(a + step, n)
+        part = {"features": g["features"][a:b].astype(np.float32),
+                "labels": g["labels"][a:b].astype(np.int64),
+                "sources": np.asarray(g["sources"].asstr()[a:b], dtype=str)}
+        if views is not None:
+            part["view_features"] = views[a:b].astype(np.float32)
+        if not all(np.isfinite(part[key]).all() for key in ("features", "view_features") if key in part):
+            raise UserError(f"{label} /{split} holds NaN or infinite features; run its extract "
+                            "command again with --force (and --precision float32), then merge")
+        path = staging / f"{split}-{attrs['shard']:05d}-{a // step:05d}.npz"
+        try:
+            np.savez(path, **part)
+        except OSError as e:
+            raise room_error(e, staging) from None
+        out.append(path)
+        if bar is not None:
+            bar.update(b - a)
+    return out
+
+
+def check_reusable(out: Path, result: Merged) -> None:
+    """`out`, a cache of the shards' settings, checked to be their merge before it is kept: not a shard,
+    each split as many rows as the shards hold together, and every number read back under its checksum."""
+    try:
+        attrs = verify_cache(out, full=True)
+        problem = ""
+    except UserError as e:
+        attrs, problem = {}, e.message.replace(f"{out} ", "", 1)
+    if not problem and any(k in attrs for k in SHARD_ATTRS):
+        problem = f"it is shard {attrs.get('shard')}/{attrs.get('num_shards')}, not a merged cache"
+    if not problem:
+        have = {s: attrs.get(f"n_{s}") for s in result.rows}
+        if have != result.rows:
+            problem = f"it holds {have} rows where the shards hold {result.rows}"
+    if problem:
+        raise UserError(f"{out} has these shards' settings but is not their merge ({problem[:200]}); add --force "
+                        "to merge again over it, or pass another --out")
+
+
 def merge(paths: list[str | Path], out: str | Path, force: bool = False,
           log=lambda msg: None) -> Merged:
     """Check the shards and copy them into the cache `out`; nothing is written unless every check passes."""
-    from extract.pipeline import CacheLock, assemble, check_existing
+    from extract.pipeline import CacheLock, assemble, check_existing, check_out, remove_killed_writes
 
-    out = Path(out)
+    out = check_out(out)
     shards = check_shards([Path(p) for p in paths])
     attrs = merged_attrs(shards)
     dim = int(attrs["feature_dim"])
@@ -235,11 +279,14 @@ def merge(paths: list[str | Path], out: str | Path, force: bool = False,
     for split in shards[0][1]["shard_rows"]:
         result.rows[split] = sum(int(a[f"n_{split}"]) for _, a in shards)
     if check_existing(out, ident, force):
-        log(f"{out} already holds these shards' cache: nothing to do (--force merges again)")
+        check_reusable(out, result)
+        log(f"{out} already holds these shards' cache (checked: every row and checksum): nothing to do "
+            "(--force merges again)")
         return result
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(out.name + ".merging")
     with CacheLock(out, wait=True, log=log):
+        remove_killed_writes(out, log)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:

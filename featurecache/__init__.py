@@ -4,7 +4,7 @@
     featurecache.files      Staged / atomic_path / write_text (atomic writes), sha256,
                             check_writable, versions
     featurecache.cache      the HDF5 feature cache: format, `write_cache`, `read_cache`,
-                            `read_attrs`, `Cache`, `SplitData`, `default_cache` (which cache
+                            `read_attrs`, `verify_cache`, `Cache`, `SplitData`, `default_cache` (which cache
                             and why), `latest`, `set_latest`, `caches_in`;
                             streaming: `split_shapes`, `iter_rows` (chunks of rows, with views), `CacheFile`
                             (a cache opened once, so a file renamed over it is never read)

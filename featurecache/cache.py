@@ -122,14 +122,12 @@ def write_cache(path: str | os.PathLike, attrs: dict, splits: dict[str, list[dic
             dim = int(attrs["feature_dim"])
             g = f.create_group(split)
             # fletcher32: a flipped bit in the numbers is an error on reading, not a silent change
-            feats = g.create_dataset("features", (n, dim), dtype=store_dtype, chunks=(max(1, min(n, 256)), dim),
-                                     fletcher32=True)
-            labels = g.create_dataset("labels", (n,), dtype="int64", chunks=(max(1, min(n, 65536)),), fletcher32=True)
-            sources = g.create_dataset("sources", (n,), dtype=h5py.string_dtype("utf-8", width),
-                                       chunks=(max(1, min(n, 65536)),), fletcher32=True)
-            n_views = _views_in(parts[0]) if parts else 0
-            views = (g.create_dataset("view_features", (n, n_views, dim), dtype=store_dtype,
-                                      chunks=(max(1, min(n, max(1, 256 // n_views))), n_views, dim), fletcher32=True)
+            feats = _dataset(g, "features", (n, dim), store_dtype, 256)
+            labels = _dataset(g, "labels", (n,), "int64", 65536)
+            sources = _dataset(g, "sources", (n,), h5py.string_dtype("utf-8", width), 65536)
+            # an empty split (a shard's empty slice) takes its number of views from the attributes
+            n_views = _views_in(parts[0]) if parts else views_of(attrs, split)
+            views = (_dataset(g, "view_features", (n, n_views, dim), store_dtype, max(1, 256 // n_views))
                      if n_views else None)
             row = 0
             for part in parts:
@@ -155,6 +153,23 @@ def write_cache(path: str | os.PathLike, attrs: dict, splits: dict[str, list[dic
         f.attrs.create("format", _fixed_utf8(FORMAT), dtype=_fixed_utf8(FORMAT).dtype)
         f.attrs["format_version"] = FORMAT_VERSION
     return path
+
+
+def _dataset(group: h5py.Group, name: str, shape: tuple, dtype, rows: int) -> h5py.Dataset:
+    """A checksummed (fletcher32) dataset of `shape`, chunked by up to `rows` rows. An empty one (a shard's
+    empty slice) may grow, which lets its one-row chunk exceed its zero rows, as HDF5 requires."""
+    chunks = (max(1, min(shape[0], rows)), *shape[1:])
+    return group.create_dataset(name, shape, dtype=dtype, chunks=chunks, fletcher32=True,
+                                maxshape=(None, *shape[1:]) if shape[0] == 0 else None)
+
+
+def views_of(attrs: dict, split: str) -> int:
+    """The number of augmented views a cache's attributes promise for `split` (0 for none)."""
+    key = {"train": "views", "test": "test_views"}.get(split)
+    try:
+        return max(0, int(attrs.get(key, 0) or 0)) if key and attrs.get("augment") else 0
+    except (TypeError, ValueError):
+        return 0
 
 
 def update_text_attrs(path: str | os.PathLike, values: dict[str, str]) -> None:
@@ -321,6 +336,48 @@ def _attrs(f: h5py.File, path: Path) -> dict:
             except json.JSONDecodeError:
                 pass
     return attrs
+
+
+def verify_cache(path: str | os.PathLike, full: bool = False, block_bytes: int = 1 << 26) -> dict:
+    """A finished cache's attributes, once its layout is checked against them: every split holds
+    `n_<split>` rows of features, labels and sources, `feature_dim` wide, and the augmented views its
+    attributes promise. With `full`, every stored number is read too (in blocks of `block_bytes`), so
+    HDF5's checksums catch a flipped byte. Raises UserError naming the first fault; what a reuse of a
+    cache checks before it says "up to date"."""
+    path = Path(path)
+    _check_exists(path)
+    with _open(path) as f:
+        attrs = _attrs(f, path)
+        try:
+            for split in SPLITS + (("val",) if "val" in f else ()):
+                _verify_split(f, split, attrs, full, block_bytes)
+        except UserError as e:
+            raise UserError(f"{path} {e.message}") from None
+        except _DAMAGE as e:
+            raise UserError(f"{path} is damaged ({str(e)[:80]})") from None
+    return attrs
+
+
+def _verify_split(f: h5py.File, split: str, attrs: dict, full: bool, block_bytes: int) -> None:
+    if split not in f or not all(k in f[split] for k in ("features", "labels", "sources")):
+        raise UserError(f"has no complete /{split}")
+    g, n, dim = f[split], attrs.get(f"n_{split}"), attrs.get("feature_dim")
+    shapes = {k: g[k].shape for k in ("features", "labels", "sources")}
+    if shapes != {"features": (n, dim), "labels": (n,), "sources": (n,)}:
+        raise UserError(f"holds /{split} of shapes {shapes}, not the {n} rows x {dim} its attributes say")
+    k = views_of(attrs, split)
+    have = g["view_features"].shape if "view_features" in g else None
+    if k and have != (n, k, dim):
+        held = f"of shape {have}" if have else "none"
+        raise UserError(f"says it holds {k} augmented view(s) of each /{split} row but has /{split}/view_features "
+                        f"{held}, not ({n}, {k}, {dim})")
+    for name in ["features", "labels", "sources"] + (["view_features"] if have else []) if full else []:
+        ds = g[name]
+        step = max(1, block_bytes // max(1, int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize))
+        for a in range(0, n, step):
+            block = ds[a : a + step]
+            if name in ("features", "view_features") and not np.isfinite(block).all():
+                raise UserError(f"holds NaN or infinite values in /{split}/{name}")
 
 
 def read_cache(path: str | os.PathLike | CacheFile, expect: dict | None = None, features: bool = True) -> Cache:

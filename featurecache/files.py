@@ -185,14 +185,17 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+def remove_stale_temps(folder: str | os.PathLike, final: str | os.PathLike | None = None) -> list[Path]:
     """Remove `.<stem>.<pid>.tmp<suffix>` files (and write probes) whose process is gone: what a
-    killed run left behind. Files of runs still alive are left alone. Returns what was removed."""
+    killed run left behind. Files of runs still alive are left alone. With `final`, only the
+    temporaries of that one file (`temp_name(final)` of any pid) are looked at. Returns what was removed."""
     removed = []
+    own = None if final is None else re.compile(
+        re.escape(f".{Path(final).stem}.") + r"\d+" + re.escape(f".tmp{Path(final).suffix}"))
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
             m = TEMP_PATTERN.match(entry.name)
-            if not m or pid_alive(int(m["pid"] or m["probe"])):
+            if not m or (own and not own.fullmatch(entry.name)) or pid_alive(int(m["pid"] or m["probe"])):
                 continue
             path = Path(entry.path)
             with contextlib.suppress(OSError):
