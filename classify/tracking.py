@@ -46,7 +46,7 @@ PARAM_SKIP = ("features", "out_dir", "plot_name", "report_name")   # paths: tags
 CACHE_PARAMS = ("dataset", "backbone", "pooling", "image_size", "weights", "precision", "feature_dim",
                 "data_fingerprint", "weights_sha256", "backbone_sha256", "feature_layer", "seed")
 CURVES = ("train_loss", "val_loss", "train_acc", "val_acc")
-ARTIFACT_DIRS = {"curves": "plots", "confusion": "plots", "gallery": "plots", "report_txt": "report",
+ARTIFACT_DIRS = {"curves": "plots", "confusion": "plots", "gallery": "plots", "reliability": "plots", "report_txt": "report",
                  "report_json": "report", "run": "report", "model": "model"}
 
 # MLflow's own retry and timeout settings, where the environment does not set them: fail in seconds
