@@ -48,6 +48,12 @@ def evaluate(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> t
             confusion_matrix(y_true, pred, labels=labels))
 
 
+def val_accuracy(proba: np.ndarray, labels: np.ndarray) -> float | None:
+    """Accuracy of the kept model on the validation rows (None when there are none): what picks the
+    best run of a cache, since the test rows must not."""
+    return float(accuracy_score(labels, proba.argmax(axis=1))) if len(labels) else None
+
+
 def load_for_training(path: str | os.PathLike, cfg: ClassifyConfig) -> Cache:
     """The cache, whole when the classifier's copies of its feature matrices fit --max-memory
     (`classify.data.in_memory_bytes`); labels and sources only when they do not, and then
@@ -105,7 +111,8 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
     metrics, text, report, confusion = evaluate(cache.test.labels, proba, cache.class_names)
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
                    n_fit=len(y_fit), n_val=len(rows.val), n_test=len(cache.test.labels),
-                   fit_images=len(rows.fit), fit_rows=len(y_fit))
+                   fit_images=len(rows.fit), fit_rows=len(y_fit),
+                   val_accuracy=val_accuracy(trained.predict_proba(X[rows.val]), y[rows.val]))
     return RunResult(trained, rows, proba, metrics, text, report, confusion)
 
 
@@ -134,6 +141,9 @@ def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) 
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
                    n_fit=n_fit, n_val=len(rows.val), n_test=len(cache.test.labels),
                    fit_images=len(rows.fit), fit_rows=n_fit)
+    val = [(trained.predict_proba(c.features), c.labels) for c in iter_rows(cache.path, "train", rows.val, stream.chunk)]
+    metrics["val_accuracy"] = val_accuracy(np.concatenate([p for p, _ in val]), np.concatenate([y for _, y in val])) \
+        if val else None
     return RunResult(trained, rows, proba, metrics, text, report, confusion)
 
 
