@@ -154,17 +154,21 @@ def test_gallery_pictures_are_at_least_96_px(runs):
 def test_comparison_of_two_caches_with_long_names_and_several_settings(tiny_cache, tmp_path):
     from classify.compare import cli, labelled, read_rows
 
-    for extra in ([], ["--C", "auto"]):
-        r = CliRunner().invoke(cli, ["--features", str(tiny_cache), "--model", "lr", "--model", "rf",
-                                     "--n-estimators", "10", "--out-dir", str(tmp_path), *extra])
+    for models, extra in ((["lr", "rf"], []), (["lr"], ["--C", "auto"]), (["rf"], ["--n-estimators", "20"])):
+        r = CliRunner().invoke(cli, ["--features", str(tiny_cache), "--n-estimators", "10", "--out-dir", str(tmp_path),
+                                     *[a for m in models for a in ("--model", m)], *extra])
         assert r.exit_code == 0, r.output
+        # each compare merged its fresh row with rows read back from the CSV: labelled by what differs only
+        md = (tmp_path / "comparison.md").read_text()
+        assert "seed=" not in md and "val_fraction=" not in md, md
+    assert "| rf n_estimators=10 |" in md and "| rf n_estimators=20 |" in md and "| lr C=auto |" in md
     rows = read_rows(tmp_path / "comparison.csv")
-    assert len(rows) == 3
+    assert len(rows) == 4
     # the same rows again as those of a second cache with a long file name
     other = [{**r, "cache": "cifar10-vgg16-gap-32px-a-copy-with-a-rather-long-file-name-to-wrap",
               "cache_id": "0badcafe"} for r in rows]
     shown = labelled(rows + other)
-    assert {r["model"] for r in shown} == {"lr C=auto", "lr C=0.01", "rf"}
+    assert {r["model"] for r in shown} == {"lr C=auto", "lr C=0.01", "rf n_estimators=10", "rf n_estimators=20"}
     assert layout_problems(plots.comparison_figure(shown)) == []
 
 
