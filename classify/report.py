@@ -497,7 +497,7 @@ def render(page: Page) -> str:
     parts.append(caches_html(page) if page.caches else '<p class="muted">no runs yet.</p>')
     if page.runs:
         parts.append("<h2>Each run</h2>")
-        parts.extend(run_html(run) for run in page.runs)
+        parts.extend(run_html(run) for group in page.groups for run in group.runs)
     if page.skipped:
         parts.append(f'<p class="muted">not run records, skipped: {esc(", ".join(page.skipped))}</p>')
     parts += ["</body>", "</html>", ""]
