@@ -121,7 +121,7 @@ def fit_lr(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curv
     if curves and not sweep:
         start = time.perf_counter()
         history = neighbour_curve(history, (X_fit, y_fit), train_rows, (X_val, y_val), n_classes, cfg)
-        details["curve_seconds"] = round(time.perf_counter() - start, 3)   # not part of the model's fit time
+        history["curve_seconds"] = round(time.perf_counter() - start, 3)   # not part of the model's fit time
     return linear_trained(lr_weights(kept), n_classes, history if curves else {}, details)
 
 

@@ -100,7 +100,8 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
     start = time.perf_counter()
     trained = MODELS[cfg.model](X_fit, y_fit, X[rows.val], y[rows.val], n_classes, cfg, curves)
     # fits made only to draw a curve (a given C's neighbours) are not the model's fit time
-    train_time = time.perf_counter() - start - trained.details.get("curve_seconds", 0.0)
+    curve_time = trained.history.pop("curve_seconds", 0.0)
+    train_time = time.perf_counter() - start - curve_time
     start = time.perf_counter()
     proba = trained.predict_proba(cache.test.features)   # (n_test, C): the only use of the test rows
     if cfg.tta:
@@ -113,6 +114,8 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
                    n_fit=len(y_fit), n_val=len(rows.val), n_test=len(cache.test.labels),
                    fit_images=len(rows.fit), fit_rows=len(y_fit),
                    val_accuracy=val_accuracy(trained.predict_proba(X[rows.val]), y[rows.val]))
+    if curve_time:
+        metrics["curve_time_s"] = round(curve_time, 3)
     return RunResult(trained, rows, proba, metrics, text, report, confusion)
 
 
