@@ -68,9 +68,9 @@ active-learning: $(STAMP)
 report: $(STAMP)
 	$(BIN)/python -m classify.report $(call opt,OUT_DIR,--out-dir)
 
-## Predict the class of new images with a saved run: RUN=reports/<run>-run.json IMAGES="photo or folder" (PREDICT_ARGS for more)
+## Predict the class of new images with a saved run: RUN=reports/<run>-run.json or RUN=best (FEATURES=cache, OUT_DIR=reports) IMAGES="photo or folder"
 predict: $(STAMP)
-	$(BIN)/python -m predict $(call opt,RUN,--run) $(if $(IMAGES),"$(IMAGES)") $(PREDICT_ARGS)
+	$(BIN)/python -m predict $(call opt,RUN,--run) $(if $(filter best,$(RUN)),$(call opt,OUT_DIR,--reports) $(call opt,FEATURES,--features)) $(if $(IMAGES),"$(IMAGES)") $(PREDICT_ARGS)
 
 ## Accuracy of a saved run under attack: RUN=reports/<run>-run.json (ROBUSTNESS_ARGS="--attack fgsm --attack pgd --limit 1000")
 robustness: $(STAMP)

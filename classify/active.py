@@ -246,23 +246,9 @@ def table(runs: list[dict]) -> list[str]:
 
 def plot(runs: list[dict], path, title: str) -> None:
     """Mean test accuracy +- one sd over seeds against labelled images, one line per strategy."""
-    import matplotlib
+    from classify import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for s, v in curves(runs).items():
-        line, = ax.plot(v["labelled"], v["mean"], "-o", markersize=3, label=s)
-        ax.fill_between(v["labelled"], v["mean"] - v["sd"], v["mean"] + v["sd"], color=line.get_color(), alpha=0.2)
-    seeds = len({run["seed"] for run in runs})
-    ax.set_xlabel("labelled training images")
-    ax.set_ylabel(f"test accuracy (mean ± 1 sd, {seeds} seed{'s' * (seeds > 1)})")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    plots.save(plots.active_figure(curves(runs), len({run["seed"] for run in runs}), title), path)
 
 
 @click.command(context_settings=CONTEXT)

@@ -239,49 +239,15 @@ def robustness(run, cfg: AttackConfig, allow_weights_mismatch: bool = False, log
 
 
 def plot_accuracy(doc: dict, path: Path, title: str) -> None:
-    import matplotlib
+    from classify import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for attack in doc["settings"]["attacks"]:
-        rows = [r for r in doc["results"] if r["attack"] == attack]
-        ax.plot([r["eps"] for r in rows], [r["accuracy"] for r in rows], marker="o", label=attack.upper())
-    ax.set_xlabel("eps (pixel values out of 255, L-infinity)")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=100)
-    plt.close(fig)
+    plots.save(plots.robustness_figure(doc, title), path)
 
 
 def plot_examples(examples: dict, attacks: list[str], eps: float, names: list[str], path: Path, title: str) -> None:
-    import matplotlib
+    from classify import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [("clean", "clean")] + [(a, f"{a.upper()} eps {eps:g}") for a in attacks if a in examples]
-    n = len(examples.get("clean", []))
-    fig, axes = plt.subplots(len(rows), max(n, 1), figsize=(1.8 * max(n, 1), 2.0 * len(rows)), squeeze=False)
-    for r, (key, label) in enumerate(rows):
-        for c in range(max(n, 1)):
-            ax = axes[r][c]
-            ax.axis("off")
-            if c >= n:
-                continue
-            pred = int(examples[f"{key}_pred"][c])
-            ok = pred == int(examples["labels"][c])
-            ax.imshow(examples[key][c])
-            ax.set_title(f"{label}\n{names[pred]}", fontsize=7, color="green" if ok else "red")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=100)
-    plt.close(fig)
+    plots.save(plots.adversarial_figure(examples, attacks, eps, names, title), path)
 
 
 def settings_id(cfg: AttackConfig) -> str:

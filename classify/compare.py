@@ -42,7 +42,9 @@ from featurecache.files import interruptible
 
 COLUMNS = ["cache", "model", "run_id", "accuracy", "accuracy_low", "accuracy_high", "ece", "macro_f1", "train_time_s", "predict_time_s", "n_fit", "n_test",
            "backbone", "pooling", "image_size", "weights", "cache_id", "cache_path", "hyperparameters", "seed",
-           "val_fraction", "train_size", "run_record", "updated"]
+           "val_fraction", "train_size", "run_record", "updated", "views", "tta"]
+LABEL_SETTINGS = ("seed", "val_fraction", "train_size", "views", "tta")  # besides the hyperparameters
+OLD_ROW_DEFAULTS = {"views": "all", "tta": "False"}  # what rows of tables from before these columns ran with
 TABLE = "comparison"
 LOCK = "comparison.lock"
 
@@ -82,8 +84,11 @@ def labelled(rows: list[dict]) -> list[dict]:
     ids = {}
     for r in rows:
         ids.setdefault(r["cache"], set()).add(r.get("cache_id") or "")
-    settings = [dict(json.loads(r.get("hyperparameters") or "{}"), seed=r.get("seed"),
-                     val_fraction=r.get("val_fraction"), train_size=r.get("train_size")) for r in rows]
+    # compared as the CSV writes them: a fresh row (seed 0, val_fraction 0.1) equals its read-back
+    # twin ("0", "0.1"), so merging the two kinds shows no setting that does not differ
+    settings = [{**json.loads(c.get("hyperparameters") or "{}"),
+                 **{k: c.get(k) or OLD_ROW_DEFAULTS.get(k, "") for k in LABEL_SETTINGS}}
+                for c in csv.DictReader(io.StringIO(to_csv(rows)))]
     out = []
     for r, s in zip(rows, settings):
         same_model = [t for q, t in zip(rows, settings) if q["model"] == r["model"]]
@@ -147,7 +152,7 @@ def row_for(cache, cfg, metrics: dict, record: dict) -> dict:
         "backbone": a.get("backbone"), "pooling": a.get("pooling"), "image_size": a.get("image_size"),
         "weights": a.get("weights"), "cache_id": record["cache_id"], "cache_path": record["cache"]["path"],
         "hyperparameters": json.dumps(cfg.hyperparameters(), allow_nan=False), "seed": cfg.seed, "val_fraction": cfg.val_fraction,
-        "train_size": "" if cfg.train_size is None else cfg.train_size,
+        "train_size": "" if cfg.train_size is None else cfg.train_size, "views": cfg.views, "tta": cfg.tta,
         "run_record": record["files"]["run"],
         "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

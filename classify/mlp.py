@@ -149,11 +149,12 @@ def train_model(keras, train, val, mean: np.ndarray, var: np.ndarray, n_fit: int
         "train_loss": h["loss"], "val_loss": h["val_loss"],
         "train_acc": h["accuracy"], "val_acc": h["val_accuracy"],
     }
-    best = int(np.argmin(h["val_loss"])) + 1
+    best = int(np.argmin(h["val_loss"])) + 1   # the epoch EarlyStopping restores the weights of
+    history["chosen"] = best
     return Trained(
         predict_proba=lambda X: np.asarray(model.predict(np.asarray(X, dtype=np.float32), batch_size=4096, verbose=0)),
         save=lambda path: saved.save_keras(path, model),
         format="keras",
-        history={k: vals if k in ("x_label", "x") else [float(v) for v in vals] for k, vals in history.items()},
+        history={k: vals if k in ("x_label", "x", "chosen") else [float(v) for v in vals] for k, vals in history.items()},
         details={"epochs_run": epochs, "best_epoch": best, "stopped_early": epochs < cfg.epochs},
     )

@@ -7,6 +7,7 @@ when it is called.
 from __future__ import annotations
 
 import copy
+import time
 import warnings
 from typing import Callable
 
@@ -119,7 +120,37 @@ def fit_lr(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curv
         details["C_sweep"] = [{k: s[k] for k in ("C", "val_accuracy", "val_loss")} for s in found]
     if curves:
         history["chosen"] = chosen["C"]
+    if curves and not sweep:
+        start = time.perf_counter()
+        history = neighbour_curve(history, (X_fit, y_fit), train_rows, (X_val, y_val), n_classes, cfg)
+        history["curve_seconds"] = round(time.perf_counter() - start, 3)   # not part of the model's fit time
     return linear_trained(lr_weights(kept), n_classes, history if curves else {}, details)
+
+
+NEIGHBOURS = (-1.0, -0.5, 0.5, 1.0)  # a given C's curve: C * 10**k for these k, beside C itself
+
+
+def neighbour_curve(history: dict, fit: tuple, train_rows: tuple, val: tuple, n_classes: int,
+                    cfg: ClassifyConfig) -> dict:
+    """The curve of a given C: `history` (its one point) with the fits of C * 10**k (k in NEIGHBOURS)
+    on the same fit rows, scored on the same training sample and validation rows; the given C stays
+    the marked point. The extra fits serve the figure only: the model kept is the given C's."""
+    given = history["chosen"]
+    points = {given: (history["train_loss"][0], history["train_acc"][0], history["val_loss"][0], history["val_acc"][0])}
+    pipe = lr_pipeline(given, cfg.max_iter)
+    for C in sorted(given * 10.0 ** k for k in NEIGHBOURS):
+        pipe.set_params(lr__C=C)
+        with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            pipe.fit(*fit)
+        proba_of = lambda X: saved.linear_proba(np.asarray(X, np.float64), lr_weights(pipe), n_classes)  # noqa: E731
+        points[C] = (*scores(train_rows[1], proba_of(train_rows[0])), *scores(val[1], proba_of(val[0])))
+    out = new_history("C")
+    for C in sorted(points):
+        add_point(out, float(C), points[C][:2], points[C][2:])
+    out["chosen"] = given
+    out["mark_label"] = f"given C = {given:g} (--C)"
+    return out
 
 
 def linear_trained(weights: dict, n_classes: int, history: dict, details: dict) -> Trained:
@@ -282,7 +313,8 @@ def fit_lr_stream(stream: Stream, n_classes: int, cfg: ClassifyConfig, curves: b
     if curves:
         for p, (train, val) in enumerate(per_pass, start=1):
             add_point(history, p, train[chosen], val[chosen])
-        history["chosen"] = grid[chosen]
+        history["chosen"] = best[chosen][2]   # the pass whose weights are kept
+        history["mark_label"] = f"kept pass {best[chosen][2]} (lowest validation loss at C = {grid[chosen]:g})"
     details = {"C": grid[chosen], "solver": "sgd", "epochs_run": passes, "best_pass": best[chosen][2],
                "budget_bytes": stream.budget, "chunk_rows": stream.chunk}
     if sweep:

@@ -258,7 +258,8 @@ def stage_run(staged: Staged, cache: Cache, cfg: ClassifyConfig, result: RunResu
         plots.confusion(result.confusion, labels, staged.aside(paths["confusion"]),
                         f"{title}: test accuracy {result.metrics['accuracy']:.3f}")
         if items:
-            plots.gallery(items, staged.aside(paths["gallery"]), f"{title}: most confident mistakes")
+            plots.gallery(items, staged.aside(paths["gallery"]), f"{title}: most confident mistakes",
+                          side_px=plots.gallery_side(cache.attrs.get("image_size")))
         plots.reliability(reliability(cache.test.labels, result.proba), staged.aside(paths["reliability"]), reliability_title(title, result))
     staged.aside(paths["report_txt"]).write_text(result.report_text + (f"\nnote: {names_note}\n" if names_note else ""))
     write_json(staged.aside(paths["report_json"]), result.report)

@@ -5,10 +5,18 @@ Reads what is on disk in --out-dir (default reports/): every run record
 files it names, and the figures other commands leave there (comparison chart,
 learning curves, ...). Writes, atomically:
 
-    <out-dir>/index.html   a header with the caches the runs read (data set, weights, digests);
-                           the table of runs, sorted by test accuracy, each linking to its section;
-                           per run: curves, confusion matrix, gallery, classification report,
-                           settings and the cache identity it used; then the other figures
+    <out-dir>/index.html   the runs grouped by cache (data set, backbone, image size, pooling,
+                           precision; its class count), each group sorted by test accuracy, with a
+                           column of the settings that differ inside the group, a thumbnail and
+                           links to each run's figures, and the group's best run by validation
+                           accuracy; the comparison, learning-curve, active-learning and robustness
+                           figures, each kind in a section; the caches' provenance (weights,
+                           digests); per run: curves, confusion matrix, gallery, classification
+                           report, settings and the cache identity it used
+    <out-dir>/best.json    per cache id, the run with the best validation accuracy (never the test
+                           rows'): what `predict --run best` uses
+
+The page fits a 1,400 px window: long names wrap or are cut with the whole name on hover.
 
 The page is plain HTML and CSS: no script, no CDN, no network address; every `src` and `href`
 is a file name beside it (or an anchor in it), so the folder can be zipped, moved or opened
@@ -38,6 +46,13 @@ LOCK = "index.lock"                   # one writer of index.html at a time: the 
 RUN_SUFFIX = "-run.json"
 FIGURES = ("curves", "confusion", "gallery", "reliability")
 RUN_FILE_ENDINGS = ("-curves.png", "-confusion.png", "-gallery.png", "-reliability.png")  # a run's figures, never "other figures"
+BEST = "best.json"                    # per cache id, the run with the best validation accuracy
+BEST_FORMAT = "featurecache-best"
+GROUP_FIELDS = ("dataset", "backbone", "image_size", "pooling", "precision")  # what a group's header names
+FIGURE_SECTIONS = (  # (heading, file-name ending) of the figures other commands leave in the folder
+    ("Comparison", "comparison.png"), ("Learning curves", "-learning-curve.png"), ("Active learning", "-active.png"),
+)
+ROBUSTNESS_MARKS = ("-robustness-", "-adversarial-")   # <run>-robustness-<id>.png, <run>-adversarial-<id>.png
 CACHE_FIELDS = (  # (attribute, label) shown for each cache in the header
     ("dataset", "data set"), ("data_kind", "images"), ("data_location", "from"), ("data_fingerprint", "data digest"),
     ("backbone", "backbone"), ("weights", "weights"), ("weights_sha256", "weights SHA-256"),
@@ -46,7 +61,8 @@ CACHE_FIELDS = (  # (attribute, label) shown for each cache in the header
     ("n_test", "test rows"), ("created", "extracted"),
 )
 
-__all__ = ["Run", "Page", "read_runs", "other_figures", "build_page", "render", "write_index", "cli", "main"]
+__all__ = ["Run", "Group", "Page", "read_runs", "other_figures", "build_page", "group_runs", "best_by_validation",
+           "best_pointers", "best_run_of", "render", "write_index", "cli", "main"]
 
 
 @dataclass
@@ -67,6 +83,45 @@ class Run:
     def accuracy(self) -> float:
         return float(self.record["metrics"]["accuracy"])   # checked to be a number by read_record
 
+    @property
+    def cache_key(self) -> str:
+        return str(self.record.get("cache_id") or (self.record.get("cache") or {}).get("path") or "?")
+
+    @property
+    def val_accuracy(self) -> float | None:
+        """Accuracy of the kept model on its validation rows: the record's, or for records written
+        before it was stored, the validation accuracy its curves or C sweep kept (None if neither)."""
+        value = (self.record.get("metrics") or {}).get("val_accuracy")
+        if value is None:
+            value = kept_val_accuracy(self.record)
+        return None if value is None else float(value)
+
+
+def kept_val_accuracy(record: dict) -> float | None:
+    """The validation accuracy at the kept point of a run's curves (the chosen C, the restored
+    epoch) or of its C sweep; None when the record has neither."""
+    history, chosen = record.get("history") or {}, record.get("chosen") or {}
+    for point in chosen.get("C_sweep") or []:
+        if point.get("C") == chosen.get("C"):
+            return point.get("val_accuracy")
+    if history.get("chosen") in (history.get("x") or []) and history.get("val_acc"):
+        return history["val_acc"][history["x"].index(history["chosen"])]
+    return None
+
+
+@dataclass
+class Group:
+    """The runs of one cache, best test accuracy first, with what differs between them."""
+
+    key: str                      # cache id
+    runs: list[Run]
+    differing: list[str]          # setting names whose values differ between the group's runs
+    best: Run | None              # best validation accuracy (never the test rows'), None if no run has one
+
+    @property
+    def record(self) -> dict:
+        return self.runs[0].record
+
 
 @dataclass
 class Page:
@@ -77,6 +132,7 @@ class Page:
     caches: dict[str, dict]                                # cache id -> {path, attrs, problem (None: there as used)}
     figures: list[tuple[str, list[str]]]                   # (PNG name, names of its CSV/MD siblings)
     skipped: list[str] = field(default_factory=list)       # "<name>: what is wrong" of *-run.json files that are not run records
+    groups: list[Group] = field(default_factory=list)      # runs by cache
 
 
 def read_runs(folder: Path) -> tuple[list[Run], list[str]]:
@@ -138,27 +194,108 @@ def build_page(folder: str | os.PathLike) -> Page:
         key = str(run.record.get("cache_id") or cache["path"] or "?")
         if key not in caches:
             caches[key] = {"path": cache["path"], "attrs": cache["attrs"], "problem": run_cache_problem(run.record)}
-    return Page(folder, runs, caches, other_figures(folder, runs), skipped)
+    return Page(folder, runs, caches, other_figures(folder, runs), skipped, group_runs(runs))
+
+
+# --------------------------------------------------------------------------- groups and the best run
+
+SETTINGS = ("seed", "val_fraction", "train_size", "views", "tta", "max_memory")  # config keys shown when they differ
+SETTING_DEFAULTS = {"views": "all", "tta": False}   # what records from before these settings ran with
+
+
+def run_settings(record: dict) -> dict[str, str]:
+    """Every setting of a run that can differ between runs of one cache, as JSON text: the model's
+    hyperparameters, the split, views and TTA, the memory budget and the cache's precision."""
+    cfg = record.get("config") or {}
+    out = {k: json.dumps(v) for k, v in (record.get("hyperparameters") or {}).items()}
+    out.update({k: json.dumps(cfg.get(k, SETTING_DEFAULTS.get(k))) for k in SETTINGS})
+    out["precision"] = json.dumps(((record.get("cache") or {}).get("attrs") or {}).get("precision"))
+    return out
+
+
+def differing_settings(runs: list[Run]) -> list[str]:
+    """Names of the settings whose values differ between runs that have them (C between lr runs,
+    views between runs of any model, ...), in the order first seen."""
+    values: dict[str, set] = {}
+    for run in runs:
+        for k, v in run_settings(run.record).items():
+            values.setdefault(k, set()).add(v)
+    return [k for k, vs in values.items() if len(vs) > 1]
+
+
+def best_by_validation(runs: list[Run]) -> Run | None:
+    """The run with the best validation accuracy (ties: the first by name), or None. The test
+    rows never choose: they stay an unbiased estimate of the chosen run."""
+    scored = [r for r in runs if r.val_accuracy is not None]
+    return max(sorted(scored, key=lambda r: r.name), key=lambda r: r.val_accuracy, default=None)
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    """Runs by cache (its identity), each group sorted as `runs` is (best test accuracy first);
+    groups ordered by data set, backbone, image size and pooling."""
+    by_cache: dict[str, list[Run]] = {}
+    for run in runs:
+        by_cache.setdefault(run.cache_key, []).append(run)
+    groups = [Group(k, rs, differing_settings(rs), best_by_validation(rs)) for k, rs in by_cache.items()]
+    return sorted(groups, key=lambda g: tuple(str(cache_attrs(g.record).get(k) or "") for k in GROUP_FIELDS) + (g.key,))
+
+
+def cache_attrs(record: dict) -> dict:
+    return (record.get("cache") or {}).get("attrs") or {}
+
+
+def best_pointers(groups: list[Group]) -> dict:
+    """What best.json holds: per cache id, the run with the best validation accuracy."""
+    out = {}
+    for g in groups:
+        if g.best is not None:
+            r = g.best.record
+            out[g.key] = {"cache": (r.get("cache") or {}).get("path"), "run": g.best.name, "run_id": r.get("run_id"),
+                          "model": r.get("model"), "val_accuracy": g.best.val_accuracy,
+                          "test_accuracy": (r.get("metrics") or {}).get("accuracy")}
+    return {"format": BEST_FORMAT, "chosen_by": "validation accuracy", "caches": out}
+
+
+def best_run_of(folder: str | os.PathLike, cache_path: str | os.PathLike) -> Path:
+    """The run record, in reports folder `folder`, with the best validation accuracy among the runs of
+    the cache at `cache_path` (matched by the cache's identity, not its file name). Reads the records
+    themselves, so a folder written before best.json existed works too."""
+    from classify.outputs import cache_id
+    from featurecache.cache import read_cache
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"no reports folder at {folder}: run classify first, or pass another reports folder")
+    key = cache_id(read_cache(cache_path, features=False))
+    best = best_by_validation([r for r in read_runs(folder)[0] if r.cache_key == key])
+    if best is None:
+        raise UserError(f"no run of the cache {cache_path} (id {key}) with a validation accuracy in {folder}: "
+                        "run classify on it first, or pass another cache or reports folder")
+    return folder / best.name
 
 
 # --------------------------------------------------------------------------- HTML
 
 STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: .5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
+body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1320px; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: .5em 0 1.5em; max-width: 100%; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
 th { background: #f2f2f2; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-code, pre { font: 12px/1.4 ui-monospace, monospace; }
-pre { background: #f7f7f7; padding: .6em; overflow-x: auto; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+code, pre { font: 12px/1.4 ui-monospace, monospace; overflow-wrap: anywhere; }
+pre { background: #f7f7f7; padding: .6em; overflow-x: auto; white-space: pre-wrap; }
+section.group { margin: 1em 0 2em; }
 section.run { border-top: 2px solid #ddd; margin-top: 2em; }
 figure { display: inline-block; margin: .5em 1em .5em 0; vertical-align: top; max-width: 48%; }
-figure.gallery { max-width: 100%; }
+figure.gallery, figure.wide { max-width: 100%; }
 figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { color: #555; }
+figcaption { color: #555; overflow-wrap: anywhere; }
+img.thumb { width: 96px; height: auto; border: 1px solid #ddd; display: block; }
+.name { display: inline-block; max-width: 18em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap;
+        vertical-align: bottom; }
+.best { color: #1a7f37; font-weight: 600; }
 .muted { color: #777; }
 """
-
 
 def esc(value) -> str:
     return html.escape("" if value is None else str(value), quote=True)
@@ -255,26 +392,6 @@ def standings(runs: list[Run]) -> dict[str, str]:
     return out
 
 
-def runs_html(page: Page) -> str:
-    headers = ["#", "model", "settings", "cache", "backbone", "pooling", "image size", "precision", "test accuracy",
-               "95% interval", "against the top run on its cache", "ECE", "macro F1", "fit time (s)", "run"]
-    rows = []
-    standing = standings(page.runs)
-    for i, run in enumerate(page.runs, 1):
-        r = run.record
-        a = (r.get("cache") or {}).get("attrs") or {}
-        m = r.get("metrics") or {}
-        cache = Path(str((r.get("cache") or {}).get("path") or "?")).stem
-        ci = interval(r)
-        rows.append([str(i), f'<a href="#{esc(run.anchor)}">{esc(r.get("model"))}</a>', esc(settings_text(r)),
-                     esc(cache), esc(a.get("backbone")), esc(a.get("pooling")), esc(a.get("image_size")),
-                     esc(a.get("precision")), number(m.get("accuracy"), ".4f"),
-                     f"{ci[0]:.3f}&ndash;{ci[1]:.3f}" if ci else "", esc(standing[run.name]), number(m.get("ece"), ".3f"),
-                     number(m.get("macro_f1"), ".4f"), number(m.get("train_time_s"), ".2f"),
-                     f'<a href="#{esc(run.anchor)}">{esc(r.get("run_id") or run.name)}</a> ({link(run.name, "record")})'])
-    return table(headers, rows, numeric={0, 8, 9, 11, 12, 13})
-
-
 def interval_words(record: dict) -> str:
     """ " (95% interval a-b, ECE e; calibrated at T = t from ECE e0)" for the run's paragraph."""
     ci, m, cal = interval(record), record.get("metrics") or {}, record.get("calibration")
@@ -284,6 +401,93 @@ def interval_words(record: dict) -> str:
     if isinstance(cal, dict) and isinstance(cal.get("temperature"), (int, float)):
         parts.append(f"calibrated at T = {cal['temperature']:.2f} from ECE {number(cal.get('ece_before'), '.3f')}")
     return f" ({'; '.join(parts)})" if parts else ""
+
+
+def truncated(text) -> str:
+    """A long name cut to fit its column, the whole name on hover."""
+    return f'<span class="name" title="{esc(text)}">{esc(text)}</span>'
+
+
+def setting_value(text: str) -> str:
+    value = json.loads(text)
+    return value if isinstance(value, str) else text
+
+
+def group_header(group: Group) -> str:
+    """The cache in one line: data set, backbone, image size, pooling, precision, class count."""
+    r = group.record
+    a = cache_attrs(r)
+    n = len(r.get("class_names") or []) or "?"
+    stem = Path(str((r.get("cache") or {}).get("path") or "?")).stem
+    facts = " · ".join(esc(v) for v in (a.get("dataset"), a.get("backbone"),
+                                        f"{a.get('image_size')} px" if a.get("image_size") else None,
+                                        a.get("pooling"), a.get("precision")) if v)
+    return (f'<h3 id="cache-{esc(group.key)}">{facts or esc(stem)} <small class="muted">— {n} classes, '
+            f"{len(group.runs)} run(s), cache {truncated(stem)} <code>{esc(group.key)}</code></small></h3>")
+
+
+def best_line(group: Group) -> str:
+    if group.best is None:
+        return '<p class="muted">no run here records a validation accuracy, so none is marked best.</p>'
+    path = str((group.best.record.get("cache") or {}).get("path") or "CACHE")
+    return (f'<p><span class="best">best by validation accuracy</span> '
+            f'({number(group.best.val_accuracy, ".4f")}): <a href="#{esc(group.best.anchor)}">'
+            f'{esc(group.best.record.get("model"))} {esc(group.best.record.get("run_id"))}</a>; predict with it: '
+            f'<code>make predict RUN=best FEATURES={esc(path)} IMAGES=...</code></p>')
+
+
+def thumbnail(run: Run) -> str:
+    """A small picture of the run's curves (or confusion matrix) linking to it, and links to each figure."""
+    shown = next((run.files[k] for k in ("curves", "confusion") if k in run.files), None)
+    links = " ".join(link(run.files[k], k) for k in FIGURES if k in run.files)
+    if shown is None:
+        return links
+    return (f'<a href="{esc(quote(shown))}"><img class="thumb" src="{esc(quote(shown))}" alt="{esc(shown)}" '
+            f'loading="lazy"></a><small>{links}</small>')
+
+
+def group_table(group: Group) -> str:
+    """One row per run of the group, best test accuracy first: what differs, validation and test scores."""
+    headers = ["#", "figures", "model", "settings that differ", "val accuracy", "test accuracy", "95% interval",
+               "against the group's top run", "ECE", "macro F1", "fit time (s)", "run"]
+    rows = []
+    standing = standings(group.runs)
+    for i, run in enumerate(group.runs, 1):
+        r, m = run.record, run.record.get("metrics") or {}
+        settings = run_settings(r)
+        differs = ", ".join(f"{k}={setting_value(settings[k])}" for k in group.differing if k in settings)
+        best = ' <span class="best" title="best validation accuracy of this cache">best</span>' \
+            if run is group.best else ""
+        rows.append([str(i), thumbnail(run), f'<a href="#{esc(run.anchor)}">{esc(r.get("model"))}</a>',
+                     esc(differs) or '<span class="muted">—</span>', number(run.val_accuracy, ".4f"),
+                     number(m.get("accuracy"), ".4f"),
+                     f"{ci[0]:.3f}&ndash;{ci[1]:.3f}" if (ci := interval(r)) else "", esc(standing[run.name]),
+                     number(m.get("ece"), ".3f"), number(m.get("macro_f1"), ".4f"),
+                     number(m.get("train_time_s"), ".2f"),
+                     f'<a href="#{esc(run.anchor)}">{esc(r.get("run_id") or run.name)}</a> '
+                     f'({link(run.name, "record")}){best}'])
+    return table(headers, rows, numeric={0, 4, 5, 6, 8, 9, 10})
+
+
+def groups_html(page: Page) -> str:
+    return "\n".join(f'<section class="group">{group_header(g)}{best_line(g)}{group_table(g)}</section>'
+                      for g in page.groups)
+
+
+def figure_sections(figures: list[tuple[str, list[str]]]) -> list[tuple[str, list[tuple[str, list[str]]]]]:
+    """The figures other commands left, by kind: comparison, learning curves, active learning,
+    robustness, then any other; kinds with no figure are left out."""
+    sections = [(heading, [f for f in figures if f[0].endswith(ending)]) for heading, ending in FIGURE_SECTIONS]
+    sections.append(("Robustness", [f for f in figures if any(m in f[0] for m in ROBUSTNESS_MARKS)]))
+    placed = {f[0] for _, fs in sections for f in fs}
+    sections.append(("Other figures", [f for f in figures if f[0] not in placed]))
+    return [(h, fs) for h, fs in sections if fs]
+
+
+def figure_html(name: str, siblings: list[str]) -> str:
+    extra = " · ".join(link(s) for s in siblings)
+    return (f'<figure><a href="{esc(quote(name))}"><img src="{esc(quote(name))}" alt="{esc(name)}" loading="lazy"></a>'
+            f"<figcaption>{esc(name)}{' · ' + extra if extra else ''}</figcaption></figure>")
 
 
 def run_html(run: Run) -> str:
@@ -334,21 +538,18 @@ def render(page: Page) -> str:
              f"<h1>featurecache runs in <code>{esc(page.folder.name)}</code></h1>",
              f'<p class="muted">{len(page.runs)} run(s), written {esc(now)} from the files in {esc(page.folder)}; '
              f"rebuild with <code>python -m classify.report --out-dir {esc(page.folder.name)}</code>.</p>"]
-    parts.append("<h2>Caches</h2>")
-    parts.append(caches_html(page) if page.caches else '<p class="muted">no runs yet.</p>')
-    parts.append("<h2>Runs, by test accuracy</h2>")
-    parts.append(runs_html(page) if page.runs else
+    parts.append("<h2>Runs, by cache</h2>")
+    parts.append(groups_html(page) if page.runs else
                  '<p class="muted">no run records here: run <code>python -m classify</code> or '
                  "<code>python -m classify.compare</code>.</p>")
-    if page.figures:
-        parts.append("<h2>Other figures</h2>")
-        for name, siblings in page.figures:
-            extra = " · ".join(link(s) for s in siblings)
-            parts.append(f'<figure><a href="{esc(quote(name))}"><img src="{esc(quote(name))}" alt="{esc(name)}"></a>'
-                         f"<figcaption>{esc(name)}{' · ' + extra if extra else ''}</figcaption></figure>")
+    for heading, figures in figure_sections(page.figures):
+        parts.append(f"<h2>{esc(heading)}</h2>")
+        parts.extend(figure_html(name, siblings) for name, siblings in figures)
+    parts.append("<h2>Caches</h2>")
+    parts.append(caches_html(page) if page.caches else '<p class="muted">no runs yet.</p>')
     if page.runs:
         parts.append("<h2>Each run</h2>")
-        parts.extend(run_html(run) for run in page.runs)
+        parts.extend(run_html(run) for group in page.groups for run in group.runs)
     if page.skipped:
         parts.append('<p class="muted">not run records, skipped:</p><ul class="muted">'
                      + "".join(f"<li>{esc(s)}</li>" for s in page.skipped) + "</ul>")
@@ -366,7 +567,10 @@ def write_index(out_dir: str | os.PathLike) -> Path:
     target = folder / INDEX
     try:
         with locked(folder / LOCK, str(target)):
-            write_text(target, render(build_page(folder)))
+            page = build_page(folder)
+            write_text(target, render(page))
+            if page.groups:
+                write_text(folder / BEST, json.dumps(best_pointers(page.groups), indent=1, allow_nan=False) + "\n")
     except OSError as e:
         raise room_error(os_error(e) or e, folder) from None
     return target

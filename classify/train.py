@@ -65,6 +65,12 @@ def calibrate(y_test: np.ndarray, proba: np.ndarray, y_val: np.ndarray, val_prob
     return calibrated(proba, t), {"temperature": t, "ece_before": ece(y_test, proba)}
 
 
+def val_accuracy(proba: np.ndarray, labels: np.ndarray) -> float | None:
+    """Accuracy of the kept model on the validation rows (None when there are none): what picks the
+    best run of a cache, since the test rows must not."""
+    return float(accuracy_score(labels, proba.argmax(axis=1))) if len(labels) else None
+
+
 def load_for_training(path: str | os.PathLike, cfg: ClassifyConfig) -> Cache:
     """The cache, whole when the classifier's copies of its feature matrices fit --max-memory
     (`classify.data.in_memory_bytes`); labels and sources only when they do not, and then
@@ -117,7 +123,9 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
     n_classes = len(cache.class_names)
     start = time.perf_counter()
     trained = MODELS[cfg.model](X_fit, y_fit, X[rows.val], y[rows.val], n_classes, cfg, curves)
-    train_time = time.perf_counter() - start
+    # fits made only to draw a curve (a given C's neighbours) are not the model's fit time
+    curve_time = trained.history.pop("curve_seconds", 0.0)
+    train_time = time.perf_counter() - start - curve_time
     start = time.perf_counter()
     proba = trained.predict_proba(cache.test.features)   # (n_test, C): the only use of the test rows
     if cfg.tta:
@@ -125,13 +133,16 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
         per_view = [trained.predict_proba(cache.test.views[:, j]) for j in range(cache.test.views.shape[1])]
         proba = np.mean([proba, *per_view], axis=0)
     predict_time = time.perf_counter() - start
+    val_proba = trained.predict_proba(X[rows.val])   # (n_val, C): picks the best run, fits the temperature
     calibration = None
     if cfg.calibrate:
-        proba, calibration = calibrate(cache.test.labels, proba, y[rows.val], trained.predict_proba(X[rows.val]))
+        proba, calibration = calibrate(cache.test.labels, proba, y[rows.val], val_proba)
     metrics, text, report, confusion = evaluate(cache.test.labels, proba, cache.class_names)
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
                    n_fit=len(y_fit), n_val=len(rows.val), n_test=len(cache.test.labels),
-                   fit_images=len(rows.fit), fit_rows=len(y_fit))
+                   fit_images=len(rows.fit), fit_rows=len(y_fit), val_accuracy=val_accuracy(val_proba, y[rows.val]))
+    if curve_time:
+        metrics["curve_time_s"] = round(curve_time, 3)
     return RunResult(trained, rows, proba, metrics, text, report, confusion, calibration)
 
 
@@ -162,11 +173,11 @@ def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) 
     predict_time = time.perf_counter() - start
     if source.replaced():   # every row still came from the file opened at the start
         trained.details["cache_replaced"] = True
+    val = [(trained.predict_proba(X), y) for X, y in stream.val_chunks()]   # from the file opened at the start
+    val_proba, val_y = (np.concatenate([v[0] for v in val]), np.concatenate([v[1] for v in val])) if val else (None, None)
     calibration = None
     if cfg.calibrate:
-        val = [(trained.predict_proba(X), y) for X, y in stream.val_chunks()]
-        proba, calibration = calibrate(cache.test.labels, proba, np.concatenate([v[1] for v in val]),
-                                       np.concatenate([v[0] for v in val]))
+        proba, calibration = calibrate(cache.test.labels, proba, val_y, val_proba)
     metrics, text, report, confusion = evaluate(cache.test.labels, proba, cache.class_names)
     # what was fitted: every fit image and its views, or the forest's subsample of them
     sub = trained.details.get("subsample")
@@ -174,6 +185,7 @@ def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) 
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
                    n_fit=n_fit, n_val=sub["val_rows"] if sub else len(rows.val), n_test=len(cache.test.labels),
                    fit_images=fit_images, fit_rows=n_fit)
+    metrics["val_accuracy"] = val_accuracy(val_proba, val_y) if val_proba is not None else None
     return RunResult(trained, rows, proba, metrics, text, report, confusion, calibration)
 
 

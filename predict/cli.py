@@ -6,6 +6,7 @@ settings stored in the run's feature cache (backbone, pooling, image size,
 weights, seed, precision), so a prediction sees exactly what training saw.
 
     python -m predict --run reports/cats-vs-dogs-subset-vgg16-gap-32px-lr-run.json photos/ --json
+    python -m predict --run best --reports reports --features features/cats.h5 photos/
 """
 
 from __future__ import annotations
@@ -18,10 +19,17 @@ import click
 from featurecache.errors import UserError
 from predict.images import collect_images, predict_images
 
+BEST = "best"  # --run best: the best run of a cache by validation accuracy
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--run", "run_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Run record JSON written by classify (reports/...-run.json).")
+              help="Run record JSON written by classify (reports/...-run.json), or `best`: the run of --features "
+                   "with the best validation accuracy in --reports.")
+@click.option("--reports", "reports_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+              show_default=True, help="With --run best: the reports folder to look in.")
+@click.option("--features", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="With --run best: the cache whose best run to use. Default: the one features/LATEST names.")
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
@@ -31,8 +39,8 @@ from predict.images import collect_images, predict_images
               help="Write the run as one model for deployment into this folder (see docs/deployment.md).")
 @click.option("--force", is_flag=True,
               help="With --export: replace an earlier export in that folder (a folder holding other files is refused).")
-def cli(run_path: Path, images: tuple[Path, ...], as_json: bool, batch_size: int, allow_weights_mismatch: bool,
-        export_dir: Path | None, force: bool) -> None:
+def cli(run_path: Path, reports_dir: Path, features: str | None, images: tuple[Path, ...], as_json: bool,
+        batch_size: int, allow_weights_mismatch: bool, export_dir: Path | None, force: bool) -> None:
     """Predict the class of each image with a saved classify run.
 
     IMAGES are image files or folders (searched recursively). Only run files
@@ -42,6 +50,8 @@ def cli(run_path: Path, images: tuple[Path, ...], as_json: bool, batch_size: int
 
     if export_dir is None and not images:
         raise UserError("no IMAGES given; pass image files or folders, or --export DIR to export the run")
+    if str(run_path) == BEST:
+        run_path = best_run(reports_dir, features)
     run = load_run(run_path)
     if export_dir is not None:
         from predict.export import export_run
@@ -73,6 +83,19 @@ def show(results: list[dict], skipped: list[dict]) -> None:
         click.echo(f"skipped {len(skipped)} file(s):", err=True)
         for s in skipped:
             click.echo(f"  {s['file']}: {s['reason']}", err=True)
+
+
+def best_run(reports_dir: Path, features: str | None) -> Path:
+    """--run best: the run record of the cache's best validation accuracy, said on stderr."""
+    from classify.options import cache_path
+    from classify.report import best_run_of
+
+    cache = cache_path(features)
+    if not Path(cache).is_file():
+        raise UserError(f"no feature cache at {cache}: pass --features CACHE.h5 with --run best")
+    path = best_run_of(reports_dir, cache)
+    click.echo(f"run: {path} (best validation accuracy of the runs of {cache} in {reports_dir})", err=True)
+    return path
 
 
 def main() -> None:

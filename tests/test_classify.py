@@ -79,8 +79,10 @@ def test_each_model_learns_separable_clusters_and_reloads(model, extra, blobs, t
         assert h["x_label"] == "epoch" and len(h["x"]) <= 4 and record["chosen"]["best_epoch"] <= len(h["x"])
     if model == "rf":
         assert h["x_label"] == "trees" and h["x"][-1] == 20 and h["x"] == sorted(h["x"])
-    if model == "lr":  # a fixed C: one fit, one point, that C marked
-        assert h["x_label"] == "C" and h["x"] == [0.01] and h["chosen"] == 0.01
+    if model == "lr":  # a given C: its point, marked, on a curve of neighbouring C fitted for the figure only
+        assert h["x_label"] == "C" and h["chosen"] == 0.01 and 0.01 in h["x"] and len(h["x"]) == 5
+        assert h["x"] == sorted(h["x"]) and h["x"][0] == pytest.approx(0.001) and h["x"][-1] == pytest.approx(0.1)
+        assert "given C" in h["mark_label"] and record["metrics"]["curve_time_s"] >= 0
 
 
 def test_lr_run_on_real_tiny_cache_writes_every_file_holding_what_it_claims(tiny_cache, tmp_path):

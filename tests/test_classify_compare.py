@@ -96,7 +96,7 @@ def test_compare_adds_rows_for_other_settings_and_puts_caches_side_by_side(two_c
     assert kept[("alpha", "lr", first[("alpha", "lr")]["hyperparameters"])] == first[("alpha", "lr")]
     after = snapshot(tmp_path)
     for name, data in first_lr_files.items():  # no file of the earlier runs was replaced
-        if not name.startswith(("comparison.", "alpha-lr-latest", "index.")):
+        if not name.startswith(("comparison.", "alpha-lr-latest", "index.", "best.")):
             assert after[name] == data, name
     assert latest_run(tmp_path, "alpha", "lr")["hyperparameters"]["C"] == 0.5
     assert_rows_match_their_runs(tmp_path)
