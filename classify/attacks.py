@@ -216,7 +216,7 @@ def robustness(run, cfg: AttackConfig, allow_weights_mismatch: bool = False, log
         if not attacker.differentiable:
             raise UserError(f"--transfer-from {transfer} is a random-forest run, which has no gradient; "
                             "pass an lr or mlp run of the same cache")
-    out = evaluate(target, attacker, images, cfg, log)
+    out = evaluate(target, attacker, images, cfg)
     settings = {
         "run": str(run.path), "model": run.record.get("model"), "attacks": list(cfg.attacks),
         "eps": list(cfg.eps), "eps_units": "pixel values out of 255, L-infinity",
