@@ -1,8 +1,9 @@
 """What the hardware runs well: compute precision and batch size defaults.
 
-`auto` picks bfloat16 on CPUs with AVX-512 BF16 or AMX, bfloat16 on GPUs of
-compute capability 8.0 and up, float16 on 7.x, float32 otherwise
-(docs/performance.md says why).
+`auto` is exact on a CPU: float32, whatever the CPU supports (bfloat16 changes
+the features by more than rounding; ask for it with `--precision bfloat16`).
+On a GPU it picks bfloat16 at compute capability 8.0 and up, float16 on 7.x,
+float32 otherwise (docs/performance.md says why).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def resolve_precision(precision: str) -> str:
         if cap >= (8, 0):
             return "bfloat16"
         return "float16" if cap >= (7, 0) else "float32"
-    return "bfloat16" if cpu_has_bf16() else "float32"
+    return "float32"  # on a CPU only asked-for bfloat16 is used: auto stays exact
 
 
 def default_batch_size(precision: str, model_size: int) -> int:
