@@ -22,7 +22,7 @@ CLASSIFY_OPTS = $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,tracking,distributed]'
+	$(BIN)/python -m pip install --quiet -e '.[test,tracking,distributed,runtime]'
 	touch $@
 
 .PHONY: help install features classify compare learning-curve predict bench bench-accuracy bench-augment bench-decode test clean robustness export

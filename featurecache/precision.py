@@ -63,11 +63,12 @@ def resolve_precision(precision: str) -> str:
     return "float32"  # on a CPU only asked-for bfloat16 is used: auto stays exact
 
 
-def default_batch_size(precision: str, model_size: int) -> int:
+def default_batch_size(precision: str, model_size: int, runtime: str = "tensorflow") -> int:
     """512 images at 32 px, then proportionally fewer so a batch's activations stay about the
-    same size (64 px: 128, 128 px: 32, 224 px: 8). GPUs take 256. docs/performance.md has the
-    measurements behind these numbers."""
+    same size (64 px: 128, 128 px: 32, 224 px: 8); OpenVINO, which splits a batch over its infer
+    requests, takes at least 16. GPUs take 256. docs/performance.md has the measurements behind
+    these numbers."""
     if gpu_capability() is not None:
         return 256
     rows = 512 * (32 / max(model_size, 32)) ** 2
-    return int(max(8, 2 ** round(math.log2(rows))))
+    return int(max(16 if runtime == "openvino" else 8, 2 ** round(math.log2(rows))))

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from featurecache.errors import UserError
+from featurecache.runtime import RUNTIMES
 from predict.images import collect_images, predict_images
 
 
@@ -25,13 +26,16 @@ from predict.images import collect_images, predict_images
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="auto", show_default=True,
+              help="What runs the backbone: auto is OpenVINO on a CPU-only machine where it is installed, "
+                   "TensorFlow otherwise (a bfloat16 cache runs on the runtime that made it).")
 @click.option("--allow-weights-mismatch", is_flag=True,
               help="Predict even if the weights or model file differ from those the run's cache was made with.")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write the run as one model for deployment into this folder (see docs/deployment.md).")
 @click.option("--force", is_flag=True, help="With --export: replace a folder that is not empty.")
-def cli(run_path: Path, images: tuple[Path, ...], as_json: bool, batch_size: int, allow_weights_mismatch: bool,
-        export_dir: Path | None, force: bool) -> None:
+def cli(run_path: Path, images: tuple[Path, ...], as_json: bool, batch_size: int, runtime: str,
+        allow_weights_mismatch: bool, export_dir: Path | None, force: bool) -> None:
     """Predict the class of each image with a saved classify run.
 
     IMAGES are image files or folders (searched recursively). Only run files
@@ -50,7 +54,7 @@ def cli(run_path: Path, images: tuple[Path, ...], as_json: bool, batch_size: int
         if not images:
             return
     files = collect_images(images)
-    results, skipped = predict_images(run, files, batch_size, allow_weights_mismatch)
+    results, skipped = predict_images(run, files, batch_size, allow_weights_mismatch, runtime)
     if as_json:
         click.echo(json.dumps({"run": str(run_path), "predictions": results, "skipped": skipped}, indent=1,
                               allow_nan=False))
