@@ -7,6 +7,9 @@ Writes, into DIR (written aside and renamed into place, so a failed export leave
                         `serving_default`, input a batch of uint8 images (N, H, W, 3) of any size,
                         one output, the class probabilities (N, C)
     DIR/labels.json     the class names in output order
+    DIR/model.xml, DIR/model.bin   the end-to-end model as OpenVINO IR (float32 weights) for CPU serving with
+                        OpenVINO alone: input uint8 (N, s, s, 3) already at the cache's input size s (OpenVINO
+                        does not convert the antialiased any-size resize); written when `openvino` is installed
 
 Inside the model, images are resized (bilinear, antialiased, as Pillow's resize in predict) to
 the size the cache's extraction read, rounded to whole pixel values, then go through the cache's
@@ -61,6 +64,7 @@ def export_run(run, folder: Path, force: bool = False, allow_weights_mismatch: b
         tmp.mkdir(parents=True)
         model.save(tmp / "model.keras")
         model.export(str(tmp / "saved_model"), format="tf_saved_model", verbose=False)
+        write_openvino_ir(e2e.model, tmp)
         (tmp / "labels.json").write_text(json.dumps(run.class_names, ensure_ascii=False) + "\n")
         if folder.exists():
             old = temp_name(folder.with_name(folder.name + ".old"))
@@ -75,4 +79,22 @@ def export_run(run, folder: Path, force: bool = False, allow_weights_mismatch: b
     except BaseException:  # a bug or Ctrl-C: nothing half-written stays behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {"model": folder / "model.keras", "saved_model": folder / "saved_model", "labels": folder / "labels.json"}
+    written = {"model": folder / "model.keras", "saved_model": folder / "saved_model", "labels": folder / "labels.json"}
+    if (folder / "model.xml").is_file():
+        written["openvino"] = folder / "model.xml"
+    return written
+
+
+def write_openvino_ir(model, folder: Path) -> None:
+    """The end-to-end model as OpenVINO IR (folder/model.xml and model.bin, weights kept in float32); nothing
+    without the optional `openvino` package or when OpenVINO cannot convert the graph."""
+    from featurecache.runtime import openvino_module, quiet_convert
+
+    ov = openvino_module()
+    if ov is None:
+        return
+    try:
+        converted = quiet_convert(model)
+    except Exception:  # noqa: BLE001 - a graph OpenVINO cannot convert leaves the other formats to serve
+        return
+    ov.save_model(converted, str(folder / "model.xml"), compress_to_fp16=False)

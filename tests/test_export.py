@@ -100,3 +100,32 @@ def test_export_refuses_a_forest_and_a_file_as_folder(photo_runs, tmp_path):
     (tmp_path / "f").write_text("")
     assert "is a file" in error_line(invoke("--run", photo_runs["lr"], "--export", tmp_path / "f"), 2)
     assert "no IMAGES" in error_line(invoke("--run", photo_runs["lr"]), 1)
+
+
+@pytest.mark.slow
+def test_exported_openvino_ir_alone_gives_predicts_classes(photo_runs, tmp_path):
+    """model.xml/model.bin, loaded by OpenVINO with none of this project (nor TensorFlow) imported."""
+    pytest.importorskip("openvino")
+    from extract.datasets import load_image
+
+    out = tmp_path / "export"
+    result = invoke("--run", photo_runs["lr"], "--export", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "model.xml").is_file() and (out / "model.bin").is_file() and "openvino:" in result.output
+    files = fixture_files()
+    expected = {p["image"]: p["class"] for p in json.loads(invoke("--run", photo_runs["lr"], *files, "--json").output)["predictions"]}
+    np.save(tmp_path / "pixels.npy", np.stack([load_image(f, 32) for f in files]))
+    script = (
+        "import json, sys, numpy as np, openvino as ov\n"
+        f"model = ov.Core().compile_model({str(out / 'model.xml')!r}, 'CPU', {{'INFERENCE_PRECISION_HINT': 'f32'}})\n"
+        f"labels = json.load(open({str(out / 'labels.json')!r}))\n"
+        f"probs = model(np.load({str(tmp_path / 'pixels.npy')!r}))[0]\n"
+        "assert not any(m.split('.')[0] in ('featurecache', 'classify', 'extract', 'predict', 'tensorflow', 'keras')"
+        " for m in sys.modules)\n"
+        "print(json.dumps({'classes': [labels[i] for i in np.argmax(probs, 1)], 'sums': probs.sum(1).tolist()}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["classes"] == [expected[f] for f in files]
+    assert np.allclose(got["sums"], 1.0, atol=1e-4)
