@@ -94,15 +94,20 @@ def convert(keras_model, key: tuple):
             except Exception:  # noqa: BLE001 - a damaged entry is converted again
                 model = None
         if model is None:
-            from featurecache.tfimport import quiet_fd2
-
-            with warnings.catch_warnings(), quiet_fd2():
-                warnings.simplefilter("ignore")  # Keras' note that the input is passed as a list, not by name
-                model = ov.convert_model(keras_model)
+            model = quiet_convert(keras_model)
             if os.environ.get("FEATURECACHE_OPENVINO_CACHE") != "off":
                 save_ir(model, xml)
         _CONVERTED[key] = model
     return _CONVERTED[key]
+
+
+def quiet_convert(keras_model):
+    """`openvino.convert_model` of a Keras model, without TensorFlow's and Keras' chatter."""
+    from featurecache.tfimport import quiet_fd2
+
+    with warnings.catch_warnings(), quiet_fd2():
+        warnings.simplefilter("ignore")  # Keras' note that the input is passed as a list, not by name
+        return openvino_module().convert_model(keras_model)
 
 
 def save_ir(model, xml: Path) -> None:
@@ -137,8 +142,6 @@ class OpenVinoRunner:
         self.config = {"INFERENCE_PRECISION_HINT": OV_PRECISIONS[precision], "PERFORMANCE_HINT": "THROUGHPUT"}
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = int(threads)
-        if os.environ.get("FEATURECACHE_OV_STREAMS"):  # measurements only (docs/performance.md)
-            self.config["NUM_STREAMS"] = os.environ["FEATURECACHE_OV_STREAMS"]
         self.batch_size = batch_size
         self.requests = 0        # infer requests OpenVINO runs at once; read from the first compiled model
         self._compiled: dict[int, list] = {}  # rows per request -> that compiled model's infer requests
