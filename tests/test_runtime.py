@@ -148,3 +148,17 @@ def test_a_bfloat16_run_is_not_resumed_on_the_other_runtime(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert lines[-1].startswith("Error: ") and "precision_runtime 'tensorflow' != 'openvino'" in lines[-1]
     assert sorted(p.name for p in partial_dir(out).iterdir()) == before and not out.exists()
+
+
+def test_a_reduced_precision_cache_runs_on_the_runtime_that_made_it():
+    """float32 caches take the runtime asked for; a bfloat16 cache its own, another is one UserError."""
+    from featurecache.errors import UserError
+    from featurecache.extractor import cache_runtime
+    from featurecache.runtime import openvino_module
+
+    assert cache_runtime({"precision": "float32", "runtime": "openvino"}, "tensorflow") == "tensorflow"
+    assert cache_runtime({"precision": "bfloat16"}, "auto") == "tensorflow"   # made before runtimes were recorded
+    with pytest.raises(UserError, match="computed in bfloat16 on tensorflow.*--runtime tensorflow"):
+        cache_runtime({"precision": "bfloat16", "runtime": "tensorflow"}, "openvino")
+    if openvino_module() is not None:
+        assert cache_runtime({"precision": "bfloat16", "runtime": "openvino"}, "auto") == "openvino"
