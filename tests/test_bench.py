@@ -164,6 +164,7 @@ def test_extract_step_on_fixture_images(tmp_path, cifar_fixture):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # five whole processes: minutes on a busy 2-core machine
 def test_bench_runtime_quick_row_compares_plain_keras_with_extract(tmp_path):
     """`python -m bench.runtime --rows resnet50 --quick`: three whole processes, their table and JSON."""
     pytest.importorskip("openvino")
