@@ -22,10 +22,10 @@ CLASSIFY_OPTS = $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,tracking,distributed]'
+	$(BIN)/python -m pip install --quiet -e '.[test,tracking,distributed,runtime]'
 	touch $@
 
-.PHONY: help install features classify compare learning-curve predict bench bench-accuracy bench-augment bench-decode test clean robustness export
+.PHONY: help install features classify compare learning-curve predict bench bench-runtime bench-accuracy bench-augment bench-decode test clean robustness export
 
 ## Show this help (default goal)
 help:
@@ -83,6 +83,10 @@ export: $(STAMP)
 ## Benchmark: the classic way (a frozen VGG16 and its head trained end to end, the backbone re-run every epoch) vs this project, side by side, on ../shared/data (writes reports/bench/); SCALE=full: 60,000 synthetic images (reports/bench-full/)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(SCALE),--scale "$(SCALE)") $(BENCH_ARGS)
+
+## The real path: plain Keras predict vs extract (float32, bfloat16) as whole processes at 224 px: Lite0 file, ResNet50, VGG16 (writes reports/bench-runtime/)
+bench-runtime: $(STAMP)
+	$(BIN)/python -m bench.runtime $(BENCH_RUNTIME_ARGS)
 
 ## Accuracy with the real ImageNet-trained EfficientNet-Lite0 in ../shared/models: LR, MLP, RF on CIFAR-10 at 224 px and cats-vs-dogs
 bench-accuracy: $(STAMP)

@@ -78,7 +78,7 @@ def throughput_images(size: int, limit: int) -> int:
 
 
 def extraction_steps(step: Recorder, data: str, sizes: list[int], memory_sizes: list[int], memory_limit: int,
-                     lim: list[str], quick: bool, full_limit: int | None = None) -> None:
+                     lim: list[str], quick: bool, full_limit: int | None = None, precision: str = "auto") -> None:
     """Peaks, then seed predict and extract side by side at each size (pairs run back to back, so each ratio
     compares runs under the same machine load), Ray, float32, and the memory comparison.
 
@@ -97,7 +97,7 @@ def extraction_steps(step: Recorder, data: str, sizes: list[int], memory_sizes: 
              f"seed_predict_{s}")
         step(f"extract_{s}", job, "extract",
              ["--data-dir", data, "--size", str(s), "--out", str(work / f"cifar10-{s}px-auto.h5"),
-              *(lim if s == sizes[0] else few)], work, f"extract_{s}")
+              "--precision", precision, *(lim if s == sizes[0] else few)], work, f"extract_{s}")
     if full_limit:
         return
     # Ray Data with 2 workers against the single process, at 64 px where asked (else the largest size)
@@ -161,6 +161,8 @@ def training_steps(step: Recorder, data: str, base: int, epochs: int, lim: list[
                    "reports/bench-full with --scale full, so neither run overwrites the other).")
 @click.option("--quick", is_flag=True,
               help="Smoke run: 100 images per split, 32 px, 1 epoch, 32 vs 64 px memory, small matmuls.")
+@click.option("--precision", type=click.Choice(("auto", "float32", "bfloat16")), default="auto", show_default=True,
+              help="Precision of the extract rows (auto: float32 on a CPU); bfloat16 for its rows.")
 @click.option("--keep-caches", is_flag=True, help="Keep the caches the bench builds (in <out-dir>/work).")
 @click.option("--scale", type=click.Choice(("subset", "full")), default="subset", show_default=True,
               help="full: a synthetic 60,000-image CIFAR-10 tiled from --data-dir with flips and shifts; sizes "
@@ -170,7 +172,8 @@ def training_steps(step: Recorder, data: str, base: int, epochs: int, lim: list[
               help="--scale full: images per split for the throughput rows (at 64 px; proportionally fewer "
                    "above), the first size's extract excepted.")
 def cli(data_dir: Path, sizes: list[int], limit: int | None, epochs: int, memory_sizes: list[int],
-        memory_limit: int, out_dir: Path, quick: bool, keep_caches: bool, scale: str, throughput_limit: int) -> None:
+        memory_limit: int, out_dir: Path, quick: bool, precision: str, keep_caches: bool, scale: str,
+        throughput_limit: int) -> None:
     """Benchmark the seed style (VGG16 float32 on one big array, 10 epochs end to end) against
     extract-once + LR/RF/MLP on the cache, and check the performance targets of issue 4."""
     out_dir = out_dir or Path("reports/bench-full" if scale == "full" else "reports/bench")
@@ -202,7 +205,7 @@ def cli(data_dir: Path, sizes: list[int], limit: int | None, epochs: int, memory
     started = time.perf_counter()
     steps = Recorder(work)
     try:
-        extraction_steps(steps, data, sizes, memory_sizes, memory_limit, lim, quick, full_limit)
+        extraction_steps(steps, data, sizes, memory_sizes, memory_limit, lim, quick, full_limit, precision)
         training_steps(steps, data, sizes[0], epochs, lim, full=bool(full))
     except StepFailed as e:
         raise click.ClickException(str(e)) from None

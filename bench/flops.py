@@ -1,6 +1,6 @@
 """FLOPs of a Keras model, counted from its own layers.
 
-Convention: one multiply-add is 2 FLOPs; only Conv2D and Dense layers are
+Convention: one multiply-add is 2 FLOPs; only Conv2D, DepthwiseConv2D and Dense layers are
 counted (bias adds, ReLU, pooling and resizing are well under 1% of VGG16 and
 are left out, as is usual when quoting GFLOP/s).
 """
@@ -26,6 +26,10 @@ def layer_flops(model) -> list[dict]:
             c_in = layer.input.shape[-1]
             kh, kw = layer.kernel_size
             macs = h * w * c_out * kh * kw * c_in // layer.groups
+        elif kind == "DepthwiseConv2D":
+            _, h, w, c_out = layer.output.shape
+            kh, kw = layer.kernel_size
+            macs = h * w * c_out * kh * kw
         elif kind == "Dense":
             macs = layer.input.shape[-1] * layer.units
         else:

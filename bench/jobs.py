@@ -160,11 +160,12 @@ def seed_train(data_dir: str, size: int, epochs: int, limit: int | None, seed: i
 @click.option("--data-dir", required=True)
 @click.option("--size", type=int, required=True)
 @click.option("--precision", default="auto")
+@click.option("--runtime", default="auto")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--limit", type=int, default=None)
 @click.option("--out", required=True)
 @click.option("--json", "json_out", required=True)
-def extract(data_dir: str, size: int, precision: str, batch_size: int | None, limit: int | None,
+def extract(data_dir: str, size: int, precision: str, runtime: str, batch_size: int | None, limit: int | None,
             out: str, json_out: str) -> None:
     """This project: `extract.pipeline.run` at its defaults (weights none), writing the cache."""
     from extract import pipeline
@@ -173,18 +174,21 @@ def extract(data_dir: str, size: int, precision: str, batch_size: int | None, li
     from featurecache.extractor import Extractor
     from featurecache.precision import resolve_precision
 
-    cfg = ExtractConfig(data_dir=data_dir, image_size=size, weights="none", precision=precision,
+    from featurecache.runtime import resolve_runtime
+
+    cfg = ExtractConfig(data_dir=data_dir, image_size=size, weights="none", precision=precision, runtime=runtime,
                         batch_size=batch_size, limit=limit, out=out, force=True)
     t0 = time.perf_counter()
     ds = load_cifar10(data_dir, limit)
-    extractor = Extractor("vgg16", "gap", size, "none", 0, resolve_precision(cfg.precision), native_size=32)
+    extractor = Extractor("vgg16", "gap", size, "none", 0, resolve_precision(cfg.precision), native_size=32,
+                          runtime=resolve_runtime(runtime))
     t1 = time.perf_counter()
     result = pipeline.run(cfg, ds, Path(out), extractor)  # model build, batches, parts, HDF5 file
     t2 = time.perf_counter()
     rows = sum(result.rows.values())
     _write(json_out, {
         "images": int(rows), "size": size, "precision": extractor.precision, "batch_size": result.batch_size,
-        "load_s": t1 - t0, "seconds": t2 - t1, "loop_s": result.seconds,
+        "runtime": extractor.runtime, "load_s": t1 - t0, "seconds": t2 - t1, "loop_s": result.seconds,
         "cache_mb": Path(out).stat().st_size / 2**20,
     })
 

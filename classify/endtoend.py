@@ -158,7 +158,7 @@ def build(run: SavedRun, allow_weights_mismatch: bool = False) -> EndToEnd:
     """The run's end-to-end model on its cache's extractor (weights and model files checked against the cache)."""
     from featurecache.extractor import Extractor
 
-    extractor = Extractor.from_cache(run.cache_attrs, allow_weights_mismatch)
+    extractor = Extractor.from_cache(run.cache_attrs, allow_weights_mismatch, keras=True)  # gradients: TensorFlow
     if run.record.get("model_format") in ("forest", "knn"):   # no Keras form: scored through the saved arrays
         return EndToEnd(run, extractor, None, None)
     from featurecache.tfimport import keras

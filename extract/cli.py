@@ -23,6 +23,7 @@ from extract.config import ExtractConfig
 from featurecache.backbones import BACKBONES, POOLINGS, PRECISIONS
 from featurecache.cache import features_dir, partial_dir, set_latest
 from featurecache.errors import UserError
+from featurecache.runtime import RUNTIMES
 
 
 class BackboneParam(click.ParamType):
@@ -76,9 +77,13 @@ def _raise_interrupt(signum, frame):
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for random weights and for the train/test split of single-level folders.")
 @click.option("--precision", type=click.Choice(("auto",) + PRECISIONS), default="auto", show_default=True,
-              help="Compute precision; auto picks bfloat16 where the CPU/GPU runs it fast. Caches store float32.")
+              help="Compute precision; auto is float32 on a CPU (exact), bfloat16/float16 on a GPU that runs it "
+                   "fast. bfloat16 is faster on CPUs with AVX-512 BF16 or AMX. Caches store float32.")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="auto", show_default=True,
+              help="What runs the model: auto is OpenVINO on a CPU-only machine where it is installed "
+                   "(pip install -e '.[runtime]'), TensorFlow otherwise. float32 features agree across runtimes.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Images per batch. Default: measured per precision and size.")
+              help="Images per batch. Default: measured per runtime, precision and size.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Use only N images of each split (quick runs): photo folders take a stratified subset "
                    "seeded by --seed, in the folder's order; CIFAR-10 takes the first N of each split.")
@@ -154,7 +159,7 @@ def cli(**options) -> None:
     if cfg.augment:
         splits += f"; {cfg.views} view(s) of each training image" + (
             f", {cfg.test_views} of each test image" if cfg.test_views else "") + f" ({cfg.augment})"
-    click.echo(f"wrote {out}: {splits} ({result.precision}, batch {result.batch_size}, {result.speed()})")
+    click.echo(f"wrote {out}: {splits} ({result.precision} on {result.runtime}, batch {result.batch_size}, {result.speed()})")
     if result.skipped:
         shown = ", ".join(result.skipped[:5]) + (" ..." if len(result.skipped) > 5 else "")
         click.echo(f"skipped {len(result.skipped)} unreadable file(s), listed in the cache's 'skipped' attribute: {shown}")
@@ -198,12 +203,13 @@ def _extract(cfg: ExtractConfig, where: dict):
     from extract.pipeline import settings
     from featurecache.extractor import Extractor
     from featurecache.precision import resolve_precision
+    from featurecache.runtime import resolve_runtime
 
     from extract.config import augment_settings
 
     augment_settings(cfg)  # bad augmentation options fail before anything loads or is written
     extractor = Extractor(cfg.backbone, cfg.pooling, cfg.image_size, cfg.weights, cfg.seed,
-                          resolve_precision(cfg.precision), cfg.feature_layer)
+                          resolve_precision(cfg.precision), cfg.feature_layer, runtime=resolve_runtime(cfg.runtime))
     out = Path(cfg.out) if cfg.out else default_cache_path(
         dataset_name(cfg.data_dir), settings(cfg, extractor, is_image_folder(Path(cfg.data_dir or "")) if cfg.data_dir else False))
     dataset = load_dataset(cfg.data_dir, extractor.sizes.model, cfg.limit, cfg.test_fraction, cfg.seed,
@@ -221,7 +227,7 @@ def _extract(cfg: ExtractConfig, where: dict):
         click.echo(f"skipped {len(dataset.not_images)} file(s) that are not images: {shown}", err=True)
     sizes = ", ".join(f"{s} {len(d):,}" for s, d in dataset.splits.items())
     click.echo(f"extract: {dataset.name} ({sizes} images) -> {out}", err=True)
-    shown = {**cfg.settings(dataset.kind == "folder"), "precision": extractor.precision}
+    shown = {**cfg.settings(dataset.kind == "folder"), "precision": extractor.precision, "runtime": extractor.runtime}
     click.echo("settings: " + json.dumps(shown, allow_nan=False), err=True)
 
     def make_bar(split: str, total: int, initial: int):

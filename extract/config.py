@@ -19,7 +19,8 @@ class ExtractConfig:
     feature_layer: str | None = None # take this inner layer's output instead of the backbone's
     seed: int = 0                    # random weights with --weights none; folder train/test split
     precision: str = "auto"          # auto | float32 | bfloat16 | float16 (compute; caches store float32)
-    batch_size: int | None = None    # None: a measured default for the precision and size
+    runtime: str = "auto"            # auto | tensorflow | openvino (featurecache/runtime.py)
+    batch_size: int | None = None    # None: a measured default for the runtime, precision and size
     limit: int | None = None         # first N images of each split
     test_fraction: float = 0.2       # single-level image folders only
     out: str | None = None           # None: features/<default name> (extract.naming)

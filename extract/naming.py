@@ -43,6 +43,8 @@ NAME_PARTS: dict[str, Callable[[dict], str | None]] = {
     "weights_sha256": lambda s: None,  # part of "weights"
     "seed": lambda s: s["seed"] != 0 and f"seed{s['seed']}",
     "precision": lambda s: SHORT_PRECISION.get(s["precision"]),
+    # "" in float32 (runtimes agree to rounding); otherwise the runtime, whose bfloat16 differs from the other's
+    "precision_runtime": lambda s: s.get("precision_runtime") or None,
     "store_dtype": lambda s: s["store_dtype"] != "float32" and f"store-{SHORT_PRECISION.get(s['store_dtype'], s['store_dtype'])}",
     "limit": lambda s: s["limit"] not in (None, -1) and f"limit{s['limit']}",
     "test_fraction": lambda s: s["test_fraction"] not in (-1.0, 0.2) and f"test{s['test_fraction']:g}",

@@ -35,6 +35,7 @@ from featurecache.errors import UserError
 from featurecache.extractor import Extractor
 from featurecache.files import atomic_path, check_writable, remove_stale_temps, room_error, versions
 from featurecache.precision import default_batch_size
+from featurecache.runtime import identity_runtime
 
 MANIFEST = "manifest.json"
 
@@ -53,6 +54,7 @@ class Summary:
     rows: dict[str, int] = field(default_factory=dict)
     feature_dim: int = 0
     precision: str = ""
+    runtime: str = ""
     batch_size: int = 0
     seconds: float = 0.0
     computed: int = 0              # rows run through the model by this run (resumed rows excluded)
@@ -97,6 +99,8 @@ def differences(have: dict, want: dict) -> list[str]:
     keys = [k for k in IDENTITY_ATTRS if k in want]
     # caches written before model files (or views) were supported lack the new keys: "" (no views) is their value
     old = {k: IDENTITY_DEFAULTS.get(k, "") for k in keys}
+    # before the runtime was recorded, every cache was computed by TensorFlow
+    old["precision_runtime"] = identity_runtime("tensorflow", have.get("precision", "float32"))
     return [f"{k} {have.get(k, old[k])!r} != {want[k]!r}" for k in keys if have.get(k, old[k]) != want[k]]
 
 
@@ -306,13 +310,14 @@ def run(cfg: ExtractConfig, dataset: Dataset, out: Path, extractor: Extractor,
         dataset.save_index()
         if not cfg.force and check_existing(out, ident, False):
             return up_to_date(out, ident, dataset.location, log)  # another run finished it while this one waited
-        batch_size = cfg.batch_size or default_batch_size(extractor.precision, model_size)
+        batch_size = cfg.batch_size or default_batch_size(extractor.precision, model_size, extractor.runtime)
         part_rows = -(-max(cfg.checkpoint_every, 1) // batch_size) * batch_size
         checkpoints = Checkpoints(out)
         manifest = checkpoints.prepare({"identity": ident, "batch_size": batch_size, "part_rows": part_rows},
                                        cfg.force)
         summary = engine.summary(status="built", out=out, feature_dim=dim, precision=extractor.precision,
-                                 batch_size=manifest["batch_size"])
+                                 batch_size=manifest["batch_size"], runtime=extractor.runtime)
+        extractor.batch_size = manifest["batch_size"]  # what OpenVINO compiles for
         started = time.perf_counter()
         parts = engine.compute(dataset, extractor, checkpoints, manifest, dim, summary, make_bar, log,
                                augment_settings(cfg))

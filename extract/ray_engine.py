@@ -194,6 +194,7 @@ def extractor_spec(extractor: Extractor) -> dict:
     """The arguments that rebuild `extractor` in an actor: the same graph, sizes and weights."""
     return {"backbone": extractor.backbone, "pooling": extractor.pooling, "image_size": extractor.image_size,
             "weights": extractor.weights, "seed": extractor.seed, "precision": extractor.precision,
+            "runtime": extractor.runtime,
             "feature_layer": extractor.feature_layer, "native_size": extractor.sizes.input}
 
 
@@ -236,6 +237,7 @@ class FeatureActor:
         except RuntimeError:
             pass  # TensorFlow already running in this worker: it keeps its threads
         self.extractor = Extractor(**spec)
+        self.extractor.threads = threads  # OpenVINO: the actor's share of the cores, as TensorFlow's above
         self.dim = self.extractor.feature_dim
 
     def __call__(self, batch: dict) -> dict:

@@ -11,6 +11,8 @@ Layout (format_version 1):
     /test/view_features   (N, K', D), only with --test-views K': views for test-time augmentation
     root attributes: format="featurecache", format_version, dataset, data_kind, data_location,
     data_fingerprint, backbone, pooling, image_size, model_size, weights, seed, precision,
+    runtime (tensorflow | openvino: what computed it), precision_runtime (the runtime where the
+    precision is not float32, "" otherwise: float32 features agree across runtimes within rounding),
     class_names, feature_dim, n_train, n_test, skipped (JSON), config (JSON), versions (JSON), created,
     augment ("flip,crop", "" without views), views, rotate_degrees, test_views.
 
@@ -53,7 +55,7 @@ REQUIRED_ATTRS = ("dataset", "backbone", "pooling", "image_size", "weights", "cl
 # settings that define a cache: a cache is reused only if all of these match
 IDENTITY_ATTRS = (
     "data_fingerprint", "backbone", "pooling", "image_size", "weights", "weights_sha256", "backbone_sha256",
-    "feature_layer", "seed", "precision", "limit", "test_fraction", "store_dtype",
+    "feature_layer", "seed", "precision", "precision_runtime", "limit", "test_fraction", "store_dtype",
     "augment", "views", "rotate_degrees", "test_views",
 )
 # what a cache written before an identity attribute existed is taken to have had (no views)

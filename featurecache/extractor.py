@@ -31,6 +31,7 @@ import numpy as np
 from featurecache.backbones import BACKBONES, POLICIES, POOLINGS
 from featurecache.errors import UserError, reason
 from featurecache.files import sha256
+from featurecache.runtime import OV_PRECISIONS, identity_runtime
 
 FILE_DEFAULT_SIZE = 224  # a model file without a fixed input size runs at this size unless told otherwise
 
@@ -80,14 +81,25 @@ class Extractor:
     def __init__(self, backbone: str = "vgg16", pooling: str = "gap", image_size: int | None = None,
                  weights: str = "imagenet", seed: int = 0, precision: str = "float32",
                  feature_layer: str | None = None, native_size: int | None = None,
-                 expect_sha256: dict[str, str] | None = None, allow_weights_mismatch: bool = False):
+                 expect_sha256: dict[str, str] | None = None, allow_weights_mismatch: bool = False,
+                 runtime: str = "tensorflow"):
         """`native_size`: the size the image source delivers (CIFAR-10: 32); None feeds pixels already at the
         model's size. `expect_sha256`: {"weights": hex, "backbone": hex} recorded by a cache; a file whose
-        digest differs is refused unless `allow_weights_mismatch`."""
+        digest differs is refused unless `allow_weights_mismatch`. `runtime`: tensorflow or openvino
+        (`featurecache.runtime.resolve_runtime` turns auto into one of them)."""
         if pooling not in POOLINGS:
             raise UserError(f"--pooling {pooling} is not one of {', '.join(POOLINGS)}")
         if precision not in POLICIES:
             raise UserError(f"--precision {precision} is not one of {', '.join(POLICIES)}")
+        if runtime not in ("tensorflow", "openvino"):
+            raise UserError(f"--runtime {runtime} is not one of tensorflow, openvino")
+        if runtime == "openvino" and precision not in OV_PRECISIONS:
+            raise UserError(f"--precision {precision} runs on TensorFlow only; pass --runtime tensorflow "
+                            f"or --precision {' or '.join(OV_PRECISIONS)}")
+        self.runtime = runtime
+        self.batch_size: int | None = None  # OpenVINO compiles for a batch size: set it before the first call
+        self.threads: int | None = None     # OpenVINO's threads (None: every core)
+        self._runners: dict = {}
         self.backbone = check_backbone(backbone)
         self.from_file = self.backbone not in BACKBONES
         self.pooling, self.seed, self.precision = pooling, int(seed), precision
@@ -113,8 +125,14 @@ class Extractor:
     # ------------------------------------------------------------------ construction from a cache
 
     @classmethod
-    def from_cache(cls, attrs: dict, allow_weights_mismatch: bool = False) -> "Extractor":
-        """The extractor that made a cache, from its attributes, with the weights and model file checked."""
+    def from_cache(cls, attrs: dict, allow_weights_mismatch: bool = False, runtime: str = "tensorflow",
+                   keras: bool = False) -> "Extractor":
+        """The extractor that made a cache, from its attributes, with the weights and model file checked.
+
+        `runtime` (auto, tensorflow, openvino) applies as asked to a float32 cache; a cache computed in
+        another precision runs on the runtime that made it, whose rounding its features hold (asking for
+        another is one UserError). `keras`: TensorFlow whatever made the cache, for gradients and export."""
+        runtime = "tensorflow" if keras else cache_runtime(attrs, runtime)
         backbone = attrs.get("backbone_file") or attrs["backbone"]
         weights = attrs.get("weights", "imagenet")
         if weights not in ("imagenet", "none", "file") and not Path(weights).is_file():
@@ -128,7 +146,7 @@ class Extractor:
                    attrs.get("precision", "float32"), attrs.get("feature_layer") or None, native_size=native,
                    expect_sha256={"weights": attrs.get("weights_sha256", ""),
                                   "backbone": attrs.get("backbone_sha256", "")},
-                   allow_weights_mismatch=allow_weights_mismatch)
+                   allow_weights_mismatch=allow_weights_mismatch, runtime=runtime)
 
     def feed(self, native_size: int | None) -> None:
         """Say the size the image source delivers (before the model is built); None: the model's size."""
@@ -175,12 +193,13 @@ class Extractor:
             "feature_layer": self.feature_layer or "",
             "seed": self.seed,
             "precision": self.precision,
+            "precision_runtime": identity_runtime(self.runtime, self.precision),
         }
 
     def record(self) -> dict:
         """Identity plus what helps a reader: the model file's path and name, the model size."""
         return {**self.identity(), "backbone_file": self.backbone if self.from_file else "",
-                "model_name": self.model_name, "model_size": self.sizes.model}
+                "model_name": self.model_name, "model_size": self.sizes.model, "runtime": self.runtime}
 
     # ------------------------------------------------------------------ the model
 
@@ -196,7 +215,10 @@ class Extractor:
         return int(np.prod(self.model.output_shape[1:]))
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        """(n, input_size, input_size, 3) uint8 -> (n, D) float32, one traced graph for every batch size."""
+        """(n, input_size, input_size, 3) uint8 -> (n, D) float32, one traced graph for every batch size
+        (OpenVINO: one compiled model, for `batch_size` or the first call's batch)."""
+        if self.runtime == "openvino":
+            return self._runner("main", self.model, len(images))(images)
         if self._call is None:
             from featurecache.tfimport import tensorflow
 
@@ -232,10 +254,34 @@ class Extractor:
             @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8),
                                           tf.TensorSpec([None, 2], tf.int32)], reduce_retracing=True)
             def run(batch, pairs):
-                return features(augment.augment_images(k, aug_layers, pixels(batch), pairs))
+                x = augment.augment_images(k, aug_layers, pixels(batch), pairs)
+                return x if self.runtime == "openvino" else features(x)  # OpenVINO runs the rest below
 
             self._view_calls[key] = run
-        return self._view_calls[key](images, seeds).numpy()
+        out = self._view_calls[key](images, seeds).numpy()
+        if self.runtime == "openvino":
+            out = self._runner("features", self._features_model(), len(images))(out)
+        return out
+
+    def _features_model(self):
+        """The graph after the augmentation as a Keras model: float32 pixels at the model's size -> (n, D)."""
+        from featurecache.tfimport import keras
+
+        k, m = keras(), self.sizes.model
+        self.model  # builds the stages
+        pixels = k.Input((m, m, 3), dtype="float32", name="pixels")
+        return k.Model(pixels, self._stages[1](pixels), name=f"{self.name}_features_{m}")
+
+    def _runner(self, stage: str, model, rows: int):
+        """The OpenVINO runner of one stage ("main": the whole graph, "features": after the augmentation),
+        converted once per process and compiled on first use."""
+        if stage not in self._runners:
+            from featurecache.runtime import OpenVinoRunner, convert
+
+            key = (tuple(sorted(self.record().items())), self.sizes.input, stage)
+            self._runners[stage] = OpenVinoRunner(convert(model, key), self.precision, self.batch_size or rows,
+                                                   self.threads)
+        return self._runners[stage]
 
     def _file_input_size(self) -> int | None:
         shape = self._load_file().input_shape
@@ -270,7 +316,8 @@ class Extractor:
 
     def _base(self, k, size: int):
         """The backbone up to its feature output, in `self.precision`, frozen."""
-        policy = POLICIES[self.precision]
+        # OpenVINO gets the float32 graph and computes it in the precision its compile hint names
+        policy = POLICIES[self.precision] if self.runtime == "tensorflow" else "float32"
         if self.from_file:
             base = self._load_file()
             if policy != "float32":
@@ -346,6 +393,20 @@ class Extractor:
         self._stages = (pixels, features)  # augmented views run between the two (`views`)
         inputs = k.Input((sizes.input, sizes.input, 3), dtype="uint8", name="images")
         return k.Model(inputs, features(pixels(inputs)), name=f"{self.name}_{self.pooling}_{sizes.model}")
+
+
+def cache_runtime(attrs: dict, runtime: str) -> str:
+    """The runtime that reproduces a cache's features: as asked in float32, the cache's own otherwise."""
+    from featurecache.runtime import resolve_runtime
+
+    precision = attrs.get("precision", "float32")
+    if precision == "float32":
+        return resolve_runtime(runtime)
+    made = attrs.get("runtime") or "tensorflow"  # caches from before the runtime was recorded: TensorFlow
+    if runtime not in ("auto", made):
+        raise UserError(f"the cache was computed in {precision} on {made}, whose rounding its features hold; "
+                        f"pass --runtime {made} (or auto), or re-extract the cache with --precision float32")
+    return resolve_runtime(made)
 
 
 def _with_policy(k, model, policy: str):

@@ -1,8 +1,9 @@
 """What the hardware runs well: compute precision and batch size defaults.
 
-`auto` picks bfloat16 on CPUs with AVX-512 BF16 or AMX, bfloat16 on GPUs of
-compute capability 8.0 and up, float16 on 7.x, float32 otherwise
-(docs/performance.md says why).
+`auto` is exact on a CPU: float32, whatever the CPU supports (bfloat16 changes
+the features by more than rounding; ask for it with `--precision bfloat16`).
+On a GPU it picks bfloat16 at compute capability 8.0 and up, float16 on 7.x,
+float32 otherwise (docs/performance.md says why).
 """
 
 from __future__ import annotations
@@ -59,14 +60,15 @@ def resolve_precision(precision: str) -> str:
         if cap >= (8, 0):
             return "bfloat16"
         return "float16" if cap >= (7, 0) else "float32"
-    return "bfloat16" if cpu_has_bf16() else "float32"
+    return "float32"  # on a CPU only asked-for bfloat16 is used: auto stays exact
 
 
-def default_batch_size(precision: str, model_size: int) -> int:
+def default_batch_size(precision: str, model_size: int, runtime: str = "tensorflow") -> int:
     """512 images at 32 px, then proportionally fewer so a batch's activations stay about the
-    same size (64 px: 128, 128 px: 32, 224 px: 8). GPUs take 256. docs/performance.md has the
-    measurements behind these numbers."""
+    same size (64 px: 128, 128 px: 32, 224 px: 8); OpenVINO, which splits a batch over its infer
+    requests, takes at least 16. GPUs take 256. docs/performance.md has the measurements behind
+    these numbers."""
     if gpu_capability() is not None:
         return 256
     rows = 512 * (32 / max(model_size, 32)) ** 2
-    return int(max(8, 2 ** round(math.log2(rows))))
+    return int(max(16 if runtime == "openvino" else 8, 2 ** round(math.log2(rows))))

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from featurecache.errors import UserError
+from featurecache.runtime import RUNTIMES
 from predict.images import collect_images, predict_images
 
 BEST = "best"  # --run best: the best run of a cache by validation accuracy
@@ -33,6 +34,9 @@ BEST = "best"  # --run best: the best run of a cache by validation accuracy
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="auto", show_default=True,
+              help="What runs the backbone: auto is OpenVINO on a CPU-only machine where it is installed, "
+                   "TensorFlow otherwise (a bfloat16 cache runs on the runtime that made it).")
 @click.option("--allow-weights-mismatch", is_flag=True,
               help="Predict even if the weights or model file differ from those the run's cache was made with.")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -40,7 +44,7 @@ BEST = "best"  # --run best: the best run of a cache by validation accuracy
 @click.option("--force", is_flag=True,
               help="With --export: replace an earlier export in that folder (a folder holding other files is refused).")
 def cli(run_path: Path, reports_dir: Path, features: str | None, images: tuple[Path, ...], as_json: bool,
-        batch_size: int, allow_weights_mismatch: bool, export_dir: Path | None, force: bool) -> None:
+        batch_size: int, runtime: str, allow_weights_mismatch: bool, export_dir: Path | None, force: bool) -> None:
     """Predict the class of each image with a saved classify run.
 
     IMAGES are image files or folders (searched recursively). Only run files
@@ -61,7 +65,7 @@ def cli(run_path: Path, reports_dir: Path, features: str | None, images: tuple[P
         if not images:
             return
     files, not_images = collect_images(images)
-    results, skipped = predict_images(run, files, batch_size, allow_weights_mismatch)
+    results, skipped = predict_images(run, files, batch_size, allow_weights_mismatch, runtime)
     skipped = not_images + skipped
     if as_json:
         click.echo(json.dumps({"run": str(run_path), "predictions": results, "skipped": skipped}, indent=1,

@@ -7,6 +7,9 @@ Writes, into DIR (written aside and renamed into place, so a failed export leave
                         `serving_default`, input a batch of uint8 images (N, H, W, 3) of any size,
                         one output, the class probabilities (N, C)
     DIR/labels.json     the class names in output order
+    DIR/model.xml, DIR/model.bin   the end-to-end model as OpenVINO IR (float32 weights) for CPU serving with
+                        OpenVINO alone: input uint8 (N, s, s, 3) already at the cache's input size s (OpenVINO
+                        does not convert the antialiased any-size resize); written when `openvino` is installed
     DIR/export.json     which run this is an export of (its record and run id)
 
 A folder that is not empty is refused: where it holds an export of the same run, the message
@@ -35,7 +38,7 @@ EXPORT_RECORD = "export.json"  # which run a folder is an export of
 
 # what an export writes into its folder, and all that `--force` may replace there; a format added to
 # the export (an OpenVINO model.xml and model.bin, say) adds its names here
-EXPORT_FILES = ("model.keras", "saved_model", "labels.json", EXPORT_RECORD)
+EXPORT_FILES = ("model.keras", "saved_model", "labels.json", "model.xml", "model.bin", EXPORT_RECORD)
 
 
 def export_folder(folder: Path | str) -> Path:
@@ -113,6 +116,7 @@ def export_run(run, folder: Path, force: bool = False, allow_weights_mismatch: b
         tmp.mkdir(parents=True)
         model.save(tmp / "model.keras")
         model.export(str(tmp / "saved_model"), format="tf_saved_model", verbose=False)
+        write_openvino_ir(e2e.model, tmp)
         (tmp / "labels.json").write_text(json.dumps(run.class_names, ensure_ascii=False) + "\n")
         (tmp / EXPORT_RECORD).write_text(json.dumps({"run": str(run.path), "run_id": run_id}) + "\n")
         with signals_held():   # Ctrl-C never leaves half the files swapped
@@ -121,7 +125,10 @@ def export_run(run, folder: Path, force: bool = False, allow_weights_mismatch: b
         raise room_error(e, folder.parent) from None
     finally:  # a bug or Ctrl-C too: nothing half-written stays behind
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"model": folder / "model.keras", "saved_model": folder / "saved_model", "labels": folder / "labels.json"}
+    written = {"model": folder / "model.keras", "saved_model": folder / "saved_model", "labels": folder / "labels.json"}
+    if (folder / "model.xml").is_file():
+        written["openvino"] = folder / "model.xml"
+    return written
 
 
 def place(new: Path, folder: Path) -> None:
@@ -137,3 +144,18 @@ def place(new: Path, folder: Path) -> None:
             os.replace(folder / name, old / name)
         if (new / name).exists():
             os.replace(new / name, folder / name)
+
+
+def write_openvino_ir(model, folder: Path) -> None:
+    """The end-to-end model as OpenVINO IR (folder/model.xml and model.bin, weights kept in float32); nothing
+    without the optional `openvino` package or when OpenVINO cannot convert the graph."""
+    from featurecache.runtime import openvino_module, quiet_convert
+
+    ov = openvino_module()
+    if ov is None:
+        return
+    try:
+        converted = quiet_convert(model)
+    except Exception:  # noqa: BLE001 - a graph OpenVINO cannot convert leaves the other formats to serve
+        return
+    ov.save_model(converted, str(folder / "model.xml"), compress_to_fp16=False)

@@ -43,20 +43,23 @@ def collect_images(paths: tuple[Path, ...]) -> tuple[list[Path], list[dict]]:
 
 
 def predict_images(run, files: list[Path], batch_size: int = 32,
-                   allow_weights_mismatch: bool = False) -> tuple[list[dict], list[dict]]:
+                   allow_weights_mismatch: bool = False, runtime: str = "auto") -> tuple[list[dict], list[dict]]:
     """Per image: predicted class, its probability and all class probabilities.
 
     Returns (predictions, skipped files: {"file": path, "reason": why}). The extractor is rebuilt from the
     run's cache attributes (weights and model files checked against the
     digests the cache recorded); images are decoded at the size the cache's
-    extraction read them (32 px for CIFAR-10, the model size for photo folders).
+    extraction read them (32 px for CIFAR-10, the model size for photo folders). `runtime`
+    (auto, tensorflow, openvino) runs a float32 cache's backbone; a cache computed in another precision
+    runs on its own runtime (`Extractor.from_cache`).
     """
     from extract.datasets import ImageProblem, load_image
     from featurecache.extractor import Extractor
 
     from featurecache.augment import from_attrs, view_seeds
 
-    extractor = Extractor.from_cache(run.cache_attrs, allow_weights_mismatch)
+    extractor = Extractor.from_cache(run.cache_attrs, allow_weights_mismatch, runtime)
+    extractor.batch_size = batch_size
     input_size = extractor.sizes.input
     # a run trained with --tta averages each image's probabilities over it and the cache's test views
     augment = from_attrs(run.cache_attrs) if run.record.get("config", {}).get("tta") else None

@@ -4,6 +4,8 @@ per-process memory measurement, and one real step on the fixture images. No timi
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 
 import pytest
@@ -11,6 +13,7 @@ from click.testing import CliRunner
 
 from bench.report import build_report, format_table, read_classify_runs, write_report
 from bench.runner import StepFailed, run_step
+from conftest import ROOT
 
 # VGG16 convolutions at 32 px: (map side, in channels, out channels), all 3x3, 'same' padding
 VGG16_CONVS_32 = (
@@ -158,3 +161,22 @@ def test_extract_step_on_fixture_images(tmp_path, cifar_fixture):
                         "--out", str(tmp_path / "c.h5")], tmp_path, "extract")
     assert r["images"] == 16 and r["precision"] in ("bfloat16", "float32") and r["peak_rss_mb"] > 0
     assert (tmp_path / "c.h5").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # five whole processes: minutes on a busy 2-core machine
+def test_bench_runtime_quick_row_compares_plain_keras_with_extract(tmp_path):
+    """`python -m bench.runtime --rows resnet50 --quick`: three whole processes, their table and JSON."""
+    pytest.importorskip("openvino")
+    out = tmp_path / "bench-runtime"
+    proc = subprocess.run([sys.executable, "-m", "bench.runtime", "--rows", "resnet50", "--quick", "--out-dir", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "KERAS_HOME": str(tmp_path / "keras")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((out / "runtime.json").read_text())
+    (row,) = report["rows"]
+    assert row["images"] == 16 and row["runtime"] == "openvino"
+    assert set(row["steps"]) == {"plain", "float32", "bfloat16"}
+    assert all(s["wall_s"] > 0 and s["peak_rss_mb"] > 0 for s in row["steps"].values())
+    assert row["cosine_float32"]["min"] > 0.99999   # extract's float32 features are plain Keras' features
+    assert "| resnet50 64 px" in (out / "runtime.md").read_text() and not list((out / "work").glob("*.h5"))

@@ -123,7 +123,7 @@ def test_16bit_per_channel_rgb_png_matches_its_8bit_equivalent(tmp_path, photo):
 
 
 def test_16bit_pngs_give_the_features_of_their_8bit_equivalents(tmp_path, photo):
-    """Through the real extractor (VGG16, random weights, bfloat16 where the CPU has it): a 16-bit gray and a
+    """Through the real extractor (VGG16, random weights, the default precision): a 16-bit gray and a
     16-bit RGB PNG give the features of the same picture saved in 8 bits, within bfloat16 tolerance."""
     from featurecache.extractor import Extractor
     from featurecache.precision import resolve_precision

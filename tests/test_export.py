@@ -64,7 +64,8 @@ def test_exported_saved_model_in_plain_tensorflow_gives_predicts_classes(photo_r
         invoke("--run", photo_runs["lr"], "--export", out), 1)
     result = invoke("--run", photo_runs["lr"], "--export", out, "--force")   # --force replaces an earlier export
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["export.json", "labels.json", "model.keras", "saved_model"]
+    ir = ["model.bin", "model.xml"] if (out / "model.xml").exists() else []   # OpenVINO IR where openvino is installed
+    assert sorted(p.name for p in out.iterdir()) == sorted(["export.json", "labels.json", "model.keras", "saved_model", *ir])
     assert (out / "model.keras").stat().st_ino != first and not list(tmp_path.glob(".*tmp*"))
     labels = json.loads((out / "labels.json").read_text())
     assert labels == json.loads(photo_runs["lr"].read_text())["class_names"]
@@ -141,3 +142,32 @@ def test_export_to_an_empty_name_is_one_line(photo_runs, tmp_path, monkeypatch):
     (tmp_path / "keep.txt").write_text("x")
     line = error_line(invoke("--run", photo_runs["lr"], "--export", ".", "--force"), 1)
     assert str(tmp_path) in line and "keep.txt" in line and (tmp_path / "keep.txt").read_text() == "x"
+
+
+@pytest.mark.slow
+def test_exported_openvino_ir_alone_gives_predicts_classes(photo_runs, tmp_path):
+    """model.xml/model.bin, loaded by OpenVINO with none of this project (nor TensorFlow) imported."""
+    pytest.importorskip("openvino")
+    from extract.datasets import load_image
+
+    out = tmp_path / "export"
+    result = invoke("--run", photo_runs["lr"], "--export", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "model.xml").is_file() and (out / "model.bin").is_file() and "openvino:" in result.output
+    files = fixture_files()
+    expected = {p["image"]: p["class"] for p in json.loads(invoke("--run", photo_runs["lr"], *files, "--json").output)["predictions"]}
+    np.save(tmp_path / "pixels.npy", np.stack([load_image(f, 32) for f in files]))
+    script = (
+        "import json, sys, numpy as np, openvino as ov\n"
+        f"model = ov.Core().compile_model({str(out / 'model.xml')!r}, 'CPU', {{'INFERENCE_PRECISION_HINT': 'f32'}})\n"
+        f"labels = json.load(open({str(out / 'labels.json')!r}))\n"
+        f"probs = model(np.load({str(tmp_path / 'pixels.npy')!r}))[0]\n"
+        "assert not any(m.split('.')[0] in ('featurecache', 'classify', 'extract', 'predict', 'tensorflow', 'keras')"
+        " for m in sys.modules)\n"
+        "print(json.dumps({'classes': [labels[i] for i in np.argmax(probs, 1)], 'sums': probs.sum(1).tolist()}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["classes"] == [expected[f] for f in files]
+    assert np.allclose(got["sums"], 1.0, atol=1e-4)
