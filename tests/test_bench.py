@@ -124,8 +124,10 @@ def test_missing_classifiers_are_reported_as_missed():
 def test_read_classify_runs_reads_the_comparison_csv(tmp_path):
     (tmp_path / "comparison.csv").write_text(
         "cache,model,accuracy,macro_f1,train_time_s,predict_time_s\nc,lr,0.4100,0.4,1.25,0.01\nc,rf,0.3500,0.3,2.5,0.05\n")
-    assert read_classify_runs(tmp_path) == {"lr": {"test_accuracy": 0.41, "train_seconds": 1.25, "predict_seconds": 0.01},
-                                            "rf": {"test_accuracy": 0.35, "train_seconds": 2.5, "predict_seconds": 0.05}}
+    none = {"low": None, "high": None, "ece": None}   # a table from before intervals and calibration
+    assert read_classify_runs(tmp_path) == {
+        "lr": {"test_accuracy": 0.41, "train_seconds": 1.25, "predict_seconds": 0.01, **none},
+        "rf": {"test_accuracy": 0.35, "train_seconds": 2.5, "predict_seconds": 0.05, **none}}
     assert read_classify_runs(tmp_path / "none") == {}
 
 

@@ -84,7 +84,8 @@ def test_a_dangling_latest_is_one_line_that_lists_the_caches(project, tmp_path):
 
 @pytest.mark.parametrize("extra, name", [
     (PRECISE + ["--augment", "flip,crop", "--views", "2"], "cifar10-vgg16-gap-32px-random-aug-flip+crop-2views"),
-    (["--precision", "bfloat16"], "cifar10-vgg16-gap-32px-random-bf16"),
+    # bfloat16 features differ between runtimes, so the runtime is part of the name too
+    (["--precision", "bfloat16", "--runtime", "tensorflow"], "cifar10-vgg16-gap-32px-random-bf16-tensorflow"),
 ])
 def test_settings_that_change_the_features_get_their_own_default_name(project, extra, name):
     root, env = project

@@ -6,7 +6,7 @@ from extract.naming import IN_STEM, NAME_PARTS, default_name
 from featurecache.cache import IDENTITY_ATTRS
 
 PLAIN = {"backbone": "vgg16", "pooling": "gap", "image_size": 32, "weights": "imagenet", "weights_sha256": "",
-         "backbone_sha256": "", "feature_layer": "", "seed": 0, "precision": "float32", "limit": -1,
+         "backbone_sha256": "", "feature_layer": "", "seed": 0, "precision": "float32", "precision_runtime": "", "limit": -1,
          "test_fraction": -1.0, "store_dtype": "float32", "augment": "", "views": 0, "rotate_degrees": 0.0,
          "test_views": 0}
 
@@ -20,7 +20,7 @@ def test_defaults_give_the_plain_name_and_each_setting_its_own_part():
     assert default_name("cifar10", PLAIN) == "cifar10-vgg16-gap-32px.h5"
     changes = {"weights": "none", "precision": "bfloat16", "store_dtype": "float16", "seed": 3, "limit": 500,
                "test_fraction": 0.3, "feature_layer": "block4_pool", "augment": "flip,crop", "views": 4,
-               "test_views": 2, "backbone_sha256": "ab" * 32}
+               "test_views": 2, "backbone_sha256": "ab" * 32, "precision_runtime": "openvino"}
     names = {default_name("cifar10", {**PLAIN, key: value}) for key, value in changes.items()}
     assert len(names) == len(changes) and default_name("cifar10", PLAIN) not in names
     assert default_name("cifar10", {**PLAIN, "weights": "w.h5", "weights_sha256": "cd" * 32}) \
