@@ -48,8 +48,8 @@ def suspects_gallery(items: list[dict], path: Path, title: str, columns: int = 6
     for k, item in enumerate(items):
         ax = axes.flat[k]
         ax.imshow(item["image"])
-        ax.set_title(f"{short(item['source'])}\ngiven {item['given']}\npredicted {item['predicted']} "
-                     f"({item['score']:.2f})", fontsize=7)
+        ax.set_title(f"{short(item['source'])}\ngiven {item['given']}, predicted {item['predicted']}\n"
+                     f"score {item['score']:.2f}", fontsize=7)
     fig.suptitle(title)
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)

@@ -101,6 +101,15 @@ def parse_exclude(spec: str) -> tuple[Path, tuple[str, ...]]:
     return Path(path), chosen
 
 
+def check_exclude(spec: str) -> None:
+    """--exclude's form and file, before anything is trained: one line naming the flag when wrong."""
+    try:
+        path, _ = parse_exclude(spec)
+        Audit.load(path)
+    except UserError as e:
+        raise UserError(e.message.replace(f"exclude={spec!r}", f"--exclude {spec}")) from None
+
+
 def check_for(audit: Audit, path: Path, cache_id: str, cache_path) -> None:
     if audit.cache_id != cache_id:
         raise UserError(f"{path} is the audit of another cache ({audit.cache_path}), not {cache_path}; "
@@ -140,3 +149,34 @@ def clean_metrics(audit_path: Path, audit: Audit, y_true: np.ndarray, pred: np.n
     accuracy = float((pred[keep] == y_true[keep]).mean()) if keep.any() else float("nan")
     return {"clean_accuracy": accuracy, "clean_n_test": int(keep.sum()), "audit": str(audit_path),
             "audit_threshold": audit.threshold}
+
+
+# --------------------------------------------------------------------------- what a classify run takes from it
+
+
+def training_rows(cache, cfg):
+    """`classify.data.split_rows` over the training rows `cfg.exclude` leaves in (all of them without it)."""
+    from classify.data import Rows, split_rows
+    from classify.outputs import cache_id
+
+    if not cfg.exclude:
+        return split_rows(cache.train.labels, cfg.val_fraction, cfg.seed, cfg.train_size)
+    drop = excluded_rows(cfg.exclude, cache_id(cache), cache.path)
+    keep = np.setdiff1d(np.arange(len(cache.train.labels)), drop)   # (n_kept,) ascending
+    rows = split_rows(cache.train.labels[keep], cfg.val_fraction, cfg.seed, cfg.train_size)
+    return Rows(keep[rows.fit], keep[rows.val])
+
+
+def audit_metrics(cache, cfg, proba: np.ndarray) -> dict:
+    """For a run's metrics: the rows --exclude left out, and, when the run's --out-dir holds an audit of
+    this cache, the accuracy on the test rows with no near-duplicate in train."""
+    from classify.outputs import cache_id
+
+    out = {}
+    ident = cache_id(cache)
+    if cfg.exclude:
+        out.update(exclude=cfg.exclude, excluded_rows=int(len(excluded_rows(cfg.exclude, ident, cache.path))))
+    found = find_audit(cfg.out_dir, ident)
+    if found is not None:
+        out.update(clean_metrics(found[0], found[1], cache.test.labels, proba.argmax(axis=1)))
+    return out

@@ -4,7 +4,8 @@ Reads each cache given with --features (default: the one features/LATEST
 names) once, trains every --model on it (default: lr, mlp, rf), and writes
 under --out-dir (default reports/):
 
-    comparison.csv   one row per run: cache, model, run id, accuracy, macro F1, train and predict
+    comparison.csv   one row per run: cache, model, run id, accuracy (and clean-test accuracy once the
+                     cache has an audit in --out-dir, classify.audit), macro F1, train and predict
                      time, settings, and the absolute path of the run record that produced it
     comparison.md    the same as a Markdown table
     comparison.png   bar chart of test accuracy, grouped by cache
@@ -38,7 +39,7 @@ from classify.tracking import track_option
 from featurecache.errors import UserError
 from featurecache.files import interruptible
 
-COLUMNS = ["cache", "model", "run_id", "accuracy", "macro_f1", "train_time_s", "predict_time_s", "n_fit", "n_test",
+COLUMNS = ["cache", "model", "run_id", "accuracy", "clean_accuracy", "macro_f1", "train_time_s", "predict_time_s", "n_fit", "n_test",
            "backbone", "pooling", "image_size", "weights", "cache_id", "cache_path", "hyperparameters", "seed",
            "val_fraction", "train_size", "run_record", "updated"]
 TABLE = "comparison"
@@ -99,10 +100,11 @@ def to_csv(rows: list[dict]) -> str:
 
 
 def to_markdown(rows: list[dict]) -> str:
-    lines = ["| cache | model | run | test accuracy | macro F1 | train time (s) |",
-             "| --- | --- | --- | ---: | ---: | ---: |"]
+    lines = ["| cache | model | run | test accuracy | clean test accuracy | macro F1 | train time (s) |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for r in labelled(rows):
         lines.append(f"| {r['cache']} | {r['model']} | {r.get('run_id') or ''} | {float(r['accuracy']):.4f} "
+                     f"| {r.get('clean_accuracy') or ''} "
                      f"| {float(r['macro_f1']):.4f} | {float(r['train_time_s']):.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -113,6 +115,8 @@ def row_for(cache, cfg, metrics: dict, record: dict) -> dict:
     return {
         "cache": cache.path.stem, "model": cfg.model, "run_id": record["run_id"],
         "accuracy": f"{metrics['accuracy']:.4f}", "macro_f1": f"{metrics['macro_f1']:.4f}",
+        # accuracy on the test rows with no near-duplicate in train, once the cache has an audit here
+        "clean_accuracy": f"{metrics['clean_accuracy']:.4f}" if "clean_accuracy" in metrics else "",
         "train_time_s": f"{metrics['train_time_s']:.2f}", "predict_time_s": f"{metrics['predict_time_s']:.3f}",
         "n_fit": metrics["n_fit"], "n_test": metrics["n_test"],
         "backbone": a.get("backbone"), "pooling": a.get("pooling"), "image_size": a.get("image_size"),

@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 import click
 
+from classify.audit_page import FIGURE_ENDINGS as AUDIT_FIGURES, audits_html
 from featurecache.errors import UserError
 from featurecache.files import locked, os_error, room_error, write_text
 
@@ -121,7 +122,7 @@ def other_figures(folder: Path, runs: list[Run]) -> list[tuple[str, list[str]]]:
     claimed = {name for r in runs for name in r.files.values()}
     out = []
     for png in sorted(folder.glob("*.png")):
-        if png.name in claimed or png.name.startswith(".") or png.name.endswith(RUN_FILE_ENDINGS):
+        if png.name in claimed or png.name.startswith(".") or png.name.endswith(RUN_FILE_ENDINGS + AUDIT_FIGURES):
             continue
         siblings = [p.name for ext in (".csv", ".md") if (p := png.with_suffix(ext)).is_file()]
         out.append((png.name, siblings))
@@ -219,7 +220,7 @@ def caches_html(page: Page) -> str:
 
 def runs_html(page: Page) -> str:
     headers = ["#", "model", "settings", "cache", "backbone", "pooling", "image size", "precision", "test accuracy",
-               "macro F1", "fit time (s)", "run"]
+               "clean test accuracy", "macro F1", "fit time (s)", "run"]
     rows = []
     for i, run in enumerate(page.runs, 1):
         r = run.record
@@ -228,10 +229,11 @@ def runs_html(page: Page) -> str:
         cache = Path(str((r.get("cache") or {}).get("path") or "?")).stem
         rows.append([str(i), f'<a href="#{esc(run.anchor)}">{esc(r.get("model"))}</a>', esc(settings_text(r)),
                      esc(cache), esc(a.get("backbone")), esc(a.get("pooling")), esc(a.get("image_size")),
-                     esc(a.get("precision")), number(m.get("accuracy"), ".4f"), number(m.get("macro_f1"), ".4f"),
+                     esc(a.get("precision")), number(m.get("accuracy"), ".4f"), number(m.get("clean_accuracy"), ".4f"),
+                     number(m.get("macro_f1"), ".4f"),
                      number(m.get("train_time_s"), ".2f"),
                      f'<a href="#{esc(run.anchor)}">{esc(r.get("run_id") or run.name)}</a> ({link(run.name, "record")})'])
-    return table(headers, rows, numeric={0, 8, 9, 10})
+    return table(headers, rows, numeric={0, 8, 9, 10, 11})
 
 
 def run_html(run: Run) -> str:
@@ -242,7 +244,10 @@ def run_html(run: Run) -> str:
     out = [f'<section class="run" id="{esc(run.anchor)}">',
            f"<h3>{esc(title)} <small class=\"muted\">run {esc(r.get('run_id'))}</small></h3>",
            f"<p>test accuracy <b>{number(m.get('accuracy'), '.4f')}</b>, macro F1 {number(m.get('macro_f1'), '.4f')}; "
-           f"fit on {esc(m.get('n_fit'))} rows in {number(m.get('train_time_s'), '.2f')} s, validated on "
+           + (f"clean test accuracy {number(m['clean_accuracy'], '.4f')} on {esc(m.get('clean_n_test'))} test rows with no "
+              f"near-duplicate in train; " if "clean_accuracy" in m else "")
+           + (f"{esc(m['excluded_rows'])} training rows left out ({esc(m.get('exclude'))}); " if "excluded_rows" in m else "")
+           + f"fit on {esc(m.get('n_fit'))} rows in {number(m.get('train_time_s'), '.2f')} s, validated on "
            f"{esc(m.get('n_val'))}, tested on {esc(m.get('n_test'))} (predict {number(m.get('predict_time_s'), '.3f')} s); "
            f"written {esc(r.get('created'))}</p>"]
     for key in FIGURES:
@@ -288,6 +293,7 @@ def render(page: Page) -> str:
     parts.append(runs_html(page) if page.runs else
                  '<p class="muted">no run records here: run <code>python -m classify</code> or '
                  "<code>python -m classify.compare</code>.</p>")
+    parts.append(audits_html(page.folder))
     if page.figures:
         parts.append("<h2>Other figures</h2>")
         for name, siblings in page.figures:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
+from classify.audit_record import audit_metrics, training_rows
 from classify.config import ClassifyConfig
-from classify.data import Rows, Stream, chunk_rows, fit_rows, in_memory_bytes, memory_budget, split_rows
+from classify.data import Rows, Stream, chunk_rows, fit_rows, in_memory_bytes, memory_budget
 from classify.models import MODELS, STREAMING
 from classify.trained import Trained
 from featurecache.cache import Cache, iter_rows, split_shapes
@@ -86,7 +87,7 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
         raise UserError(f"--tta needs test views, and {cache.path} has none; re-extract with --augment SPEC "
                         "--views K --test-views K, or leave out --tta")
     # the split is over images: an image and all its views land on the same side
-    rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed, cfg.train_size)
+    rows = training_rows(cache, cfg)   # less the rows --exclude names
     X, y = cache.train.features, cache.train.labels   # (N, D) float32, (N,)
     views = cache.train.views if cfg.views == "all" else None   # (N, K, D) or None
     X_fit, y_fit = fit_rows(X, y, rows.fit, views)   # (n_fit * (K + 1), D): originals, then views
@@ -104,7 +105,7 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
     metrics, text, report, confusion = evaluate(cache.test.labels, proba, cache.class_names)
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
                    n_fit=len(y_fit), n_val=len(rows.val), n_test=len(cache.test.labels),
-                   fit_images=len(rows.fit), fit_rows=len(y_fit))
+                   fit_images=len(rows.fit), fit_rows=len(y_fit), **audit_metrics(cache, cfg, proba))
     return RunResult(trained, rows, proba, metrics, text, report, confusion)
 
 
@@ -116,7 +117,7 @@ def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) 
     if cfg.tta and not shapes["test"].views:
         raise UserError(f"--tta needs test views, and {cache.path} has none; re-extract with --augment SPEC "
                         "--views K --test-views K, or leave out --tta")
-    rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed, cfg.train_size)
+    rows = training_rows(cache, cfg)   # less the rows --exclude names
     budget = memory_budget(cfg.max_memory)
     train = shapes["train"]
     k = train.views if cfg.views == "all" else 0
@@ -132,7 +133,7 @@ def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) 
     n_fit = len(rows.fit) * (1 + k)
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
                    n_fit=n_fit, n_val=len(rows.val), n_test=len(cache.test.labels),
-                   fit_images=len(rows.fit), fit_rows=n_fit)
+                   fit_images=len(rows.fit), fit_rows=n_fit, **audit_metrics(cache, cfg, proba))
     return RunResult(trained, rows, proba, metrics, text, report, confusion)
 
 
