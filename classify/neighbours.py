@@ -85,24 +85,28 @@ def read_block(path: str | Path, block: tuple[str, int, int]) -> np.ndarray:
     return X / np.maximum(norms, 1e-12)
 
 
-def merge_top(best: np.ndarray, S: np.ndarray) -> np.ndarray:
-    """(n, k) highest values of each row of best (n, k) and S (n, m), in no particular order.
+def merge_top(best: np.ndarray, S: np.ndarray, columns: bool = False) -> np.ndarray:
+    """(n, k) highest values of each row of best (n, k) and of S (n, m), or, with `columns`, of each
+    column of S (m, n) (no transposed copy of S is made); the k values of a row in no particular order.
 
     Once every row has k values, only the entries above a row's current k-th best can enter, and after
     a block or two they are few: those are merged by one sort instead of partitioning all of S."""
     n, k = best.shape
     kth = best.min(axis=1)                                           # (n,) each row's current k-th best
     if np.isfinite(kth).all():
-        r, c = np.nonzero(S > kth[:, None])
-        if len(r) == 0:
+        above = S > (kth[None, :] if columns else kth[:, None])
+        if not above.any():
             return best
+        r, c = np.nonzero(above)
+        del above
         if len(r) <= SPARSE_SHARE * S.size:
-            rows = np.concatenate([np.repeat(np.arange(n), k), r])
+            rows = np.concatenate([np.repeat(np.arange(n), k), c if columns else r])
             values = np.concatenate([best.ravel(), S[r, c]])
             order = np.lexsort((-values, rows))                      # by row, highest first
             rows, values = rows[order], values[order]
             rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(n))[rows]
             return values[rank < k].reshape(n, k)
+    S = S.T if columns else S
     if S.shape[1] > k:
         S = np.partition(S, S.shape[1] - k, axis=1)[:, -k:]         # each row's k highest of this block
     both = np.concatenate([best, S], axis=1)                        # (n, 2k) at most
@@ -146,15 +150,16 @@ def block_pairs(a: Block, b: Block, same: bool, threshold: float) -> tuple[np.nd
                                                                              np.ndarray]:
     """Pairs (rows of a, rows of b, exact cosine) at or above the threshold, and the projected
     similarities (|a|, |b|) for the kNN. The projection filters exactly: x.y = x'.y' + r_x.r_y and
-    |r_x.r_y| <= |r_x| |r_y|, so no pair is missed; candidates get their exact similarity, and where
+    |r_x.r_y| <= |r_x| |r_y| <= |r_x| max |r_y|, so no pair is missed; candidates get their exact similarity, and where
     the bound lets through more than FULL_SHARE of the block, the block is multiplied in full."""
     S = a.low @ b.low.T                                              # (ba, bb) projected similarities
     if same:
         np.fill_diagonal(S, -np.inf)                                 # a row is not its own neighbour
-    bound = S + np.outer(a.residual, b.residual) >= threshold
+    # |r_x| max|r_y| >= |r_x| |r_y|: a looser, still exact, bound in one pass over S
+    bound = S >= (threshold - a.residual[:, None] * b.residual.max())
     if same:
         bound = np.triu(bound, 1)
-    r, c = np.nonzero(bound)
+    r, c = np.nonzero(bound) if bound.any() else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     del bound
     if len(r) > FULL_SHARE * S.size:
         exact = a.X @ b.X.T
@@ -188,7 +193,7 @@ def search(path: str | Path, threshold: float, k: int = K_NEIGHBOURS, block_rows
             if bi[0] == "train":
                 knn[a0:a0 + len(S)] = merge_top(knn[a0:a0 + len(S)], S)
             if ai[0] == "train" and bi is not ai:
-                knn[b0:b0 + S.shape[1]] = merge_top(knn[b0:b0 + S.shape[1]], S.T)
+                knn[b0:b0 + S.shape[1]] = merge_top(knn[b0:b0 + S.shape[1]], S, columns=True)
             del S
     return Neighbours(layout, np.concatenate(firsts).astype(np.int64), np.concatenate(seconds).astype(np.int64),
                       np.concatenate(sims).astype(np.float32), knn)
