@@ -85,16 +85,17 @@ def read_block(path: str | Path, block: tuple[str, int, int]) -> np.ndarray:
     return X / np.maximum(norms, 1e-12)
 
 
-def merge_top(best: np.ndarray, S: np.ndarray, columns: bool = False) -> np.ndarray:
+def merge_top(best: np.ndarray, S: np.ndarray, columns: bool = False, scratch: np.ndarray | None = None) -> np.ndarray:
     """(n, k) highest values of each row of best (n, k) and of S (n, m), or, with `columns`, of each
     column of S (m, n) (no transposed copy of S is made); the k values of a row in no particular order.
 
     Once every row has k values, only the entries above a row's current k-th best can enter, and after
-    a block or two they are few: those are merged by one sort instead of partitioning all of S."""
+    a block or two they are few: those are merged by one sort instead of partitioning all of S.
+    `scratch`: a boolean array of S's shape to reuse (fresh pages cost as much as the comparisons)."""
     n, k = best.shape
     kth = best.min(axis=1)                                           # (n,) each row's current k-th best
     if np.isfinite(kth).all():
-        above = S > (kth[None, :] if columns else kth[:, None])
+        above = np.greater(S, kth[None, :] if columns else kth[:, None], out=scratch)
         if not above.any():
             return best
         r, c = np.nonzero(above)
@@ -130,6 +131,21 @@ def projection(path: str | Path, layout: Layout, dims: int, sample: int = SAMPLE
     return np.ascontiguousarray(vectors[:, np.argsort(-values)[:dims]], dtype=np.float32)
 
 
+class Scratch:
+    """Reused buffers for one block pair's similarities and comparisons: a fresh 64 MiB array per block
+    pair cost the kernel as much time (zeroing pages) as the comparisons themselves."""
+
+    def __init__(self, rows: int):
+        self.f = np.empty(rows * rows, dtype=np.float32)
+        self.b = np.empty(rows * rows, dtype=bool)
+
+    def floats(self, m: int, n: int) -> np.ndarray:
+        return self.f[: m * n].reshape(m, n)
+
+    def flags(self, m: int, n: int) -> np.ndarray:
+        return self.b[: m * n].reshape(m, n)
+
+
 @dataclass
 class Block:
     """One block of rows: normalised features (b, D), their projection (b, R) and what it leaves out (b,)."""
@@ -146,17 +162,17 @@ def project(X: np.ndarray, V: np.ndarray | None) -> Block:
     return Block(X, low, np.sqrt(np.maximum(0.0, 1.0 - (low * low).sum(axis=1))))
 
 
-def block_pairs(a: Block, b: Block, same: bool, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                             np.ndarray]:
+def block_pairs(a: Block, b: Block, same: bool, threshold: float, scratch: "Scratch") -> tuple[
+        np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (rows of a, rows of b, exact cosine) at or above the threshold, and the projected
     similarities (|a|, |b|) for the kNN. The projection filters exactly: x.y = x'.y' + r_x.r_y and
     |r_x.r_y| <= |r_x| |r_y| <= |r_x| max |r_y|, so no pair is missed; candidates get their exact similarity, and where
     the bound lets through more than FULL_SHARE of the block, the block is multiplied in full."""
-    S = a.low @ b.low.T                                              # (ba, bb) projected similarities
+    S = np.matmul(a.low, b.low.T, out=scratch.floats(len(a.low), len(b.low)))   # (ba, bb) projected similarities
     if same:
         np.fill_diagonal(S, -np.inf)                                 # a row is not its own neighbour
     # |r_x| max|r_y| >= |r_x| |r_y|: a looser, still exact, bound in one pass over S
-    bound = S >= (threshold - a.residual[:, None] * b.residual.max())
+    bound = np.greater_equal(S, threshold - a.residual[:, None] * b.residual.max(), out=scratch.flags(*S.shape))
     if same:
         bound = np.triu(bound, 1)
     r, c = np.nonzero(bound) if bound.any() else (np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -179,6 +195,7 @@ def search(path: str | Path, threshold: float, k: int = K_NEIGHBOURS, block_rows
     blocks = blocks_of(layout, block_rows)
     V = projection(path, layout, dims)                               # (D, R) or None
     knn = np.full((layout.total, k), -np.inf, dtype=np.float32)     # (N, k)
+    scratch = Scratch(min(block_rows, max(1, max(n for _, n in layout.spans.values()))))
     firsts, seconds, sims = [], [], []
     for i, ai in enumerate(blocks):
         a = project(read_block(path, ai), V)
@@ -186,14 +203,15 @@ def search(path: str | Path, threshold: float, k: int = K_NEIGHBOURS, block_rows
         for bi in blocks[i:]:
             b = a if bi is ai else project(read_block(path, bi), V)
             b0 = layout.spans[bi[0]][0] + bi[1]
-            r, c, s, S = block_pairs(a, b, bi is ai, threshold)
+            r, c, s, S = block_pairs(a, b, bi is ai, threshold, scratch)
             firsts.append(r + a0)
             seconds.append(c + b0)
             sims.append(s)
             if bi[0] == "train":
-                knn[a0:a0 + len(S)] = merge_top(knn[a0:a0 + len(S)], S)
+                knn[a0:a0 + len(S)] = merge_top(knn[a0:a0 + len(S)], S, scratch=scratch.flags(*S.shape))
             if ai[0] == "train" and bi is not ai:
-                knn[b0:b0 + S.shape[1]] = merge_top(knn[b0:b0 + S.shape[1]], S, columns=True)
+                knn[b0:b0 + S.shape[1]] = merge_top(knn[b0:b0 + S.shape[1]], S, columns=True,
+                                                    scratch=scratch.flags(*S.shape))
             del S
     return Neighbours(layout, np.concatenate(firsts).astype(np.int64), np.concatenate(seconds).astype(np.int64),
                       np.concatenate(sims).astype(np.float32), knn)
