@@ -64,6 +64,11 @@ fewshot: $(STAMP)
 active-learning: $(STAMP)
 	$(BIN)/python -m classify.active --model $(or $(MODEL),lr) $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(call opt,SEED,--seed) $(ACTIVE_ARGS)
 
+## Audit a cache: near-duplicates and train/test leaks, likely label errors, outliers (FEATURES, OUT_DIR, AUDIT_ARGS="--threshold 0.9")
+.PHONY: audit
+audit: $(STAMP)
+	$(BIN)/python -m classify.audit $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(AUDIT_ARGS)
+
 ## Rebuild OUT_DIR/index.html (default reports/): every run's table, curves, confusion matrix, gallery, report
 report: $(STAMP)
 	$(BIN)/python -m classify.report $(call opt,OUT_DIR,--out-dir)

@@ -40,6 +40,9 @@ from featurecache.files import interruptible
 @click.option("--plot-name", default=None, help="File name of the curves PNG (confusion/gallery PNGs take its stem).")
 @click.option("--report-name", default=None,
               help="Base name of the report: NAME.txt, NAME.json, NAME-run.json, NAME-model.<ext>.")
+@click.option("--exclude", default=None, metavar="AUDIT.json:KIND",
+              help="Leave out the training rows an audit (python -m classify.audit) flags: KIND is duplicates, "
+                   "label-issues, or both comma-separated, e.g. reports/x-audit.json:duplicates.")
 @training_options
 @track_option
 @interruptible("classify")
@@ -49,12 +52,15 @@ def cli(**options) -> None:
 
     Saved models load without running code (LR and RF: HDF5 arrays; MLP: a Keras archive loaded in
     safe mode); runs and models this tool did not write are refused when loaded."""
+    from classify.audit_record import check_exclude
     from classify.outputs import check_name, check_out_dir, run_paths, write_run
     from classify.report import write_index
     from classify.tracking import log_run, require
     from classify.train import load_for_training, train_and_evaluate
 
     cfg = make_config(**options)
+    if cfg.exclude:
+        check_exclude(cfg.exclude)
     check_name("--plot-name", cfg.plot_name)
     check_name("--report-name", cfg.report_name)
     path = cache_path(cfg.features)
@@ -70,6 +76,11 @@ def cli(**options) -> None:
     result = train_and_evaluate(cache, cfg)
     for line in notes(cfg, result.trained.details):
         click.echo(line)
+    if "excluded_rows" in result.metrics:
+        click.echo(f"left out {result.metrics['excluded_rows']:,} training row(s) that {cfg.exclude} flags")
+    if "clean_accuracy" in result.metrics:
+        click.echo(f"clean test accuracy {result.metrics['clean_accuracy']:.4f} on the {result.metrics['clean_n_test']:,} "
+                   f"test rows with no near-duplicate in train (audit {result.metrics['audit']})")
     paths = run_paths(out_dir, cache, cfg)
     record, gallery_note = write_run(cache, cfg, result, paths)
     if gallery_note:

@@ -4,7 +4,8 @@ Reads each cache given with --features (default: the one features/LATEST
 names) once, trains every --model on it (default: lr, mlp, rf), and writes
 under --out-dir (default reports/):
 
-    comparison.csv   one row per run: cache, model, run id, accuracy, macro F1, train and predict
+    comparison.csv   one row per run: cache, model, run id, accuracy (and clean-test accuracy once the
+                     cache has an audit in --out-dir, classify.audit), macro F1, train and predict
                      time, settings, and the absolute path of the run record that produced it
     comparison.md    the same as a Markdown table
     comparison.png   bar chart of test accuracy, grouped by cache
@@ -40,7 +41,7 @@ from classify.tracking import track_option
 from featurecache.errors import UserError
 from featurecache.files import interruptible
 
-COLUMNS = ["cache", "model", "run_id", "accuracy", "accuracy_low", "accuracy_high", "ece", "macro_f1", "train_time_s", "predict_time_s", "n_fit", "n_test",
+COLUMNS = ["cache", "model", "run_id", "accuracy", "accuracy_low", "accuracy_high", "ece", "clean_accuracy", "macro_f1", "train_time_s", "predict_time_s", "n_fit", "n_test",
            "backbone", "pooling", "image_size", "weights", "cache_id", "cache_path", "hyperparameters", "seed",
            "val_fraction", "train_size", "run_record", "updated", "views", "tta"]
 LABEL_SETTINGS = ("seed", "val_fraction", "train_size", "views", "tta")  # besides the hyperparameters
@@ -129,13 +130,13 @@ def seed_spread(rows: list[dict]) -> dict[int, str]:
 
 
 def to_markdown(rows: list[dict]) -> str:
-    lines = ["| cache | model | run | test accuracy | 95% interval | over seeds | ECE | macro F1 | train time (s) |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| cache | model | run | test accuracy | 95% interval | over seeds | ECE | clean test accuracy | macro F1 | train time (s) |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     spread = seed_spread(rows)
     for i, r in enumerate(labelled(rows)):
         ece = f"{float(r['ece']):.3f}" if r.get("ece") else ""
         lines.append(f"| {r['cache']} | {r['model']} | {r.get('run_id') or ''} | {float(r['accuracy']):.4f} "
-                     f"| {interval_text(r)} | {spread.get(i, '')} | {ece} "
+                     f"| {interval_text(r)} | {spread.get(i, '')} | {ece} | {r.get('clean_accuracy') or ''} "
                      f"| {float(r['macro_f1']):.4f} | {float(r['train_time_s']):.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -147,6 +148,8 @@ def row_for(cache, cfg, metrics: dict, record: dict) -> dict:
         "cache": cache.path.stem, "model": cfg.model, "run_id": record["run_id"],
         "accuracy": f"{metrics['accuracy']:.4f}", "accuracy_low": f"{metrics['accuracy_ci'][0]:.4f}",
         "accuracy_high": f"{metrics['accuracy_ci'][1]:.4f}", "ece": f"{metrics['ece']:.4f}", "macro_f1": f"{metrics['macro_f1']:.4f}",
+        # accuracy on the test rows with no near-duplicate in train, once the cache has an audit here
+        "clean_accuracy": f"{metrics['clean_accuracy']:.4f}" if "clean_accuracy" in metrics else "",
         "train_time_s": f"{metrics['train_time_s']:.2f}", "predict_time_s": f"{metrics['predict_time_s']:.3f}",
         "n_fit": metrics["n_fit"], "n_test": metrics["n_test"],
         "backbone": a.get("backbone"), "pooling": a.get("pooling"), "image_size": a.get("image_size"),

@@ -74,6 +74,8 @@ class ClassifyConfig:
     calibrate: bool = False              # lr, mlp, knn: temperature scaling fitted on the validation split
     # memory: bytes of feature data a classifier may hold; a larger cache is streamed from its file
     max_memory: int | None = None        # None: half the RAM available when the run starts
+    # an audit's flagged training rows left out (classify.audit_record): "AUDIT.json:duplicates|label-issues"
+    exclude: str | None = None
 
     def __post_init__(self) -> None:
         if self.learning_rate is None:

@@ -89,6 +89,8 @@ def run_id(cache: Cache, cfg: ClassifyConfig, model: str | None = None) -> str:
     # a memory budget may make the run stream (another solver): it enters the digest only when given
     if cfg.max_memory is not None:
         augment["max_memory"] = cfg.max_memory
+    if cfg.exclude:   # training rows an audit flagged, left out
+        augment["exclude"] = cfg.exclude
     return digest({"cache": cache_identity(cache), "model": model, "hyperparameters": hyper, "seed": cfg.seed,
                     "val_fraction": cfg.val_fraction, "train_size": cfg.train_size, **augment})
 

@@ -38,6 +38,7 @@ from urllib.parse import quote
 
 import click
 
+from classify.audit_page import FIGURE_ENDINGS as AUDIT_FIGURES, audits_html
 from featurecache.errors import UserError
 from featurecache.files import locked, os_error, room_error, write_text
 
@@ -175,7 +176,7 @@ def other_figures(folder: Path, runs: list[Run]) -> list[tuple[str, list[str]]]:
     claimed = {name for r in runs for name in r.files.values()}
     out = []
     for png in sorted(folder.glob("*.png")):
-        if png.name in claimed or png.name.startswith(".") or png.name.endswith(RUN_FILE_ENDINGS):
+        if png.name in claimed or png.name.startswith(".") or png.name.endswith(RUN_FILE_ENDINGS + AUDIT_FIGURES):
             continue
         siblings = [p.name for ext in (".csv", ".md") if (p := png.with_suffix(ext)).is_file()]
         out.append((png.name, siblings))
@@ -449,7 +450,7 @@ def thumbnail(run: Run) -> str:
 def group_table(group: Group) -> str:
     """One row per run of the group, best test accuracy first: what differs, validation and test scores."""
     headers = ["#", "figures", "model", "settings that differ", "val accuracy", "test accuracy", "95% interval",
-               "against the group's top run", "ECE", "macro F1", "fit time (s)", "run"]
+               "against the group's top run", "ECE", "clean test accuracy", "macro F1", "fit time (s)", "run"]
     rows = []
     standing = standings(group.runs)
     for i, run in enumerate(group.runs, 1):
@@ -462,11 +463,11 @@ def group_table(group: Group) -> str:
                      esc(differs) or '<span class="muted">—</span>', number(run.val_accuracy, ".4f"),
                      number(m.get("accuracy"), ".4f"),
                      f"{ci[0]:.3f}&ndash;{ci[1]:.3f}" if (ci := interval(r)) else "", esc(standing[run.name]),
-                     number(m.get("ece"), ".3f"), number(m.get("macro_f1"), ".4f"),
+                     number(m.get("ece"), ".3f"), number(m.get("clean_accuracy"), ".4f"), number(m.get("macro_f1"), ".4f"),
                      number(m.get("train_time_s"), ".2f"),
                      f'<a href="#{esc(run.anchor)}">{esc(r.get("run_id") or run.name)}</a> '
                      f'({link(run.name, "record")}){best}'])
-    return table(headers, rows, numeric={0, 4, 5, 6, 8, 9, 10})
+    return table(headers, rows, numeric={0, 4, 5, 6, 8, 9, 10, 11})
 
 
 def groups_html(page: Page) -> str:
@@ -498,7 +499,10 @@ def run_html(run: Run) -> str:
     out = [f'<section class="run" id="{esc(run.anchor)}">',
            f"<h3>{esc(title)} <small class=\"muted\">run {esc(r.get('run_id'))}</small></h3>",
            f"<p>test accuracy <b>{number(m.get('accuracy'), '.4f')}</b>{interval_words(r)}, macro F1 {number(m.get('macro_f1'), '.4f')}; "
-           f"fit on {esc(m.get('n_fit'))} rows in {number(m.get('train_time_s'), '.2f')} s, validated on "
+           + (f"clean test accuracy {number(m['clean_accuracy'], '.4f')} on {esc(m.get('clean_n_test'))} test rows with no "
+              f"near-duplicate in train; " if "clean_accuracy" in m else "")
+           + (f"{esc(m['excluded_rows'])} training rows left out ({esc(m.get('exclude'))}); " if "excluded_rows" in m else "")
+           + f"fit on {esc(m.get('n_fit'))} rows in {number(m.get('train_time_s'), '.2f')} s, validated on "
            f"{esc(m.get('n_val'))}, tested on {esc(m.get('n_test'))} (predict {number(m.get('predict_time_s'), '.3f')} s); "
            f"written {esc(r.get('created'))}</p>"]
     for key in FIGURES:
@@ -542,6 +546,7 @@ def render(page: Page) -> str:
     parts.append(groups_html(page) if page.runs else
                  '<p class="muted">no run records here: run <code>python -m classify</code> or '
                  "<code>python -m classify.compare</code>.</p>")
+    parts.append(audits_html(page.folder))
     for heading, figures in figure_sections(page.figures):
         parts.append(f"<h2>{esc(heading)}</h2>")
         parts.extend(figure_html(name, siblings) for name, siblings in figures)

@@ -15,7 +15,8 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 
 from classify.config import CALIBRATED_MODELS, MODEL_PARAMS, ClassifyConfig
 from classify.evaluation import accuracy_interval, calibrated, ece, fit_temperature
-from classify.data import Rows, Stream, fit_rows, in_memory_bytes, memory_budget, split_rows, stream_layout
+from classify.data import Rows, Stream, fit_rows, in_memory_bytes, memory_budget, stream_layout
+from classify.audit_record import audit_metrics, training_rows
 from classify.models import MODELS, STREAMING
 from classify.trained import Trained
 from featurecache.cache import Cache, CacheFile, iter_rows, split_shapes
@@ -116,7 +117,7 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
         raise UserError(f"--tta needs test views, and {cache.path} has none; re-extract with --augment SPEC "
                         "--views K --test-views K, or leave out --tta")
     # the split is over images: an image and all its views land on the same side
-    rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed, cfg.train_size)
+    rows = training_rows(cache, cfg)   # less the rows --exclude names
     X, y = cache.train.features, cache.train.labels   # (N, D) float32, (N,)
     views = cache.train.views if cfg.views == "all" else None   # (N, K, D) or None
     X_fit, y_fit = fit_rows(X, y, rows.fit, views)   # (n_fit * (K + 1), D): originals, then views
@@ -140,7 +141,8 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
     metrics, text, report, confusion = evaluate(cache.test.labels, proba, cache.class_names)
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
                    n_fit=len(y_fit), n_val=len(rows.val), n_test=len(cache.test.labels),
-                   fit_images=len(rows.fit), fit_rows=len(y_fit), val_accuracy=val_accuracy(val_proba, y[rows.val]))
+                   fit_images=len(rows.fit), fit_rows=len(y_fit), val_accuracy=val_accuracy(val_proba, y[rows.val]),
+                   **audit_metrics(cache, cfg, proba))
     if curve_time:
         metrics["curve_time_s"] = round(curve_time, 3)
     return RunResult(trained, rows, proba, metrics, text, report, confusion, calibration)
@@ -155,7 +157,7 @@ def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) 
     if cfg.tta and not shapes["test"].views:
         raise UserError(f"--tta needs test views, and {cache.path} has none; re-extract with --augment SPEC "
                         "--views K --test-views K, or leave out --tta")
-    rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed, cfg.train_size)
+    rows = training_rows(cache, cfg)   # less the rows --exclude names
     budget = memory_budget(cfg.max_memory)
     train = shapes["train"]
     k = train.views if cfg.views == "all" else 0
@@ -184,7 +186,7 @@ def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) 
     fit_images, n_fit = (sub["images"], sub["rows"]) if sub else (len(rows.fit), len(rows.fit) * (1 + k))
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
                    n_fit=n_fit, n_val=sub["val_rows"] if sub else len(rows.val), n_test=len(cache.test.labels),
-                   fit_images=fit_images, fit_rows=n_fit)
+                   fit_images=fit_images, fit_rows=n_fit, **audit_metrics(cache, cfg, proba))
     metrics["val_accuracy"] = val_accuracy(val_proba, val_y) if val_proba is not None else None
     return RunResult(trained, rows, proba, metrics, text, report, confusion, calibration)
 
