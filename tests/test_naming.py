@@ -44,7 +44,8 @@ def test_a_run_name_changes_with_every_setting_that_applies_to_its_model(tiny_ca
     other = {"seed": 1, "val_fraction": 0.2, "train_size": 50, "C": 1.0, "max_iter": 10, "n_estimators": 7,
              "max_depth": 3, "max_samples": 0.5, "hidden": (8,), "dropout": 0.1, "epochs": 3, "batch_size": 8,
              "learning_rate": 0.5, "decay_steps": 7, "decay_rate": 0.5, "optimizer": "sgd", "momentum": 0.5,
-             "patience": 2, "k": 20, "temperature": 0.5, "calibrate": True, "views": "none", "tta": True,
+             "patience": 2, "k": 20, "temperature": 0.5, "calibrate": True, "exclude": "a.json:duplicates",
+             "views": "none", "tta": True,
              "max_memory": 10**9}
     assert {f.name for f in fields(ClassifyConfig)} == set(other) | not_identity
     owned = {k for params in MODEL_PARAMS.values() for k in params}
