@@ -50,8 +50,13 @@ def flops_per_image(backbone: str, size: int) -> int:
     from bench.flops import model_flops
     from featurecache.extractor import Extractor
 
-    weights = "imagenet" if backbone.endswith(".keras") else "none"
-    return model_flops(Extractor(backbone, "gap", size, weights, 0, "float32").model)
+    if backbone.endswith(".keras"):
+        import keras
+
+        # a model file may take any H and W, leaving its layers' shapes unknown: fix them at `size`
+        inner = keras.saving.load_model(backbone, safe_mode=True)
+        return model_flops(keras.models.clone_model(inner, input_tensors=keras.Input((size, size, 3))))
+    return model_flops(Extractor(backbone, "gap", size, "none", 0, "float32").model)
 
 
 def features_of(cache: Path) -> np.ndarray:
