@@ -34,6 +34,7 @@ from extract.datasets import Dataset, Split
 from extract.pipeline import Checkpoints, NoBar, Summary
 from featurecache.errors import UserError, reason
 from featurecache.extractor import Extractor
+from featurecache.tfimport import fd2_to_devnull
 
 INSTALL = "--engine ray needs Ray, which is not installed: pip install -e '.[distributed]' (or make install)"
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +102,7 @@ def start(address: str | None, verbose: bool) -> float:
         # workers on this machine import this checkout's code, as the driver does
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     try:
-        with contextlib.nullcontext() if verbose else stderr_silenced():
+        with contextlib.nullcontext() if verbose else fd2_to_devnull():
             ray.init(address=address, log_to_driver=verbose, include_dashboard=False, configure_logging=True,
                      logging_level=logging.INFO if verbose else logging.ERROR)
     except Exception as e:  # noqa: BLE001 - every way a cluster can be out of reach is one line
@@ -118,23 +119,6 @@ def start(address: str | None, verbose: bool) -> float:
     context.print_on_execution_start = verbose
     context.verbose_stats_logs = False
     return time.perf_counter() - started
-
-
-@contextlib.contextmanager
-def stderr_silenced():
-    """File descriptor 2 sent to /dev/null for the block: Ray's C++ core writes its start-up notice there
-    ("logging.cc: Set ray log level ..."), below Python's sys.stderr."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(null)
-        os.close(saved)
 
 
 def quiet_raylet(ray) -> None:

@@ -22,11 +22,9 @@ import sys
 
 
 @contextlib.contextmanager
-def quiet_fd2():
-    """Point file descriptor 2 at /dev/null for the block (unless FEATURECACHE_TF_LOGS is set)."""
-    if os.environ.get("FEATURECACHE_TF_LOGS"):
-        yield
-        return
+def fd2_to_devnull():
+    """Point file descriptor 2 at /dev/null for the block: what C++ libraries (TensorFlow, Ray's core)
+    write below Python's sys.stderr."""
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -38,6 +36,16 @@ def quiet_fd2():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+@contextlib.contextmanager
+def quiet_fd2():
+    """`fd2_to_devnull` for TensorFlow's start-up, unless FEATURECACHE_TF_LOGS is set."""
+    if os.environ.get("FEATURECACHE_TF_LOGS"):
+        yield
+        return
+    with fd2_to_devnull():
+        yield
 
 
 @functools.lru_cache(maxsize=None)

@@ -6,6 +6,7 @@ Tests never touch the network: every extraction uses --weights none.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -87,3 +88,11 @@ def tiny_cache(tmp_path_factory) -> Path:
     result = run_extract(["--data-dir", str(CIFAR_FIXTURE), "--weights", "none", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
+
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+
+def browser() -> str | None:
+    """Headless Chromium for the report page's checks: $CHROMIUM, or the first of BROWSERS on PATH."""
+    return os.environ.get("CHROMIUM") or next((b for b in map(shutil.which, BROWSERS) if b), None)

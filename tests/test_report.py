@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from classify import compare, learning_curve, report
 from classify.cli import cli as classify_cli
-from conftest import ROOT, error_line
+from conftest import ROOT, error_line, browser
 
 
 class Links(HTMLParser):
@@ -160,7 +160,6 @@ def test_files_that_are_not_run_records_are_skipped_not_fatal(tmp_path):
 
 # --------------------------------------------------------------------------- a real browser
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 PROBE = """<script>
 var probeErrors = [];
 window.addEventListener("error", function (e) { probeErrors.push(String(e.message || (e.target && e.target.src))); }, true);
@@ -171,10 +170,6 @@ window.addEventListener("load", function () {
   document.body.appendChild(p);
 });
 </script>"""
-
-
-def browser() -> str | None:
-    return os.environ.get("CHROMIUM") or next((b for b in map(shutil.which, BROWSERS) if b), None)
 
 
 def render_in_browser(exe: str, page_path: Path, screenshot: Path | None = None) -> tuple[dict, list[str]]:

@@ -173,7 +173,7 @@ def page_width(exe: str, page_path: Path, window: int) -> dict:
 
 
 def test_page_fits_a_1400_px_window_in_headless_chromium(reports, tmp_path):
-    from test_report import browser
+    from conftest import browser
 
     exe = browser()
     if exe is None:
