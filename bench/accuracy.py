@@ -2,9 +2,9 @@
 
 Extracts the CIFAR-10 subset (5,000 train + 1,000 test images, resized to 224 px inside the graph) and
 the cats-vs-dogs photos (200 + 100) with the EfficientNet-Lite0 in ../shared/models, then trains LR
-(`--C auto`), the MLP, the random forest and kNN on each cache with `classify.compare` (each accuracy
+(`--C auto`), the MLP, the random forest and kNN on each cache with `classify.workflows.compare` (each accuracy
 with its bootstrap 95% interval and ECE), again with `--calibrate` (LR, MLP, kNN: the ECE before and
-after), runs `classify.fewshot` (1, 5, 10, 20 shots, 5 seeds, LR and kNN), and, for the photos,
+after), runs `classify.workflows.fewshot` (1, 5, 10, 20 shots, 5 seeds, LR and kNN), and, for the photos,
 compares the LR accuracy of a float32 and a bfloat16 cache. Each step runs in its own process.
 Writes <out-dir>/accuracy.json and accuracy.md and prints the tables.
 
@@ -52,7 +52,7 @@ def extract(data: Path, model: Path, out: Path, log: Path, precision: str) -> di
 
 def classify(cache: Path, out_dir: Path, log: Path, models: tuple[str, ...], *extra: str) -> dict:
     args = [a for m in models for a in ("--model", m)]
-    run_step([sys.executable, "-m", "classify.compare", "--features", str(cache), "--out-dir", str(out_dir),
+    run_step([sys.executable, "-m", "classify.workflows.compare", "--features", str(cache), "--out-dir", str(out_dir),
               "--C", "auto", *args, *extra], log)
     return read_classify_runs(out_dir)
 
@@ -70,9 +70,9 @@ def calibration(cache: Path, out_dir: Path, log: Path) -> dict:
 
 
 def fewshot(cache: Path, out_dir: Path, log: Path) -> list[dict]:
-    """classify.fewshot's rows (model, shots, seeds, mean, std, low, high) for FEWSHOT_MODELS."""
+    """classify.workflows.fewshot's rows (model, shots, seeds, mean, std, low, high) for FEWSHOT_MODELS."""
     args = [a for m in FEWSHOT_MODELS for a in ("--model", m)]
-    run_step([sys.executable, "-m", "classify.fewshot", "--features", str(cache), "--out-dir", str(out_dir),
+    run_step([sys.executable, "-m", "classify.workflows.fewshot", "--features", str(cache), "--out-dir", str(out_dir),
               "--shots", "1,5,10,20", "--seeds", "5", *args], log)
     (path,) = sorted(out_dir.glob("*-fewshot-*.json"))[-1:]
     return json.loads(path.read_text())["rows"]

@@ -1,4 +1,4 @@
-"""The evidence for classify.audit's default --threshold: similarities of known duplicates against random pairs.
+"""The evidence for classify.workflows.audit's default --threshold: similarities of known duplicates against random pairs.
 
 Reads the EfficientNet-Lite0 cache of a planted photo set (`bench.planted`, whose JSON names the
 planted train/test pairs) and, optionally, other caches (the CIFAR-10 subset), and draws one
@@ -20,8 +20,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from classify.audit import THRESHOLD
-from classify.audit_plots import similarity_histogram
+from classify.workflows.audit import THRESHOLD
+from classify.reporting.audit_plots import similarity_histogram
 from featurecache.cache import read_cache
 
 RANDOM_PAIRS = 20_000

@@ -70,7 +70,7 @@ def extraction_times(data_dir: str, work: Path, views: list[int], augment: str, 
 def accuracies(cache_path: Path, models: list[str], train_size: int | None, seed: int, log=print) -> list[dict]:
     """Test accuracy of each model without views, with views, and with views + TTA (when the cache has test views)."""
     from classify.options import make_config
-    from classify.train import train_and_evaluate
+    from classify.training.train import train_and_evaluate
     from featurecache.cache import read_cache
 
     cache = read_cache(cache_path)
@@ -143,7 +143,7 @@ def cli(data_dir, backbone, weights, image_size, limit, train_size, views, augme
     try:
         parse_ops(augment)
         model_list = [m.strip() for m in models.split(",") if m.strip()]
-        from classify.models import MODELS
+        from classify.training.models import MODELS
 
         unknown = [m for m in model_list if m not in MODELS]
         if unknown or not model_list:

@@ -1,4 +1,4 @@
-"""A photo set with known faults, to check the audit against (`classify.audit`).
+"""A photo set with known faults, to check the audit against (`classify.workflows.audit`).
 
 `build_planted` copies a class-per-folder photo set with train/ and test/ (the cats-vs-dogs subset
 of ../shared/data) and plants, seeded:

@@ -31,7 +31,7 @@ TARGETS = {
 
 
 def read_classify_runs(out_dir: Path) -> dict:
-    """{model: {test_accuracy, train_seconds, predict_seconds, low, high, ece}} from the comparison.csv `classify.compare`
+    """{model: {test_accuracy, train_seconds, predict_seconds, low, high, ece}} from the comparison.csv `classify.workflows.compare`
     writes in out_dir."""
     import csv
 
@@ -215,7 +215,7 @@ def scale_rows(steps: dict, base: int, epochs: int, to_epochs: int = 10) -> tupl
                         f"extract {ext['wall_s']:.1f} s + classify --model mlp {mlp['wall_s']:.1f} s", ratio))
     compare = steps.get("classify_auto")
     if compare:
-        rows.append(Row("full scale", "classify.compare (LR, RF, MLP on one load), wall s", None, "", compare["wall_s"],
+        rows.append(Row("full scale", "classify.workflows.compare (LR, RF, MLP on one load), wall s", None, "", compare["wall_s"],
                         ", ".join(f"{k} {v['train_seconds']:.1f} s" for k, v in sorted(compare.get("models", {}).items()))))
     for tag, step in steps.items():
         if isinstance(step, dict) and step.get("peak_rss_mb") is not None:

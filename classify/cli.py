@@ -14,7 +14,7 @@ and writes, under reports/ (names from the cache and model, or
     <cache>-<model>-latest.json            names the latest run of this model on this cache
 
 <run> is a short digest of the run's settings and the cache's identity: other settings
-never overwrite an earlier run's files (classify.outputs).
+never overwrite an earlier run's files (classify.runs.outputs).
 
     python -m classify --model lr --C auto
 
@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import click
 
-from classify.config import has_views
-from classify.models import MODELS
+from classify.training.config import has_views
+from classify.training.models import MODELS
 from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
-from classify.tracking import track_option
+from classify.runs.tracking import track_option
 from featurecache.files import interruptible
 
 
@@ -41,7 +41,7 @@ from featurecache.files import interruptible
 @click.option("--report-name", default=None,
               help="Base name of the report: NAME.txt, NAME.json, NAME-run.json, NAME-model.<ext>.")
 @click.option("--exclude", default=None, metavar="AUDIT.json:KIND",
-              help="Leave out the training rows an audit (python -m classify.audit) flags: KIND is duplicates, "
+              help="Leave out the training rows an audit (python -m classify.workflows.audit) flags: KIND is duplicates, "
                    "label-issues, or both comma-separated, e.g. reports/x-audit.json:duplicates.")
 @training_options
 @track_option
@@ -52,11 +52,11 @@ def cli(**options) -> None:
 
     Saved models load without running code (LR and RF: HDF5 arrays; MLP: a Keras archive loaded in
     safe mode); runs and models this tool did not write are refused when loaded."""
-    from classify.audit_record import check_exclude
-    from classify.outputs import check_name, check_out_dir, run_paths, write_run
-    from classify.report import write_index
-    from classify.tracking import log_run, require
-    from classify.train import load_for_training, train_and_evaluate
+    from classify.workflows.audit_record import check_exclude
+    from classify.runs.outputs import check_name, check_out_dir, run_paths, write_run
+    from classify.reporting.report import write_index
+    from classify.runs.tracking import log_run, require
+    from classify.training.train import load_for_training, train_and_evaluate
 
     cfg = make_config(**options)
     if cfg.exclude:

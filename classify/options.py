@@ -1,6 +1,6 @@
 """Options, parameter types and config helpers shared by the classify commands.
 
-`classify.cli`, `classify.compare` and `classify.learning_curve` build their
+`classify.cli`, `classify.workflows.compare` and `classify.workflows.learning_curve` build their
 command lines from these; none of them imports from another command module.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from classify.config import ClassifyConfig
+from classify.training.config import ClassifyConfig
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

@@ -25,14 +25,14 @@ runs() {  # runs SRC OUT: every command, with the code in SRC
      "$PY" -m classify --model lr --features "$C" --out-dir "$2"
      "$PY" -m classify --model lr --features "$C" --tta --out-dir "$2"
      "$PY" -m classify --model lr --features "$C" --C auto --out-dir "$2"
-     "$PY" -m classify.compare --features "$C" --model rf --model mlp --out-dir "$2"
-     "$PY" -m classify.compare --features "$X" --model lr --model rf --model mlp --out-dir "$2"
+     "$PY" -m classify.workflows.compare --features "$C" --model rf --model mlp --out-dir "$2"
+     "$PY" -m classify.workflows.compare --features "$X" --model lr --model rf --model mlp --out-dir "$2"
      "$PY" -m classify --model lr --features "$X" --C auto --out-dir "$2"
      "$PY" -m classify --model lr --features "$X" --C 0.1 --out-dir "$2"
-     "$PY" -m classify.learning_curve --model lr --features "$X" --seeds 2 --points 4 --min-size 200 --out-dir "$2"
-     "$PY" -m classify.active --model lr --features "$X" --seeds 2 --initial 200 --batch 100 --budget 600 --out-dir "$2"
+     "$PY" -m classify.workflows.learning_curve --model lr --features "$X" --seeds 2 --points 4 --min-size 200 --out-dir "$2"
+     "$PY" -m classify.workflows.active --model lr --features "$X" --seeds 2 --initial 200 --batch 100 --budget 600 --out-dir "$2"
      run=$(ls "$2"/cats-vs-dogs-lite0-224px-lr-*-run.json | head -1)
-     "$PY" -m classify.robustness --run "$run" --attack fgsm --attack pgd --pgd-steps 3 --limit 6 --out-dir "$2")
+     "$PY" -m classify.pixel.robustness --run "$run" --attack fgsm --attack pgd --pgd-steps 3 --limit 6 --out-dir "$2")
 }
 
 shot() {  # shot PAGE PNG: the page at a 1,400 px window

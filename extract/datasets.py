@@ -586,7 +586,7 @@ class FolderReader:
 
 
 def _split_off(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, test rows), stratified and seeded; ceil(fraction x n) test rows as classify/data.py takes."""
+    """(train rows, test rows), stratified and seeded; ceil(fraction x n) test rows as classify/training/data.py takes."""
     n, n_classes = len(labels), len(np.unique(labels))
     counts = np.bincount(labels)
     n_test = int(np.ceil(test_fraction * n))

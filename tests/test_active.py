@@ -1,4 +1,4 @@
-"""classify.active on the real fixture cache (120 CIFAR-10 images, random VGG16 weights): the labelled
+"""classify.workflows.active on the real fixture cache (120 CIFAR-10 images, random VGG16 weights): the labelled
 counts, the pool (training rows only), margin picks checked against scikit-learn, seeded random picks,
 strategies that do not influence each other, the files' contents, and one clean line for each bad input."""
 
@@ -17,8 +17,8 @@ from sklearn.metrics import accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from classify import active
-from classify.config import ClassifyConfig
+from classify.workflows import active
+from classify.training.config import ClassifyConfig
 from conftest import ROOT
 from featurecache.cache import read_cache
 from test_classify_data import blob_cache, invoke, snapshot
@@ -196,7 +196,7 @@ def test_a_cache_without_test_rows_is_refused(earlier, tmp_path):
 @pytest.mark.slow
 def test_lr_and_rf_runs_never_import_tensorflow(tmp_path):
     cache = blob_cache(tmp_path / "blobs.h5")
-    code = ("import sys; from classify.active import main\n"
+    code = ("import sys; from classify.workflows.active import main\n"
             "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
             "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')], 'TensorFlow imported'\n")
     for model in ("lr", "rf"):

@@ -117,7 +117,7 @@ def test_flip_views_are_the_original_or_the_mirrored_image(extractor):
 
 
 def test_no_validation_image_has_a_view_among_the_fitted_rows(caches):
-    from classify.data import fit_rows, split_rows
+    from classify.training.data import fit_rows, split_rows
 
     cache = read_cache(caches["aug"])
     rows = split_rows(cache.train.labels, 0.3, 0)

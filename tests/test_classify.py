@@ -15,12 +15,14 @@ from sklearn.preprocessing import StandardScaler
 
 from sklearn.metrics import accuracy_score, log_loss
 
-from classify import models, saved
+from classify.training import models
+
+from classify.runs import saved
 from classify.cli import cli
-from classify.config import C_GRID, ClassifyConfig
-from classify.data import split_rows
-from classify.saved import load_run
-from classify.train import train_and_evaluate
+from classify.training.config import C_GRID, ClassifyConfig
+from classify.training.data import split_rows
+from classify.runs.saved import load_run
+from classify.training.train import train_and_evaluate
 from conftest import ROOT
 from featurecache.cache import read_cache
 from test_classify_data import blob_cache, invoke
@@ -121,7 +123,7 @@ def test_lr_run_on_real_tiny_cache_writes_every_file_holding_what_it_claims(tiny
 
 
 def test_gallery_shows_misclassified_test_images(tiny_cache):
-    from classify.train import gallery_items
+    from classify.training.train import gallery_items
 
     cache = read_cache(tiny_cache)
     result = train_and_evaluate(cache, ClassifyConfig(model="lr", val_fraction=0.2), curves=False)

@@ -1,4 +1,4 @@
-"""classify.compare (rows added per run, each cache read once, rows pointing at their runs), --train-size,
+"""classify.workflows.compare (rows added per run, each cache read once, rows pointing at their runs), --train-size,
 and the learning curve."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 import featurecache.cache
-from classify import compare, learning_curve
+from classify.workflows import compare, learning_curve
 from classify.cli import cli
-from classify.outputs import resolve
+from classify.runs.outputs import resolve
 from test_classify_data import blob_cache, invoke, snapshot
 
 
@@ -137,8 +137,8 @@ def test_caches_sharing_a_file_name_keep_their_own_rows_and_files(tmp_path):
 
 
 def test_run_identity_follows_settings_and_cache_not_file_name(two_caches, tmp_path):
-    from classify.config import ClassifyConfig
-    from classify.outputs import run_id
+    from classify.training.config import ClassifyConfig
+    from classify.runs.outputs import run_id
     from featurecache.cache import read_cache
 
     alpha = read_cache(two_caches[0])

@@ -1,4 +1,4 @@
-"""classify.data (training subsets, validation splits), plus the helpers the other classify tests import:
+"""classify.training.data (training subsets, validation splits), plus the helpers the other classify tests import:
 small caches with known structure and a CLI runner."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from classify.data import split_rows, stratified_subset
+from classify.training.data import split_rows, stratified_subset
 from featurecache.cache import write_cache
 from featurecache.errors import UserError
 
@@ -45,7 +45,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-# --------------------------------------------------------------------------- classify.data
+# --------------------------------------------------------------------------- classify.training.data
 
 
 def test_train_size_subset_is_stratified_seeded_and_exact():
@@ -78,7 +78,7 @@ def test_validation_split_is_disjoint_stratified_and_seeded():
 
 
 def test_smallest_train_size_counts_the_validation_split():
-    from classify.data import smallest_train_size
+    from classify.training.data import smallest_train_size
 
     labels = np.arange(300) % 3
     need = smallest_train_size(labels, 0.1)

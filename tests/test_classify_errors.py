@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from classify.cli import cli
-from classify.saved import load_run, sha256
+from classify.runs.saved import load_run, sha256
 from featurecache.errors import UserError
 from test_classify_data import blob_cache, invoke, snapshot
 
@@ -140,8 +140,8 @@ def test_one_class_of_training_rows_is_refused_before_fitting(earlier, tmp_path,
 
 @pytest.mark.parametrize("model", ["lr", "rf", "mlp"])
 def test_every_builder_refuses_no_rows_or_one_class_before_fitting(model):
-    from classify.config import ClassifyConfig
-    from classify.models import MODELS
+    from classify.training.config import ClassifyConfig
+    from classify.training.models import MODELS
 
     X, cfg = np.zeros((6, 4), np.float32), ClassifyConfig(model=model)
     with pytest.raises(UserError, match="no training rows"):
@@ -205,7 +205,7 @@ def test_a_run_failing_while_writing_leaves_earlier_files_intact(earlier, monkey
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")  # a bug, after some files were already written aside
 
-    monkeypatch.setattr("classify.saved.save_linear", broken)
+    monkeypatch.setattr("classify.runs.saved.save_linear", broken)
     result = invoke(cli, ["--features", cache, "--out-dir", out, "--C", "0.5", *NAMES])
     assert result.exit_code != 0 and isinstance(result.exception, RuntimeError)
     assert snapshot(out) == before

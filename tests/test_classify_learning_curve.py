@@ -1,4 +1,4 @@
-"""classify.learning_curve on bad sizes: no --train-size option, a cache no larger than --min-size, and a
+"""classify.workflows.learning_curve on bad sizes: no --train-size option, a cache no larger than --min-size, and a
 --min-size too small to split, each refused with one line naming --min-size and the number that works."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 from featurecache.errors import UserError
 
-from classify import learning_curve
+from classify.workflows import learning_curve
 from test_classify_data import blob_cache, invoke
 from test_classify_errors import assert_clean_failure
 
@@ -49,8 +49,8 @@ def test_every_suggested_size_works_even_near_the_whole_cache():
     """200 rows of 10 classes: a subset of 191..199 rows would leave fewer than 10 rows out, which no
     stratified split allows; the smallest size suggested and every size drawn must be possible.
     With 100 rows no subset at all can be validated (10 held out of at least 91), only every row."""
-    from classify.data import smallest_train_size, split_rows
-    from classify.learning_curve import sizes_for
+    from classify.training.data import smallest_train_size, split_rows
+    from classify.workflows.learning_curve import sizes_for
 
     labels = np.repeat(np.arange(10), 20)
     need = smallest_train_size(labels, 0.1)

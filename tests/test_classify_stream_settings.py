@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from classify.cli import cli as classify_cli
-from classify.config import ClassifyConfig
-from classify.data import Stream, split_rows
+from classify.training.config import ClassifyConfig
+from classify.training.data import Stream, split_rows
 from featurecache.cache import read_cache
 from test_classify_stream import synthetic_cache
 
@@ -35,7 +35,7 @@ def test_rf_under_a_budget_reports_the_rows_it_fitted(tmp_path):
 
 
 def test_streamed_mlp_batches_hold_the_batch_size_across_chunks(tmp_path):
-    from classify.mlp import stream_datasets
+    from classify.training.mlp import stream_datasets
     from featurecache.tfimport import tensorflow
 
     path = synthetic_cache(tmp_path / "c.h5", 1000, dim=16, n_test=50)

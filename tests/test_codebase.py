@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import ROOT
 
-PACKAGES = ("featurecache", "extract", "classify", "predict", "bench")
+PACKAGES = ("featurecache", "extract", "classify", "bench")
 
 
 def sources() -> list[Path]:

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from classify.config import ClassifyConfig
-from classify.evaluation import bootstrap_interval, calibrated, ece
-from classify.report import Run, standings
-from classify.saved import load_run
-from classify.train import train_and_evaluate
+from classify.training.config import ClassifyConfig
+from classify.training.evaluation import bootstrap_interval, calibrated, ece
+from classify.reporting.report import Run, standings
+from classify.runs.saved import load_run
+from classify.training.train import train_and_evaluate
 from featurecache.cache import read_cache
 from test_classify_data import blob_cache, invoke
 
@@ -31,7 +31,7 @@ def test_bootstrap_interval_of_a_known_vector_matches_a_reference():
 
 
 def test_bootstrap_blocks_draw_the_same_resamples_as_one_at_a_time(monkeypatch):
-    from classify import evaluation
+    from classify.training import evaluation
 
     correct = np.random.default_rng(3).random(257) < 0.4
     whole = bootstrap_interval(correct)
@@ -75,7 +75,7 @@ def test_temperature_scaling_keeps_the_top_class():
 
 def test_calibrate_lowers_the_ece_of_an_over_confident_mlp_and_predict_gives_calibrated_probabilities(tmp_path):
     from classify.cli import cli
-    from classify.saved import FORMATS
+    from classify.runs.saved import FORMATS
 
     # weak signal in 128 dimensions, 300 fit rows, a wide MLP without dropout at a high learning rate:
     # it memorises its rows within two epochs, and is over-confident on the test rows at its best epoch
@@ -118,7 +118,7 @@ def test_the_page_calls_runs_with_overlapping_intervals_neither_better_nor_worse
 
 
 def test_compare_seeds_reports_mean_and_std_beside_each_interval(tmp_path):
-    from classify.compare import cli
+    from classify.workflows.compare import cli
 
     cache = blob_cache(tmp_path / "blobs-none-gap-1px.h5", spread=0.8)
     r = invoke(cli, ["--features", cache, "--out-dir", tmp_path, "--model", "lr", "--model", "knn", "--seeds", "3"])

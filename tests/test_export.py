@@ -24,22 +24,22 @@ def photo_runs(tmp_path_factory):
 
 
 def fixture_files():
-    from predict.cli import collect_images
+    from classify.pixel.predict_cli import collect_images
 
     return [str(f) for f in collect_images((PHOTOS_FIXTURE / "test",))[0]]
 
 
 def invoke(*args):
-    from predict.cli import cli
+    from classify.pixel.predict_cli import cli
 
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def test_end_to_end_model_agrees_with_predict(photo_runs):
-    from classify import endtoend
-    from classify.saved import load_run
+    from classify.pixel import endtoend
+    from classify.runs.saved import load_run
     from extract.datasets import load_image
-    from predict.cli import predict_images
+    from classify.pixel.predict_cli import predict_images
 
     run = load_run(photo_runs["lr"])
     files = [Path(f) for f in fixture_files()]

@@ -153,7 +153,7 @@ def test_single_level_folder_is_split_stratified_and_seeded(tmp_path):
     assert a.class_names == ["cats", "dogs"] and a.name == "pets"
     train, test = a.splits["train"], a.splits["test"]
     assert sorted(train.sources + test.sources) == everything and not set(train.sources) & set(test.sources)
-    # ceil(0.25 x 18) = 5 test images, as classify/data.py rounds, stratified by scikit-learn
+    # ceil(0.25 x 18) = 5 test images, as classify/training/data.py rounds, stratified by scikit-learn
     assert sorted(np.bincount(test.labels).tolist()) == [2, 3] and len(train) == 13
     for s in (train, test):
         np.testing.assert_array_equal(s.labels, [0 if x.startswith("cats/") else 1 for x in s.sources])

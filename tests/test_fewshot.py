@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from classify.fewshot import cli, draw_shots
+from classify.workflows.fewshot import cli, draw_shots
 from featurecache.cache import read_cache
 from featurecache.errors import UserError
 from test_classify_data import invoke

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.text import Text
 
-from classify import plots
+from classify.reporting import plots
 from conftest import classify_run
 
 SLACK = 1.0  # pixels of rounding allowed at a box's edge
@@ -101,8 +101,8 @@ def test_the_check_finds_overlaps_clipped_titles_covering_legends_and_small_pict
 @pytest.fixture(scope="module")
 def runs(tiny_cache):
     """lr (given C), lr (C auto), rf and mlp on the fixture cache: {name: (RunResult, cache, cfg)}."""
-    from classify.config import ClassifyConfig
-    from classify.train import load_for_training, train_and_evaluate
+    from classify.training.config import ClassifyConfig
+    from classify.training.train import load_for_training, train_and_evaluate
 
     base = ClassifyConfig(features=str(tiny_cache))
     out = {}
@@ -139,7 +139,7 @@ def test_confusion_matrix_with_ten_class_names(runs):
 
 
 def test_gallery_pictures_are_at_least_96_px(runs):
-    from classify.train import gallery_items
+    from classify.training.train import gallery_items
 
     result, cache, _ = runs["lr"]
     items, why = gallery_items(cache, result.proba)
@@ -152,7 +152,7 @@ def test_gallery_pictures_are_at_least_96_px(runs):
 
 
 def test_comparison_of_two_caches_with_long_names_and_several_settings(tiny_cache, tmp_path):
-    from classify.compare import cli, labelled, read_rows
+    from classify.workflows.compare import cli, labelled, read_rows
 
     for models, extra in ((["lr", "rf"], []), (["lr"], ["--C", "auto"]), (["rf"], ["--n-estimators", "20"])):
         r = CliRunner().invoke(cli, ["--features", str(tiny_cache), "--n-estimators", "10", "--out-dir", str(tmp_path),
@@ -173,8 +173,8 @@ def test_comparison_of_two_caches_with_long_names_and_several_settings(tiny_cach
 
 
 def test_learning_curve_and_active_learning(runs):
-    from classify import active
-    from classify.learning_curve import learning_curve
+    from classify.workflows import active
+    from classify.workflows.learning_curve import learning_curve
 
     _, cache, cfg = runs["lr"]
     points = learning_curve(cache, dataclasses.replace(cfg, val_fraction=0.5), [30, 60, 100], seeds=2)
@@ -186,8 +186,8 @@ def test_learning_curve_and_active_learning(runs):
 
 @pytest.fixture(scope="module")
 def attacked(tiny_cache, tmp_path_factory):
-    from classify.attacks import AttackConfig, robustness
-    from classify.saved import load_run
+    from classify.pixel.attacks import AttackConfig, robustness
+    from classify.runs.saved import load_run
 
     run = load_run(classify_run(tiny_cache, tmp_path_factory.mktemp("attacked")))
     return robustness(run, AttackConfig(attacks=("fgsm", "pgd"), eps=(0, 2, 8), pgd_steps=3, limit=6)), run

@@ -10,10 +10,10 @@ import pytest
 from conftest import error_line
 
 from classify.cli import cli
-from classify.config import ClassifyConfig
-from classify.knn import K_GRID
-from classify.saved import load_run
-from classify.train import load_for_training, train_and_evaluate
+from classify.training.config import ClassifyConfig
+from classify.training.knn import K_GRID
+from classify.runs.saved import load_run
+from classify.training.train import load_for_training, train_and_evaluate
 from featurecache.cache import read_cache
 from test_classify_data import blob_cache, invoke
 
@@ -95,7 +95,7 @@ def test_knn_run_saves_predicts_and_refuses_export(overlapping, tmp_path):
     run = load_run(tmp_path / "k-run.json")
     proba = run.predict_proba(cache.test.features)
     assert np.mean(proba.argmax(1) == cache.test.labels) == pytest.approx(record["metrics"]["accuracy"])
-    from predict.cli import cli as predict_cli
+    from classify.pixel.predict_cli import cli as predict_cli
 
     r = invoke(predict_cli, ["--run", tmp_path / "k-run.json", "--export", tmp_path / "exp"])
     assert "whole training set" in error_line(r, 1)   # one "Error: ..." line, no exception escaped

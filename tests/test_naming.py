@@ -35,8 +35,8 @@ def test_a_run_name_changes_with_every_setting_that_applies_to_its_model(tiny_ca
     only names or places files."""
     from dataclasses import fields
 
-    from classify.config import MODEL_PARAMS, ClassifyConfig
-    from classify.outputs import run_id
+    from classify.training.config import MODEL_PARAMS, ClassifyConfig
+    from classify.runs.outputs import run_id
     from featurecache.cache import read_cache
 
     cache = read_cache(tiny_cache)

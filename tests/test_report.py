@@ -17,7 +17,9 @@ from urllib.parse import unquote
 import pytest
 from click.testing import CliRunner
 
-from classify import compare, learning_curve, report
+from classify.workflows import compare, learning_curve
+
+from classify.reporting import report
 from classify.cli import cli as classify_cli
 from conftest import ROOT, error_line, browser
 

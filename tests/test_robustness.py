@@ -1,4 +1,4 @@
-"""classify.robustness: FGSM/PGD on a real run's test images (real CIFAR-10 fixture, random VGG16 weights)."""
+"""classify.pixel.robustness: FGSM/PGD on a real run's test images (real CIFAR-10 fixture, random VGG16 weights)."""
 
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ def lr_run(tiny_cache, tmp_path_factory):
 
 
 def invoke(*args):
-    from classify.robustness import cli
+    from classify.pixel.robustness import cli
 
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def test_attacked_images_stay_in_the_eps_ball_and_in_0_255(lr_run):
-    from classify import endtoend
-    from classify.attacks import fgsm, pgd, read_batch, run_images
-    from classify.saved import load_run
+    from classify.pixel import endtoend
+    from classify.pixel.attacks import fgsm, pgd, read_batch, run_images
+    from classify.runs.saved import load_run
 
     run = load_run(lr_run)
     e2e = endtoend.build(run)
@@ -151,9 +151,9 @@ def test_changed_backbone_file_or_gone_images_are_refused(model_file_run):
 @pytest.mark.slow
 def test_mlp_head_and_bfloat16_cache_score_like_the_run(tiny_cache, tmp_path):
     """The MLP's saved layers and a bfloat16 backbone: the end-to-end model scores like the run on cached features."""
-    from classify import endtoend
-    from classify.attacks import read_batch, run_images
-    from classify.saved import load_run
+    from classify.pixel import endtoend
+    from classify.pixel.attacks import read_batch, run_images
+    from classify.runs.saved import load_run
     from featurecache.cache import read_cache
 
     bf16 = tmp_path / "bf16.h5"

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from classify.cli import cli
-from classify.outputs import drawable_names
+from classify.runs.outputs import drawable_names
 from featurecache.cache import write_cache
 from test_classify_compare import latest_run
 from test_classify_data import invoke

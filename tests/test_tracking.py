@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from classify import compare
+from classify.workflows import compare
 from classify.cli import cli as classify_cli
 from conftest import ROOT, error_line
 
@@ -131,7 +131,7 @@ def run_record(tiny_cache, tmp_path_factory) -> Path:
 LOG_ONE = """
 import json, sys, time
 import mlflow, mlflow.entities, mlflow.tracking   # imported before the clock starts
-from classify.tracking import log_run
+from classify.runs.tracking import log_run
 t = time.perf_counter()
 try:
     log_run(json.load(open(sys.argv[1])))
@@ -208,7 +208,7 @@ def test_an_lr_run_shows_records_and_logs_no_mlp_or_forest_setting(tiny_cache, t
     import os
     import subprocess
 
-    from classify.config import MODEL_PARAMS
+    from classify.training.config import MODEL_PARAMS
     from conftest import ROOT
 
     others = set(MODEL_PARAMS["mlp"]) | set(MODEL_PARAMS["rf"])

@@ -96,7 +96,7 @@ def choose_k(source: Source, X_val, y_val, candidates: list[int], temperature: f
              block: int) -> tuple[int, list[dict]]:
     """The k of `candidates` with the best validation accuracy (lower validation loss, then the
     smaller k, break ties), and every candidate's scores. Validation rows only."""
-    from classify.models import scores
+    from classify.training.models import scores
 
     sims, labels = sorted_neighbours(X_val, source, max(candidates), block)
     sweep = []
@@ -113,7 +113,7 @@ def choose_k(source: Source, X_val, y_val, candidates: list[int], temperature: f
 def save_knn(path, source: Source, dim: int, k: int, temperature: float) -> None:
     """The normalised training rows (N, D) float32, their labels (N,), k and T as HDF5, written a
     chunk of `source` at a time."""
-    from classify.saved import FORMAT_VERSION, MODEL_FORMAT
+    from classify.runs.saved import FORMAT_VERSION, MODEL_FORMAT
 
     with h5py.File(path, "w") as f:
         feats = f.create_dataset("features", (0, dim), np.float32, maxshape=(None, dim), chunks=(256, dim))
@@ -129,7 +129,7 @@ def save_knn(path, source: Source, dim: int, k: int, temperature: float) -> None
 
 def load_knn(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
     """A kNN model file -> predict_proba; refuses files classify did not write."""
-    from classify.saved import MODEL_FORMAT
+    from classify.runs.saved import MODEL_FORMAT
 
     try:
         with h5py.File(path, "r") as f:
@@ -151,7 +151,7 @@ def load_knn(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
 def knn_trained(source: Source, y_fit: np.ndarray, dim: int, X_val, y_val, n_classes: int, cfg, budget: int,
                 chunk: int):
     """The Trained of a kNN over `source`: k fixed or chosen on the validation rows (never the test rows)."""
-    from classify.trained import Trained
+    from classify.runs.trained import Trained
 
     n_train = len(y_fit)
     candidates = k_candidates(y_fit)
@@ -176,8 +176,8 @@ def knn_trained(source: Source, y_fit: np.ndarray, dim: int, X_val, y_val, n_cla
 
 def fit_knn(X_fit, y_fit, X_val, y_val, n_classes: int, cfg, curves: bool = True):
     """kNN over the fit rows held in memory (normalised once); query blocks sized from --max-memory."""
-    from classify.data import memory_budget
-    from classify.models import check_training_rows
+    from classify.training.data import memory_budget
+    from classify.training.models import check_training_rows
 
     check_training_rows(y_fit)
     X, y = normalise(X_fit), np.asarray(y_fit, dtype=np.int64)
@@ -189,7 +189,7 @@ def fit_knn(X_fit, y_fit, X_val, y_val, n_classes: int, cfg, curves: bool = True
 def fit_knn_stream(stream, n_classes: int, cfg, curves: bool = True):
     """kNN over a training set larger than --max-memory: every query block reads the fit rows (views
     included) from the cache one chunk at a time; the validation rows are read once to choose k."""
-    from classify.models import check_training_rows
+    from classify.training.models import check_training_rows
 
     check_training_rows(stream.fit_labels)
     source = lambda: ((normalise(X), y.astype(np.int64)) for X, y in stream.fit_chunks())  # noqa: E731

@@ -1,4 +1,4 @@
-"""`python -m classify.fewshot` / `make fewshot`: test accuracy from 1, 5, 10, 20 training images per class.
+"""`python -m classify.workflows.fewshot` / `make fewshot`: test accuracy from 1, 5, 10, 20 training images per class.
 
 Reads one cache (default: the one features/LATEST names). For each --shots value and each of
 --seeds seeds it draws that many training images of every class from the cache's train split
@@ -14,7 +14,7 @@ of the mean over seeds (draw-to-draw spread dominates at few shots); with one se
 interval of that draw's test accuracy. A few-shot set has no rows to spare for validation: LR fits
 its --C, kNN takes k = min(10, shots), and the MLP runs its --epochs, stopping on its training loss.
 
-    python -m classify.fewshot --shots 1,5,10,20 --seeds 5 --model lr --model knn
+    python -m classify.workflows.fewshot --shots 1,5,10,20 --seeds 5 --model lr --model knn
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import time
 import click
 import numpy as np
 
-from classify.config import ClassifyConfig
-from classify.evaluation import bootstrap_interval
-from classify.knn import K_GRID
+from classify.training.config import ClassifyConfig
+from classify.training.evaluation import bootstrap_interval
+from classify.training.knn import K_GRID
 from classify.options import CONTEXT, CValue, Finite, cache_path
 from featurecache.errors import UserError
 from featurecache.files import interruptible
@@ -49,7 +49,7 @@ def draw_shots(labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
 
 def fit_draw(model: str, X: np.ndarray, y: np.ndarray, n_classes: int, cfg: ClassifyConfig):
     """Fit one few-shot set: no validation rows exist, so the fit rows stand in for them."""
-    from classify.models import MODELS
+    from classify.training.models import MODELS
 
     shots = int(np.bincount(y).max())
     run = dataclasses.replace(cfg, model=model, k=min(K_GRID[0], shots) if model == "knn" else cfg.k)
@@ -124,8 +124,8 @@ class Shots(click.ParamType):
 def cli(features, shots, seeds, seed, models, C, temperature, out_dir) -> None:
     """Few-shot test accuracy: --shots images per class drawn from the train split, --seeds draws each,
     every --model scored on the whole test split; writes a CSV, a JSON and a PNG under --out-dir."""
-    from classify.outputs import cache_id, check_out_dir, csv_text, digest, write_json
-    from classify.plots import fewshot as plot
+    from classify.runs.outputs import cache_id, check_out_dir, csv_text, digest, write_json
+    from classify.reporting.plots import fewshot as plot
     from featurecache.cache import read_cache
     from featurecache.files import Staged
 
@@ -154,7 +154,7 @@ def cli(features, shots, seeds, seed, models, C, temperature, out_dir) -> None:
 
 
 def main() -> None:
-    cli(prog_name="python -m classify.fewshot")
+    cli(prog_name="python -m classify.workflows.fewshot")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,17 @@
-"""`python -m classify.audit` / `make audit`: the data of a cache audited in feature space.
+"""`python -m classify.workflows.audit` / `make audit`: the data of a cache audited in feature space.
 
 Reads one cache (default: the one features/LATEST names), of any split layout, and finds
 
     near-duplicates  pairs of images whose L2-normalised features have cosine similarity >= --threshold,
                      within each split and across splits (train-test pairs are leaks); blocked matrix
-                     products (classify.neighbours), so memory stays bounded however large the cache
+                     products (classify.workflows.neighbours), so memory stays bounded however large the cache
     label errors     training images whose given label the features disagree with: 5-fold out-of-fold
-                     LR probabilities and cleanlab's find_label_issues (classify.label_issues)
+                     LR probabilities and cleanlab's find_label_issues (classify.workflows.label_issues)
     outliers         images far from every class: mean cosine distance to their k nearest training images
 
 and writes under --out-dir (default reports/):
 
-    <cache>-audit.json           the record (classify.audit_record): pairs, suspects, outliers, threshold, counts
+    <cache>-audit.json           the record (classify.workflows.audit_record): pairs, suspects, outliers, threshold, counts
     <cache>-audit-pairs.csv      one row per pair: sources, splits, rows, similarity
     <cache>-audit-suspects.csv   one row per suspect, most likely first: source, given, predicted, score
     <cache>-audit-duplicates.png duplicate pairs side by side (train-test leaks first)
@@ -21,7 +21,7 @@ Once a cache has an audit in a reports folder, every classify run there on that 
 on the test rows with no near-duplicate in train beside the raw accuracy, and
 `classify --exclude <cache>-audit.json:duplicates|label-issues` trains without the flagged rows.
 
-    python -m classify.audit --features features/cifar10-x.h5 --out-dir reports
+    python -m classify.workflows.audit --features features/cifar10-x.h5 --out-dir reports
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from classify.audit_record import SUFFIX, Audit
-from classify.neighbours import EXACT, K_NEIGHBOURS, outlier_scores, search
+from classify.workflows.audit_record import SUFFIX, Audit
+from classify.workflows.neighbours import EXACT, K_NEIGHBOURS, outlier_scores, search
 from classify.options import CONTEXT, Finite, cache_path
 from featurecache.cache import Cache, read_cache
 from featurecache.errors import UserError
@@ -76,7 +76,7 @@ def outlier_rows(cache: Cache, found, limit: int = OUTLIERS) -> list[dict]:
 
 def suspect_rows(cache: Cache, seed: int) -> tuple[list[dict], dict]:
     """Likely label errors among the training rows, most likely first, and the step's facts."""
-    from classify.label_issues import find_issues
+    from classify.workflows.label_issues import find_issues
 
     full = read_cache(cache.path)
     y = full.train.labels
@@ -105,7 +105,7 @@ def counts_of(cache: Cache, pairs: list[dict], suspects: list[dict] | None) -> d
 
 def run_audit(path: Path, threshold: float, k: int = K_NEIGHBOURS, seed: int = 0, labels: bool = True) -> Audit:
     """Audit one cache: pairs, outliers and (with `labels`) label suspects, as an `Audit` (nothing written)."""
-    from classify.outputs import cache_id
+    from classify.runs.outputs import cache_id
 
     cache = read_cache(path, features=False)   # labels and sources; features are read a block at a time
     # wall and CPU seconds: on a machine shared with other work the CPU time says more
@@ -136,7 +136,7 @@ def audit_paths(out_dir: Path, cache_file: Path) -> dict[str, Path]:
 
 def gallery_notes(cache: Cache, audit: Audit, paths: dict, staged) -> dict[str, str]:
     """Draw both galleries aside in `staged`; returns why a gallery was not drawn, per figure."""
-    from classify import audit_plots
+    from classify.reporting import audit_plots
     from extract.datasets import source_image
 
     kind, location = cache.attrs.get("data_kind"), cache.attrs.get("data_location")
@@ -168,7 +168,7 @@ def gallery_notes(cache: Cache, audit: Audit, paths: dict, staged) -> dict[str, 
 
 def write_audit(cache: Cache, audit: Audit, out_dir: Path) -> tuple[dict[str, Path], dict[str, str]]:
     """Write the record, both CSVs and the galleries together (atomically as a set)."""
-    from classify.outputs import csv_text
+    from classify.runs.outputs import csv_text
     from featurecache.files import Staged
 
     paths = audit_paths(out_dir, cache.path)
@@ -218,8 +218,8 @@ def cli(features: str | None, out_dir: str, threshold: float, k: int, seed: int,
     """Audit a cache's data in feature space: near-duplicates within and across splits (train-test
     leaks), likely label errors (out-of-fold LR + cleanlab) and outliers. Writes the audit record,
     CSVs and galleries under --out-dir; classify runs there then report clean-test accuracy."""
-    from classify.outputs import check_out_dir
-    from classify.report import write_index
+    from classify.runs.outputs import check_out_dir
+    from classify.reporting.report import write_index
 
     path = cache_path(features)
     out = check_out_dir(out_dir)
@@ -239,7 +239,7 @@ def cli(features: str | None, out_dir: str, threshold: float, k: int, seed: int,
 
 
 def main() -> None:
-    cli(prog_name="python -m classify.audit")
+    cli(prog_name="python -m classify.workflows.audit")
 
 
 if __name__ == "__main__":

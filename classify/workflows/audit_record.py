@@ -1,6 +1,6 @@
 """The audit record (`<cache stem>-audit.json`): its one owner, and what runs take from it.
 
-`python -m classify.audit` writes it; `classify` reads it to report accuracy on the clean test rows
+`python -m classify.workflows.audit` writes it; `classify` reads it to report accuracy on the clean test rows
 (those with no near-duplicate in train) and to leave flagged training rows out (`--exclude`).
 
     pairs      near-duplicate pairs: each image's split, row and source, their cosine similarity, the
@@ -30,7 +30,7 @@ EXCLUDE_KINDS = ("duplicates", "label-issues")
 @dataclass
 class Audit:
     cache_path: str
-    cache_id: str                  # classify.outputs.cache_id of the audited cache
+    cache_id: str                  # classify.runs.outputs.cache_id of the audited cache
     threshold: float
     splits: dict[str, int]         # split -> rows
     counts: dict[str, int]         # pairs per kind, leaked test rows, suspects, ...
@@ -53,21 +53,21 @@ class Audit:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise UserError(f"no audit at {path}: run `python -m classify.audit` first (or pass its audit.json)") from None
+            raise UserError(f"no audit at {path}: run `python -m classify.workflows.audit` first (or pass its audit.json)") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise UserError(f"{path} is not a readable audit ({str(e)[:80]}); run `python -m classify.audit` again") from None
+            raise UserError(f"{path} is not a readable audit ({str(e)[:80]}); run `python -m classify.workflows.audit` again") from None
         names = {f.name for f in fields(cls)}
         if not isinstance(data, dict) or data.get("format") != FORMAT or not names >= set(data):
-            raise UserError(f"{path} is not an audit written by classify.audit; pass the -audit.json it wrote")
+            raise UserError(f"{path} is not an audit written by classify.workflows.audit; pass the -audit.json it wrote")
         if data.get("format_version", 0) > FORMAT_VERSION:
             raise UserError(f"{path} was written by a newer featurecache (audit format {data['format_version']}); upgrade")
         try:
             audit = cls(**data)
         except TypeError as e:
-            raise UserError(f"{path} lacks parts of an audit ({e}); run `python -m classify.audit` again") from None
+            raise UserError(f"{path} lacks parts of an audit ({e}); run `python -m classify.workflows.audit` again") from None
         if not all(isinstance(p, dict) and {"first_split", "first_row", "second_split", "second_row"} <= set(p)
                    for p in audit.pairs) or not all(isinstance(s, dict) and "row" in s for s in audit.suspects):
-            raise UserError(f"{path} holds malformed pairs or suspects; run `python -m classify.audit` again")
+            raise UserError(f"{path} holds malformed pairs or suspects; run `python -m classify.workflows.audit` again")
         return audit
 
     def leaked_test_rows(self) -> np.ndarray:
@@ -113,7 +113,7 @@ def check_exclude(spec: str) -> None:
 def check_for(audit: Audit, path: Path, cache_id: str, cache_path) -> None:
     if audit.cache_id != cache_id:
         raise UserError(f"{path} is the audit of another cache ({audit.cache_path}), not {cache_path}; "
-                        f"run `python -m classify.audit --features {cache_path}` and pass its audit")
+                        f"run `python -m classify.workflows.audit --features {cache_path}` and pass its audit")
 
 
 def excluded_rows(spec: str, cache_id: str, cache_path) -> np.ndarray:
@@ -155,9 +155,9 @@ def clean_metrics(audit_path: Path, audit: Audit, y_true: np.ndarray, pred: np.n
 
 
 def training_rows(cache, cfg):
-    """`classify.data.split_rows` over the training rows `cfg.exclude` leaves in (all of them without it)."""
-    from classify.data import Rows, split_rows
-    from classify.outputs import cache_id
+    """`classify.training.data.split_rows` over the training rows `cfg.exclude` leaves in (all of them without it)."""
+    from classify.training.data import Rows, split_rows
+    from classify.runs.outputs import cache_id
 
     if not cfg.exclude:
         return split_rows(cache.train.labels, cfg.val_fraction, cfg.seed, cfg.train_size)
@@ -170,7 +170,7 @@ def training_rows(cache, cfg):
 def audit_metrics(cache, cfg, proba: np.ndarray) -> dict:
     """For a run's metrics: the rows --exclude left out, and, when the run's --out-dir holds an audit of
     this cache, the accuracy on the test rows with no near-duplicate in train."""
-    from classify.outputs import cache_id
+    from classify.runs.outputs import cache_id
 
     out = {}
     ident = cache_id(cache)

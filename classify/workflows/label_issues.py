@@ -14,8 +14,8 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from classify.config import ClassifyConfig
-from classify.models import lr_pipeline
+from classify.training.config import ClassifyConfig
+from classify.training.models import lr_pipeline
 from featurecache.errors import UserError
 
 FOLDS = 5

@@ -32,7 +32,7 @@ def has_views(attrs: dict) -> bool:
 
 @dataclass
 class ClassifyConfig:
-    model: str = "lr"                    # lr | rf | mlp | knn (classify.models.MODELS)
+    model: str = "lr"                    # lr | rf | mlp | knn (classify.training.models.MODELS)
     features: str | None = None          # None: the cache features/LATEST names
     out_dir: str = "reports"
     plot_name: str | None = None         # None: <cache stem>-<model>-curves.png
@@ -66,7 +66,7 @@ class ClassifyConfig:
     patience: int = 5                    # early stopping on validation loss, best weights restored
     tensorboard: str | None = None       # MLP: folder for TensorBoard logs (not part of the run's identity)
     # weighted kNN (cosine similarity on L2-normalised features, votes weighted by exp(sim / T))
-    k: int | str = "auto"                # neighbours, or "auto": chosen on the validation split (classify.knn.K_GRID)
+    k: int | str = "auto"                # neighbours, or "auto": chosen on the validation split (classify.training.knn.K_GRID)
     temperature: float = 0.07            # T of the votes' weights, DINOv2's
     # augmented caches (extract --augment): fit the training images' views too; average test views
     views: str = "all"                   # all | none: fit each image's K views beside its original
@@ -74,7 +74,7 @@ class ClassifyConfig:
     calibrate: bool = False              # lr, mlp, knn: temperature scaling fitted on the validation split
     # memory: bytes of feature data a classifier may hold; a larger cache is streamed from its file
     max_memory: int | None = None        # None: half the RAM available when the run starts
-    # an audit's flagged training rows left out (classify.audit_record): "AUDIT.json:duplicates|label-issues"
+    # an audit's flagged training rows left out (classify.workflows.audit_record): "AUDIT.json:duplicates|label-issues"
     exclude: str | None = None
 
     def __post_init__(self) -> None:

@@ -27,11 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from classify import plots, saved
-from classify.config import ClassifyConfig, has_views
-from classify.identity import digest, identity, json_default
-from classify.evaluation import reliability
-from classify.train import RunResult, gallery_items
+from classify.reporting import plots
+
+from classify.runs import saved
+from classify.training.config import ClassifyConfig, has_views
+from classify.runs.identity import digest, identity, json_default
+from classify.training.evaluation import reliability
+from classify.training.train import RunResult, gallery_items
 from featurecache.cache import Cache
 from featurecache.errors import UserError
 from featurecache.files import Staged, check_writable, os_error, remove_stale_temps, room_error, versions
@@ -68,7 +70,7 @@ def check_name(option: str, name: str | None) -> None:
 
 
 def cache_identity(cache: Cache) -> dict:
-    """What makes a cache the cache it is (`classify.identity.identity`), not its file name."""
+    """What makes a cache the cache it is (`classify.runs.identity.identity`), not its file name."""
     return identity(cache.attrs, cache.path, cache.file)
 
 

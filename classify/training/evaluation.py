@@ -1,7 +1,7 @@
 """Numbers beside a run's test accuracy: its bootstrap interval, calibration error, temperature scaling.
 
 Plain numpy (and scipy's scalar minimiser); functions take labels and probabilities and return
-plain numbers, so `classify.train`, `classify.compare` and `classify.fewshot` share them.
+plain numbers, so `classify.training.train`, `classify.workflows.compare` and `classify.workflows.fewshot` share them.
 """
 
 from __future__ import annotations

@@ -299,7 +299,7 @@ def fewshot(rows: list[dict], path: Path, title: str) -> None:
 
 def active_figure(curves: dict[str, dict], seeds: int, name: str) -> Figure:
     """Mean test accuracy +- one sd over seeds against labelled images, one line per strategy
-    (curves: strategy -> {labelled, mean, sd}, as classify.active.curves gives them)."""
+    (curves: strategy -> {labelled, mean, sd}, as classify.workflows.active.curves gives them)."""
     fig = new_figure(7, 4.8)
     ax = fig.subplots()
     for s, v in curves.items():

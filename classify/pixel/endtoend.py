@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from classify.saved import SavedRun, load_keras_model, read_linear
+from classify.runs.saved import SavedRun, load_keras_model, read_linear
 from featurecache.errors import UserError
 
 UNSEEN_LOGIT = -1e9  # a class the LR never saw in training: probability 0, as `saved.expand` gives

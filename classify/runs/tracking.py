@@ -21,7 +21,7 @@ sets them, MLflow's own HTTP settings are MLFLOW_HTTP_REQUEST_MAX_RETRIES=1,
 MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=1 and MLFLOW_HTTP_REQUEST_TIMEOUT=5 (MLflow's defaults, 7 retries
 and 120 s, take about 4 minutes), and a database store is tried DB_ATTEMPTS times (MLflow's
 MAX_RETRY_COUNT, 10 attempts over about 100 s; it has no environment variable). A new store's tables
-are created under the reports folder's lock (classify.report.LOCK), so two first runs started
+are created under the reports folder's lock (classify.reporting.report.LOCK), so two first runs started
 together do not both create them.
 
 Everything is read from the run record and the files already in place, so tracking never
@@ -77,7 +77,7 @@ def require(track: str | None) -> None:
 def applied(record: dict) -> dict:
     """The settings that applied to a run: its record's `settings` summary; for a record written before
     there was one, its config without the other models' hyperparameters and the file names."""
-    from classify.config import MODEL_PARAMS
+    from classify.training.config import MODEL_PARAMS
 
     if isinstance(record.get("settings"), dict):
         return record["settings"]
@@ -155,7 +155,7 @@ def log_run(record: dict) -> str:
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from classify.report import LOCK
+    from classify.reporting.report import LOCK
     from featurecache.files import locked
 
     fail_fast()

@@ -1,6 +1,6 @@
 """The report page's audit section: each audit in the folder, its counts, files and galleries.
 
-`classify.report` calls `audits_html` with the folder it indexes; nothing here writes files.
+`classify.reporting.report` calls `audits_html` with the folder it indexes; nothing here writes files.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from classify.audit_record import SUFFIX, Audit
+from classify.workflows.audit_record import SUFFIX, Audit
 from featurecache.errors import UserError
 
 FIGURE_ENDINGS = ("-audit-duplicates.png", "-audit-labels.png")   # drawn in this section, not in "other figures"

@@ -1,7 +1,7 @@
-"""`python -m classify.report --out-dir DIR` / `make report`: one offline page over every run in a reports folder.
+"""`python -m classify.reporting.report --out-dir DIR` / `make report`: one offline page over every run in a reports folder.
 
 Reads what is on disk in --out-dir (default reports/): every run record
-(`*-run.json`, written by `python -m classify` or `classify.compare`) and the
+(`*-run.json`, written by `python -m classify` or `classify.workflows.compare`) and the
 files it names, and the figures other commands leave there (comparison chart,
 learning curves, ...). Writes, atomically:
 
@@ -23,7 +23,7 @@ is a file name beside it (or an anchor in it), so the folder can be zipped, move
 from disk. `classify`, `compare` and `learning_curve` rewrite it after each run through
 `write_index`; this command rebuilds it by hand, e.g. after deleting a run's files.
 
-    python -m classify.report --out-dir reports
+    python -m classify.reporting.report --out-dir reports
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from urllib.parse import quote
 
 import click
 
-from classify.audit_page import FIGURE_ENDINGS as AUDIT_FIGURES, audits_html
+from classify.reporting.audit_page import FIGURE_ENDINGS as AUDIT_FIGURES, audits_html
 from featurecache.errors import UserError
 from featurecache.files import locked, os_error, room_error, write_text
 
@@ -138,9 +138,9 @@ class Page:
 
 def read_runs(folder: Path) -> tuple[list[Run], list[str]]:
     """Every run record in `folder`, best accuracy first, and "<name>: what is wrong" for each
-    `*-run.json` file that is not a run record (`classify.saved.read_record` checks them). The files a record names are looked up beside it by name, so a folder that
+    `*-run.json` file that is not a run record (`classify.runs.saved.read_record` checks them). The files a record names are looked up beside it by name, so a folder that
     was moved still reads."""
-    from classify.saved import RecordError, read_record   # here: saved pulls in h5py
+    from classify.runs.saved import RecordError, read_record   # here: saved pulls in h5py
 
     runs, skipped = [], []
     for path in sorted(folder.glob("*" + RUN_SUFFIX)):
@@ -187,7 +187,7 @@ def build_page(folder: str | os.PathLike) -> Page:
     """What the page of `folder` shows, read from disk."""
     folder = Path(os.path.abspath(folder))
     runs, skipped = read_runs(folder)
-    from classify.identity import run_cache_problem   # here: it pulls in h5py
+    from classify.runs.identity import run_cache_problem   # here: it pulls in h5py
 
     caches: dict[str, dict] = {}
     for run in runs:
@@ -261,7 +261,7 @@ def best_run_of(folder: str | os.PathLike, cache_path: str | os.PathLike) -> Pat
     """The run record, in reports folder `folder`, with the best validation accuracy among the runs of
     the cache at `cache_path` (matched by the cache's identity, not its file name). Reads the records
     themselves, so a folder written before best.json existed works too."""
-    from classify.outputs import cache_id
+    from classify.runs.outputs import cache_id
     from featurecache.cache import read_cache
 
     folder = Path(folder)
@@ -541,11 +541,11 @@ def render(page: Page) -> str:
              f"<title>featurecache: {esc(page.folder.name)}</title>", f"<style>{STYLE}</style>", "</head>", "<body>",
              f"<h1>featurecache runs in <code>{esc(page.folder.name)}</code></h1>",
              f'<p class="muted">{len(page.runs)} run(s), written {esc(now)} from the files in {esc(page.folder)}; '
-             f"rebuild with <code>python -m classify.report --out-dir {esc(page.folder.name)}</code>.</p>"]
+             f"rebuild with <code>python -m classify.reporting.report --out-dir {esc(page.folder.name)}</code>.</p>"]
     parts.append("<h2>Runs, by cache</h2>")
     parts.append(groups_html(page) if page.runs else
                  '<p class="muted">no run records here: run <code>python -m classify</code> or '
-                 "<code>python -m classify.compare</code>.</p>")
+                 "<code>python -m classify.workflows.compare</code>.</p>")
     parts.append(audits_html(page.folder))
     for heading, figures in figure_sections(page.figures):
         parts.append(f"<h2>{esc(heading)}</h2>")
@@ -598,7 +598,7 @@ def cli(out_dir: str) -> None:
 
 
 def main() -> None:
-    cli(prog_name="python -m classify.report")
+    cli(prog_name="python -m classify.reporting.report")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python -m classify.active` / `make active-learning`: which training images to label next.
+"""`python -m classify.workflows.active` / `make active-learning`: which training images to label next.
 
 Pool-based active learning on one cache, as the seed project ran it by hand: start from
 --initial labelled rows of the training split (a stratified random set), then, round by round,
@@ -25,7 +25,7 @@ in the order they were queried; `sources` name the image behind each (CIFAR-10 b
 photo's path), so exactly those images can be labelled. <id> is a short digest of the settings
 and the cache's identity. TensorFlow is imported only for --model mlp.
 
-    python -m classify.active --features features/cifar10-vgg16-gap-32px.h5 --strategy margin --strategy random
+    python -m classify.workflows.active --features features/cifar10-vgg16-gap-32px.h5 --strategy margin --strategy random
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from classify.config import ClassifyConfig, has_views
-from classify.data import smallest_train_size, split_rows
-from classify.models import MODELS
+from classify.training.config import ClassifyConfig, has_views
+from classify.training.data import smallest_train_size, split_rows
+from classify.training.models import MODELS
 from classify.options import CONTEXT, cache_path, echo_config, make_config, training_options
 from featurecache.errors import UserError
 from featurecache.files import Staged, interruptible
@@ -246,7 +246,7 @@ def table(runs: list[dict]) -> list[str]:
 
 def plot(runs: list[dict], path, title: str) -> None:
     """Mean test accuracy +- one sd over seeds against labelled images, one line per strategy."""
-    from classify import plots
+    from classify.reporting import plots
 
     plots.save(plots.active_figure(curves(runs), len({run["seed"] for run in runs}), title), path)
 
@@ -272,8 +272,8 @@ def cli(features, model, strategies, initial, batch, budget, seeds, **options) -
     more per round with each --strategy until --budget, scoring the test rows after every round.
     Writes a CSV of every round, a PNG of accuracy against labelled images and a JSON of the rows
     (and their sources) each run labelled."""
-    from classify.outputs import check_out_dir, csv_text, digest, run_id
-    from classify.report import write_index
+    from classify.runs.outputs import check_out_dir, csv_text, digest, run_id
+    from classify.reporting.report import write_index
     from featurecache.cache import read_cache
 
     path = cache_path(features)
@@ -320,7 +320,7 @@ def cli(features, model, strategies, initial, batch, budget, seeds, **options) -
 
 
 def main() -> None:
-    cli(prog_name="python -m classify.active")
+    cli(prog_name="python -m classify.workflows.active")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python -m classify.learning_curve --model M` / `make learning-curve MODEL=M`: accuracy vs training-set size.
+"""`python -m classify.workflows.learning_curve --model M` / `make learning-curve MODEL=M`: accuracy vs training-set size.
 
 Reads one cache (default: the one features/LATEST names) once; for each
 training-set size (log-spaced from --min-size to every training row) and each
@@ -12,7 +12,7 @@ validation split carved from them) and scores the test rows. Writes under
 <id> is a short digest of the settings, the sizes, the seeds and the cache's identity, so a
 curve with other settings never overwrites an earlier one.
 
-    python -m classify.learning_curve --model lr --seeds 3 --points 6
+    python -m classify.workflows.learning_curve --model lr --seeds 3 --points 6
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import dataclasses
 import click
 import numpy as np
 
-from classify import plots
-from classify.config import has_views
-from classify.data import smallest_train_size
-from classify.models import MODELS
+from classify.reporting import plots
+from classify.training.config import has_views
+from classify.training.data import smallest_train_size
+from classify.training.models import MODELS
 from classify.options import CONTEXT, cache_path, echo_config, make_config, training_options
 from featurecache.errors import UserError
 from featurecache.files import interruptible
@@ -58,7 +58,7 @@ def check_min_size(labels: np.ndarray, min_size: int, val_fraction: float) -> No
 
 def learning_curve(cache, cfg, sizes: list[int], seeds: int) -> list[dict]:
     """One dict per (size, seed): train_size, seed, accuracy, macro_f1, train_time_s, n_fit, n_val."""
-    from classify.train import train_and_evaluate
+    from classify.training.train import train_and_evaluate
 
     points = []
     for size in sizes:
@@ -83,8 +83,8 @@ def learning_curve(cache, cfg, sizes: list[int], seeds: int) -> list[dict]:
 def cli(model: str, features: str | None, min_size: int, points: int, seeds: int, **options) -> None:
     """Test accuracy against training-set size, a few seeds per size; writes a PNG and a CSV.
     Each size is a stratified subset of the cache's training rows, from --min-size to all of them."""
-    from classify.outputs import Staged, check_out_dir, csv_text, digest, run_id
-    from classify.report import write_index
+    from classify.runs.outputs import Staged, check_out_dir, csv_text, digest, run_id
+    from classify.reporting.report import write_index
     from featurecache.cache import read_cache
 
     path = cache_path(features)
@@ -112,7 +112,7 @@ def cli(model: str, features: str | None, min_size: int, points: int, seeds: int
 
 
 def main() -> None:
-    cli(prog_name="python -m classify.learning_curve")
+    cli(prog_name="python -m classify.workflows.learning_curve")
 
 
 if __name__ == "__main__":

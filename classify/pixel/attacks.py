@@ -1,8 +1,8 @@
 """Adversarial attacks on a saved run's end-to-end model: FGSM and PGD in pixel space, and the evaluation
-that `python -m classify.robustness` runs (see that module for the outputs).
+that `python -m classify.pixel.robustness` runs (see that module for the outputs).
 
 eps is in pixel values out of 255 (L-infinity). Gradients come from the float32 twin of the model
-(classify.endtoend); every attacked image is projected into the eps-ball and [0, 255], rounded to whole
+(classify.pixel.endtoend); every attacked image is projected into the eps-ball and [0, 255], rounded to whole
 pixel values (a real image) and scored by the model in the cache's precision. A random-forest run has no
 gradient: its images are crafted on an lr or mlp run of the same cache and the forest is scored on them.
 """
@@ -95,7 +95,7 @@ class RunImages:
 
 def run_images(run, limit: int | None) -> RunImages:
     """The run's test rows (first `limit`), with the pictures behind them checked to be there."""
-    from classify.identity import run_cache
+    from classify.runs.identity import run_cache
     from extract.datasets import source_path
     from featurecache.cache import read_cache
 
@@ -130,7 +130,7 @@ def read_batch(images: RunImages, start: int, stop: int, size: int) -> np.ndarra
 
 def find_transfer_run(run) -> Path:
     """An lr (else mlp) run of the same cache in the forest run's folder, newest first."""
-    from classify.saved import RecordError, read_record
+    from classify.runs.saved import RecordError, read_record
 
     folder = run.path.parent
     found = []
@@ -198,8 +198,8 @@ def evaluate(target, attacker, images: RunImages, cfg: AttackConfig) -> dict:
 
 def robustness(run, cfg: AttackConfig, allow_weights_mismatch: bool = False, log=lambda s: None) -> dict:
     """The whole evaluation of one saved run: returns the JSON document plus "examples" for the figure."""
-    from classify import endtoend
-    from classify.saved import load_run
+    from classify.pixel import endtoend
+    from classify.runs.saved import load_run
 
     images = run_images(run, cfg.limit)
     target = endtoend.build(run, allow_weights_mismatch)
@@ -239,13 +239,13 @@ def robustness(run, cfg: AttackConfig, allow_weights_mismatch: bool = False, log
 
 
 def plot_accuracy(doc: dict, path: Path, title: str) -> None:
-    from classify import plots
+    from classify.reporting import plots
 
     plots.save(plots.robustness_figure(doc, title), path)
 
 
 def plot_examples(examples: dict, attacks: list[str], eps: float, names: list[str], path: Path, title: str) -> None:
-    from classify import plots
+    from classify.reporting import plots
 
     plots.save(plots.adversarial_figure(examples, attacks, eps, names, title), path)
 
@@ -253,7 +253,7 @@ def plot_examples(examples: dict, attacks: list[str], eps: float, names: list[st
 def settings_id(cfg: AttackConfig) -> str:
     """8 hex digits naming the attack settings (all but the batch size, which changes no result): a run
     attacked with other settings gets files of its own; the same settings again replace their files."""
-    from classify.outputs import digest
+    from classify.runs.outputs import digest
 
     return digest({k: v for k, v in asdict(cfg).items() if k != "batch_size"})
 

@@ -7,7 +7,7 @@ A run writes its model beside its run record (`<name>-run.json`):
                               class fractions), scored by `forest_proba`
     mlp  <name>-model.keras   Keras v3 archive, loaded with safe_mode=True (no lambdas, no custom code)
     knn  <name>-model.h5      HDF5 arrays: the L2-normalised training rows, their labels, k and T
-                              (classify.knn)
+                              (classify.training.knn)
 
 Which files are safe to load: run records (plain JSON) and these three model
 formats, through `load_run`. None of them is a pickle, and nothing here ever
@@ -39,7 +39,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from classify.knn import load_knn
+from classify.training.knn import load_knn
 from featurecache.files import sha256
 from featurecache.errors import UserError, reason
 
@@ -264,8 +264,8 @@ FORMATS = {
 
 
 def calibrated_proba(proba: Callable, calibration: dict, path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """A model's predict_proba followed by the run's temperature scaling (classify.evaluation.calibrated)."""
-    from classify.evaluation import calibrated
+    """A model's predict_proba followed by the run's temperature scaling (classify.training.evaluation.calibrated)."""
+    from classify.training.evaluation import calibrated
 
     t = calibration.get("temperature") if isinstance(calibration, dict) else None
     if not isinstance(t, (int, float)) or not (0 < t < float("inf")):

@@ -1,6 +1,6 @@
 """Predictions for new images from a saved classify run: plain data, no printing.
 
-    from predict import collect_images, predict_images
+    from classify.pixel.predict import collect_images, predict_images
     files, not_images = collect_images([Path("photos/")])
     predictions, skipped = predict_images(load_run("reports/...-run.json"), files)
 

@@ -1,8 +1,8 @@
-"""Export a saved run for deployment: `python -m predict --run RUN.json --export DIR`.
+"""Export a saved run for deployment: `python -m classify.pixel.predict_cli --run RUN.json --export DIR`.
 
 Writes, into DIR (written aside and renamed into place, so a failed export leaves nothing half-made):
 
-    DIR/model.keras     the end-to-end Keras model (classify.endtoend) behind an any-size input
+    DIR/model.keras     the end-to-end Keras model (classify.pixel.endtoend) behind an any-size input
     DIR/saved_model/    a TensorFlow SavedModel (Keras `model.export`) for TF Serving: signature
                         `serving_default`, input a batch of uint8 images (N, H, W, 3) of any size,
                         one output, the class probabilities (N, C)
@@ -96,7 +96,7 @@ def serving_model(e2e):
 
 def export_run(run, folder: Path, force: bool = False, allow_weights_mismatch: bool = False) -> dict[str, Path]:
     """Write model.keras, saved_model/ and labels.json for `run` into `folder`; returns their paths."""
-    from classify import endtoend
+    from classify.pixel import endtoend
     from featurecache.files import room_error, signals_held, temp_name
 
     folder = export_folder(folder)

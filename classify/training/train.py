@@ -1,7 +1,7 @@
 """One training run on a loaded cache: split, fit, score on the test rows. Returns plain data.
 
-Nothing here prints or writes files; `classify.cli`, `classify.compare` and
-`classify.learning_curve` do that with what these functions return.
+Nothing here prints or writes files; `classify.cli`, `classify.workflows.compare` and
+`classify.workflows.learning_curve` do that with what these functions return.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-from classify.config import CALIBRATED_MODELS, MODEL_PARAMS, ClassifyConfig
-from classify.evaluation import accuracy_interval, calibrated, ece, fit_temperature
-from classify.data import Rows, Stream, fit_rows, in_memory_bytes, memory_budget, stream_layout
-from classify.audit_record import audit_metrics, training_rows
-from classify.models import MODELS, STREAMING
-from classify.trained import Trained
+from classify.training.config import CALIBRATED_MODELS, MODEL_PARAMS, ClassifyConfig
+from classify.training.evaluation import accuracy_interval, calibrated, ece, fit_temperature
+from classify.training.data import Rows, Stream, fit_rows, in_memory_bytes, memory_budget, stream_layout
+from classify.workflows.audit_record import audit_metrics, training_rows
+from classify.training.models import MODELS, STREAMING
+from classify.runs.trained import Trained
 from featurecache.cache import Cache, CacheFile, iter_rows, split_shapes
 from featurecache.errors import UserError
 
@@ -74,7 +74,7 @@ def val_accuracy(proba: np.ndarray, labels: np.ndarray) -> float | None:
 
 def load_for_training(path: str | os.PathLike, cfg: ClassifyConfig) -> Cache:
     """The cache, whole when the classifier's copies of its feature matrices fit --max-memory
-    (`classify.data.in_memory_bytes`); labels and sources only when they do not, and then
+    (`classify.training.data.in_memory_bytes`); labels and sources only when they do not, and then
     `train_and_evaluate` streams the features from the file, which stays open (`Cache.file`), so a
     cache renamed over the path during the run is never read."""
     from featurecache.cache import read_cache   # looked up at call time, as the commands did

@@ -1,6 +1,6 @@
 """The classifiers: a name-to-builder table, one function per model.
 
-No TensorFlow here; the MLP's builder imports `classify.mlp` (and Keras) only
+No TensorFlow here; the MLP's builder imports `classify.training.mlp` (and Keras) only
 when it is called.
 """
 
@@ -19,11 +19,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from classify import saved
-from classify.config import C_GRID, RF_MIN_SAMPLES, ClassifyConfig
-from classify.data import Stream
-from classify.knn import fit_knn, fit_knn_stream
-from classify.trained import Trained
+from classify.runs import saved
+from classify.training.config import C_GRID, RF_MIN_SAMPLES, ClassifyConfig
+from classify.training.data import Stream
+from classify.training.knn import fit_knn, fit_knn_stream
+from classify.runs.trained import Trained
 from featurecache.cache import iter_rows
 from featurecache.errors import UserError
 
@@ -227,7 +227,7 @@ def fit_mlp(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, cur
     """Dense/ReLU/Dropout layers on standardised features, SGD (or Adam) with exponential decay,
     early stopping on validation loss keeping the best weights. Imports Keras."""
     check_training_rows(y_fit)
-    from classify.mlp import fit_mlp as fit
+    from classify.training.mlp import fit_mlp as fit
 
     return fit(X_fit, y_fit, X_val, y_val, n_classes, cfg)
 
@@ -329,7 +329,7 @@ def fit_rf_stream(stream: Stream, n_classes: int, cfg: ClassifyConfig, curves: b
     """Random forest on a stratified, seeded subsample of the fit images (with their views) that fits
     the budget (trees need every row in memory); the validation rows for its curves likewise.
     The run record's details say how many rows it used ("subsample"; its metrics count only those)."""
-    from classify.data import stratified_subset
+    from classify.training.data import stratified_subset
 
     y_images = stream.labels[stream.fit]
     check_training_rows(y_images)
@@ -349,15 +349,15 @@ def fit_rf_stream(stream: Stream, n_classes: int, cfg: ClassifyConfig, curves: b
 
 
 def fit_mlp_stream(stream: Stream, n_classes: int, cfg: ClassifyConfig, curves: bool = True) -> Trained:
-    """The MLP trained through a tf.data pipeline over the cache file (`classify.mlp.fit_mlp_stream`)."""
+    """The MLP trained through a tf.data pipeline over the cache file (`classify.training.mlp.fit_mlp_stream`)."""
     check_training_rows(stream.fit_labels)
-    from classify.mlp import fit_mlp_stream as fit
+    from classify.training.mlp import fit_mlp_stream as fit
 
     scaler = stream_scaler(stream)
     return fit(stream, scaler.mean_, scaler.var_, n_classes, cfg)
 
 
-# name -> builder(stream: classify.data.Stream, n_classes, cfg, curves) -> Trained: the same models
+# name -> builder(stream: classify.training.data.Stream, n_classes, cfg, curves) -> Trained: the same models
 # when the training matrix is larger than --max-memory; they read the cache a chunk at a time.
 STREAMING: dict[str, Callable[..., Trained]] = {
     "lr": fit_lr_stream,

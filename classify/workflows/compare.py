@@ -1,17 +1,17 @@
-"""`python -m classify.compare` / `make compare`: lr, rf and mlp side by side on one or more caches.
+"""`python -m classify.workflows.compare` / `make compare`: lr, rf and mlp side by side on one or more caches.
 
 Reads each cache given with --features (default: the one features/LATEST
 names) once, trains every --model on it (default: lr, mlp, rf), and writes
 under --out-dir (default reports/):
 
     comparison.csv   one row per run: cache, model, run id, accuracy (and clean-test accuracy once the
-                     cache has an audit in --out-dir, classify.audit), macro F1, train and predict
+                     cache has an audit in --out-dir, classify.workflows.audit), macro F1, train and predict
                      time, settings, and the absolute path of the run record that produced it
     comparison.md    the same as a Markdown table
     comparison.png   bar chart of test accuracy, grouped by cache
     plus each run's own files, as `python -m classify` writes them
 
-Rows are keyed on (cache identity, run identity) (see classify.outputs): a run
+Rows are keyed on (cache identity, run identity) (see classify.runs.outputs): a run
 with other settings adds a row, the same settings on the same cache replace
 that run's row, and two caches that share a file name stay apart. Each run's
 files and its row land together, under an exclusive lock on
@@ -19,7 +19,7 @@ files and its row land together, under an exclusive lock on
 a compare stopped part-way keeps the runs it finished, each with its row, and
 nothing of the run it was in. It never re-extracts features.
 
-    python -m classify.compare --features features/a.h5 --features features/b.h5
+    python -m classify.workflows.compare --features features/a.h5 --features features/b.h5
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from classify import plots
+from classify.reporting import plots
 from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
-from classify.config import has_views
-from classify.models import DEFAULT_MODELS, MODELS
-from classify.tracking import track_option
+from classify.training.config import has_views
+from classify.training.models import DEFAULT_MODELS, MODELS
+from classify.runs.tracking import track_option
 from featurecache.errors import UserError
 from featurecache.files import interruptible
 
@@ -59,7 +59,7 @@ def read_rows(path: Path) -> list[dict]:
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise UserError(f"{path} is not a readable comparison table ({e}); delete it or pass another --out-dir") from None
     if rows and not {"cache", "model", "accuracy"} <= set(rows[0]):
-        raise UserError(f"{path} is not a comparison table written by classify.compare; delete it or pass another --out-dir")
+        raise UserError(f"{path} is not a comparison table written by classify.workflows.compare; delete it or pass another --out-dir")
     return rows
 
 
@@ -101,7 +101,7 @@ def labelled(rows: list[dict]) -> list[dict]:
 
 
 def to_csv(rows: list[dict]) -> str:
-    from classify.outputs import csv_text
+    from classify.runs.outputs import csv_text
 
     return csv_text(rows, COLUMNS)
 
@@ -170,10 +170,10 @@ def stage_table(staged, table: dict[str, Path], rows: list[dict]) -> None:
 
 def run_and_record(cache, cfg, out_dir: Path, table: dict[str, Path], track: str | None) -> None:
     """Train one run, then write its files and its table row together, and the index page."""
-    from classify.outputs import Staged, run_paths, stage_run, write_error
-    from classify.report import write_index
-    from classify.tracking import log_run
-    from classify.train import train_and_evaluate
+    from classify.runs.outputs import Staged, run_paths, stage_run, write_error
+    from classify.reporting.report import write_index
+    from classify.runs.tracking import log_run
+    from classify.training.train import train_and_evaluate
     from featurecache.files import locked
 
     click.echo(f"compare: {cfg.model} on {cache.path} (seed {cfg.seed}) ...", err=True)
@@ -214,9 +214,9 @@ def run_and_record(cache, cfg, out_dir: Path, table: dict[str, Path], track: str
 def cli(features: tuple[str, ...], models: tuple[str, ...], seeds: int, track: str | None, **options) -> None:
     """Train several classifiers on the same cached features (each cache loaded once) and write a
     comparison table (CSV, Markdown) and bar chart; rows of other caches, models and settings are kept."""
-    from classify.outputs import check_out_dir
-    from classify.tracking import require
-    from classify.train import load_for_training
+    from classify.runs.outputs import check_out_dir
+    from classify.runs.tracking import require
+    from classify.training.train import load_for_training
 
     paths = [cache_path(f) for f in features] if features else [cache_path(None)]
     paths = list({str(p.absolute()): p for p in paths}.values())  # a cache given twice is compared once
@@ -239,7 +239,7 @@ def cli(features: tuple[str, ...], models: tuple[str, ...], seeds: int, track: s
 
 
 def main() -> None:
-    cli(prog_name="python -m classify.compare")
+    cli(prog_name="python -m classify.workflows.compare")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""`python -m classify.robustness --run RUN.json` / `make robustness RUN=...`: accuracy under FGSM and PGD.
+"""`python -m classify.pixel.robustness --run RUN.json` / `make robustness RUN=...`: accuracy under FGSM and PGD.
 
 Reads a saved run (its record, model file and cache) and the pictures behind its test rows
 (CIFAR-10 batches or photo files, through the cache's data_kind, data_location and sources);
-builds the run's end-to-end model (classify.endtoend) and attacks it in pixel space, batch by
+builds the run's end-to-end model (classify.pixel.endtoend) and attacks it in pixel space, batch by
 batch. Writes under --out-dir (default: the run's folder), <id> naming the attack settings (other
 settings, other files; the same settings again replace theirs):
 
@@ -17,7 +17,7 @@ images are crafted on an LR or MLP run of the same cache (--transfer-from, or on
 the run) and the forest is scored on them (a transfer attack, said so in the JSON). Any run can be
 attacked that way with --transfer-from.
 
-    python -m classify.robustness --run reports/cifar10-vgg16-gap-32px-lr-1a2b3c4d-run.json --attack fgsm --attack pgd
+    python -m classify.pixel.robustness --run reports/cifar10-vgg16-gap-32px-lr-1a2b3c4d-run.json --attack fgsm --attack pgd
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import click
 
-from classify.attacks import ATTACKS, AttackConfig, parse_eps, robustness, settings_id, write_outputs
+from classify.pixel.attacks import ATTACKS, AttackConfig, parse_eps, robustness, settings_id, write_outputs
 from featurecache.errors import UserError
 from featurecache.files import interruptible
 
@@ -60,7 +60,7 @@ from featurecache.files import interruptible
 def cli(run_path, attacks, eps_text, pgd_steps, pgd_step_size, limit, batch_size, seed, transfer_from, out_dir,
         allow_weights_mismatch) -> None:
     """Accuracy of a saved run under FGSM and PGD attacks on its test images."""
-    from classify.saved import load_run
+    from classify.runs.saved import load_run
     from featurecache.files import check_writable
 
     if pgd_step_size is not None and not math.isfinite(pgd_step_size):
@@ -83,13 +83,13 @@ def cli(run_path, attacks, eps_text, pgd_steps, pgd_step_size, limit, batch_size
     click.echo(f"  seconds: {s['seconds']}")
     for p in paths.values():
         click.echo(f"  {p}")
-    from classify.report import write_index
+    from classify.reporting.report import write_index
 
     click.echo(f"  index: {write_index(folder)}")
 
 
 def main() -> None:
-    cli(prog_name="python -m classify.robustness")
+    cli(prog_name="python -m classify.pixel.robustness")
 
 
 if __name__ == "__main__":

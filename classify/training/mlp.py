@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from classify import saved
-from classify.config import ClassifyConfig
-from classify.trained import Trained
+from classify.runs import saved
+from classify.training.config import ClassifyConfig
+from classify.runs.trained import Trained
 from featurecache.errors import UserError
 from featurecache.files import check_writable
 from featurecache.progress import progress
@@ -88,7 +88,7 @@ def stream_datasets(tf, stream, cfg: ClassifyConfig):
     """The training batches and validation rows as tf.data pipelines over the cache file: each pass
     over `train` reads the file a chunk at a time, in a new seeded order, shuffles each chunk and
     cuts batches of --batch-size rows across chunks (`Stream.fit_batches`); memory holds a chunk
-    and a few batches (`classify.data.stream_layout`), not the matrix."""
+    and a few batches (`classify.training.data.stream_layout`), not the matrix."""
     n_fit, dim = len(stream.fit_labels), stream.dim
     passes = iter(range(1 << 62))
 

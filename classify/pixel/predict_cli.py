@@ -1,12 +1,12 @@
-"""`python -m predict` / `make predict`: new images -> predicted class and probability.
+"""`python -m classify.pixel.predict_cli` / `make predict`: new images -> predicted class and probability.
 
 Reads a saved classify run (its run record JSON and the model file beside it)
 and image files or folders; writes nothing. Features are extracted with the
 settings stored in the run's feature cache (backbone, pooling, image size,
 weights, seed, precision), so a prediction sees exactly what training saw.
 
-    python -m predict --run reports/cats-vs-dogs-subset-vgg16-gap-32px-lr-run.json photos/ --json
-    python -m predict --run best --reports reports --features features/cats.h5 photos/
+    python -m classify.pixel.predict_cli --run reports/cats-vs-dogs-subset-vgg16-gap-32px-lr-run.json photos/ --json
+    python -m classify.pixel.predict_cli --run best --reports reports --features features/cats.h5 photos/
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import click
 
 from featurecache.errors import UserError
 from featurecache.runtime import RUNTIMES
-from predict.images import collect_images, predict_images
+from classify.pixel.predict import collect_images, predict_images
 
 BEST = "best"  # --run best: the best run of a cache by validation accuracy
 
@@ -50,7 +50,7 @@ def cli(run_path: Path, reports_dir: Path, features: str | None, images: tuple[P
     IMAGES are image files or folders (searched recursively). Only run files
     written by classify are loaded; see the README on which files are safe.
     """
-    from classify.saved import load_run
+    from classify.runs.saved import load_run
 
     if export_dir is None and not images:
         raise UserError("no IMAGES given; pass image files or folders, or --export DIR to export the run")
@@ -58,7 +58,7 @@ def cli(run_path: Path, reports_dir: Path, features: str | None, images: tuple[P
         run_path = best_run(reports_dir, features)
     run = load_run(run_path)
     if export_dir is not None:
-        from predict.export import export_run
+        from classify.pixel.export import export_run
 
         for name, path in export_run(run, export_dir, force, allow_weights_mismatch).items():
             click.echo(f"  {name}: {path}")
@@ -92,7 +92,7 @@ def show(results: list[dict], skipped: list[dict]) -> None:
 def best_run(reports_dir: Path, features: str | None) -> Path:
     """--run best: the run record of the cache's best validation accuracy, said on stderr."""
     from classify.options import cache_path
-    from classify.report import best_run_of
+    from classify.reporting.report import best_run_of
 
     cache = cache_path(features)
     if not Path(cache).is_file():
@@ -103,4 +103,8 @@ def best_run(reports_dir: Path, features: str | None) -> Path:
 
 
 def main() -> None:
-    cli(prog_name="python -m predict")
+    cli(prog_name="python -m classify.pixel.predict_cli")
+
+
+if __name__ == "__main__":
+    main()

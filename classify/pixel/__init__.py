@@ -1,0 +1,1 @@
+"""classify.pixel: the end-to-end model, attacks, robustness, predict and export."""

@@ -1,0 +1,1 @@
+"""classify.reporting: the report page and every figure."""

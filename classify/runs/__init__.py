@@ -1,0 +1,1 @@
+"""classify.runs: the run record, its files, names and identity, saved models, tracking."""

@@ -1,0 +1,1 @@
+"""classify.workflows: compare, learning curve, active learning, few-shot, audit."""

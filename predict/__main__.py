@@ -1,3 +1,0 @@
-from predict.cli import main
-
-main()
