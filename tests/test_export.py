@@ -125,7 +125,7 @@ def test_export_force_never_removes_a_folder_that_holds_other_files(photo_runs, 
     for folder in (reports, features, home):
         before = snapshot(folder)
         if folder == home:   # `--export ~ --force` from a shell, in a real process
-            proc = subprocess.run(f'"{sys.executable}" -m predict --run "{photo_runs["lr"]}" --export ~ --force',
+            proc = subprocess.run(f'"{sys.executable}" -m classify.pixel.predict_cli --run "{photo_runs["lr"]}" --export ~ --force',
                                   shell=True, capture_output=True, text=True, env={**os.environ, "HOME": str(home)},
                                   timeout=120)
             assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
