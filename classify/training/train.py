@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-from classify.training.config import CALIBRATED_MODELS, MODEL_PARAMS, ClassifyConfig
+from classify.training.config import ClassifyConfig
 from classify.training.evaluation import accuracy_interval, calibrated, ece, fit_temperature
 from classify.training.data import Rows, Stream, fit_rows, in_memory_bytes, memory_budget, stream_layout
 from classify.workflows.audit_record import audit_metrics, training_rows
-from classify.training.models import MODELS, STREAMING
+from classify.training.specs import SPECS, spec_of
 from classify.runs.trained import Trained
 from featurecache.cache import Cache, CacheFile, iter_rows, split_shapes
 from featurecache.errors import UserError
@@ -54,8 +54,9 @@ def evaluate(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> t
 
 
 def check_calibrate(cfg: ClassifyConfig) -> None:
-    if cfg.calibrate and cfg.model not in CALIBRATED_MODELS:
-        raise UserError(f"--calibrate fits a temperature for {', '.join(CALIBRATED_MODELS)}, not for --model {cfg.model}; "
+    if cfg.calibrate and not spec_of(cfg.model).calibrates:
+        calibrated = ", ".join(name for name, spec in SPECS.items() if spec.calibrates)
+        raise UserError(f"--calibrate fits a temperature for {calibrated}, not for --model {cfg.model}; "
                         "leave out --calibrate")
 
 
@@ -105,9 +106,9 @@ def stream_proba(trained: Trained, path, split: str, chunk: int, tta: bool) -> n
 def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -> RunResult:
     """Fit cfg.model on the cache's training rows (validation carved from them), score the test rows.
 
-    A cache read without features (`load_for_training` found it larger than --max-memory) is
-    streamed from its file: the models of `STREAMING` fit it, and the test rows are scored a chunk
-    at a time."""
+    The model's spec (classify.training.specs) fits it: `fit` on rows in memory; a cache read without
+    features (`load_for_training` found it larger than --max-memory) is streamed from its file by
+    `fit_stream`, and the test rows are scored a chunk at a time."""
     check_calibrate(cfg)
     if cache.train.features is None:
         return stream_and_evaluate(cache, cfg, curves)
@@ -123,7 +124,7 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
     X_fit, y_fit = fit_rows(X, y, rows.fit, views)   # (n_fit * (K + 1), D): originals, then views
     n_classes = len(cache.class_names)
     start = time.perf_counter()
-    trained = MODELS[cfg.model](X_fit, y_fit, X[rows.val], y[rows.val], n_classes, cfg, curves)
+    trained = spec_of(cfg.model).fit(X_fit, y_fit, X[rows.val], y[rows.val], n_classes, cfg, curves)
     # fits made only to draw a curve (a given C's neighbours) are not the model's fit time
     curve_time = trained.history.pop("curve_seconds", 0.0)
     train_time = time.perf_counter() - start - curve_time
@@ -161,11 +162,12 @@ def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) 
     budget = memory_budget(cfg.max_memory)
     train = shapes["train"]
     k = train.views if cfg.views == "all" else 0
-    batch = cfg.batch_size if "batch_size" in MODEL_PARAMS[cfg.model] else 0   # the MLP's batches are held too
+    spec = spec_of(cfg.model)
+    batch = getattr(cfg.own, spec.batch_param) if spec.batch_param else 0   # the MLP's batches are held too
     chunk, held = stream_layout(budget, train.dim, max(k, shapes["test"].views if cfg.tta else 0), batch)
     stream = Stream(source, cache.train.labels, rows.fit, rows.val, train.dim, k, chunk, budget, held)
     start = time.perf_counter()
-    trained = STREAMING[cfg.model](stream, len(cache.class_names), cfg, curves)
+    trained = spec.fit_stream(stream, len(cache.class_names), cfg, curves)
     train_time = time.perf_counter() - start
     if held > budget:
         trained.details["over_budget"] = {"held_bytes": held, "budget_bytes": budget, "chunk_rows": chunk,
