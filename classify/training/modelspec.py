@@ -1,8 +1,9 @@
 """`ModelSpec`: everything classify knows about one kind of model, in one value.
 
 A spec holds the model's own settings (a dataclass with defaults whose `__post_init__` validates
-them), its two fits (rows in memory; rows streamed from the cache file), the format its fitted
-model is saved in and the loader that reads it back, and whether a run of it exports to Keras.
+them), its two fits (rows in memory; rows streamed from the cache file), each returning a
+`Trained` whose `save` writes the spec's format, the loader that reads that file back, and
+whether a run of it exports to Keras (its Keras head, or why not).
 `classify.training.specs.SPECS` is the table of them; nothing else is keyed by a model's name.
 
 The checks below raise `featurecache.errors.UserError` naming the setting as Python spells it
