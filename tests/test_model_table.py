@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,5 +111,14 @@ def test_the_table_drives_fit_save_and_load_of_every_model(model, streamed, tiny
 
         cache = read_cache(tiny_cache)
     np.testing.assert_allclose(run.predict_proba(cache.test.features), result.proba, rtol=1e-5, atol=1e-6)
+    if spec.keras_head is not None and not streamed:   # the saved model as Keras layers: the same probabilities
+        from featurecache.tfimport import keras
+
+        k = keras()
+        features = k.Input((cache.test.features.shape[1],), dtype="float32")
+        head = k.Model(features, spec.keras_head(run.model_path, len(cache.class_names), features, k))
+        logits = np.asarray(head.predict(cache.test.features, verbose=0), np.float64)
+        softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
+        np.testing.assert_allclose(softmax / softmax.sum(axis=1, keepdims=True), result.proba, atol=1e-5)
     refusal = spec.refusal("x-run.json", record["chosen"])
     assert (refusal is None) == (spec.keras_head is not None), model   # what exports has a Keras head

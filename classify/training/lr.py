@@ -243,18 +243,24 @@ def linear_logits_weights(w: dict, n_classes: int) -> tuple[np.ndarray, np.ndarr
     return kernel.astype(np.float32), full_bias.astype(np.float32)
 
 
-def keras_head(path: Path, n_classes: int, features, keras):
-    """The saved LR as Keras layers on `features` ((None, D) float32 tensor): (None, C) float32 logits
-    from one Dense layer whose softmax is `saved.linear_proba`."""
+def logits_layer(weights: dict, n_classes: int, features, keras, source: str = "this LR"):
+    """LR weights (`lr_weights`, or a saved file's `saved.read_linear`) as one Dense layer on `features`
+    ((None, D) float32 tensor): (None, C) float32 logits whose softmax is `saved.linear_proba`. Used
+    for a saved run's head, and open to a head fitted in Keras (a softmax layer trained further)."""
     dim = features.shape[-1]
-    kernel, bias = linear_logits_weights(saved.read_linear(path), n_classes)
+    kernel, bias = linear_logits_weights(weights, n_classes)
     if kernel.shape[0] != dim:
-        raise UserError(f"{path} takes {kernel.shape[0]}-wide features, but its cache's extractor gives "
+        raise UserError(f"{source} takes {kernel.shape[0]}-wide features, but its cache's extractor gives "
                         f"{dim}; re-run classify on this cache")
     dense = keras.layers.Dense(n_classes, dtype="float32", name="lr_logits")
     logits = dense(features)
     dense.set_weights([kernel, bias])
     return logits
+
+
+def keras_head(path: Path, n_classes: int, features, keras):
+    """The saved LR as Keras layers on `features` (`logits_layer`)."""
+    return logits_layer(saved.read_linear(path), n_classes, features, keras, source=str(path))
 
 
 SPEC = ModelSpec(
