@@ -143,11 +143,11 @@ def cli(data_dir, backbone, weights, image_size, limit, train_size, views, augme
     try:
         parse_ops(augment)
         model_list = [m.strip() for m in models.split(",") if m.strip()]
-        from classify.training.models import MODELS
+        from classify.training.specs import SPECS
 
-        unknown = [m for m in model_list if m not in MODELS]
+        unknown = [m for m in model_list if m not in SPECS]
         if unknown or not model_list:
-            raise UserError(f"--models {models}: pass a comma list of {', '.join(sorted(MODELS))}")
+            raise UserError(f"--models {models}: pass a comma list of {', '.join(sorted(SPECS))}")
         weights = weights or ("file" if is_model_file(backbone) else "none")
         out_dir.mkdir(parents=True, exist_ok=True)
         work = out_dir / "augment-caches"

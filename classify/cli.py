@@ -26,14 +26,14 @@ from __future__ import annotations
 import click
 
 from classify.training.config import has_views
-from classify.training.models import MODELS
+from classify.training.specs import SPECS
 from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
 from classify.runs.tracking import track_option
 from featurecache.files import interruptible
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("--model", type=click.Choice(sorted(MODELS)), default="lr", show_default=True,
+@click.option("--model", type=click.Choice(sorted(SPECS)), default="lr", show_default=True,
               help="Classifier: lr (logistic regression), rf (random forest), mlp (Keras), knn (weighted k nearest neighbours).")
 @click.option("--features", type=click.Path(path_type=str), default=None,
               help="Feature cache (.h5) written by extract. Default: the one features/LATEST names.")

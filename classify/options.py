@@ -165,9 +165,10 @@ def training_options(command=None, *, skip: tuple[str, ...] = ()):
 
 
 def make_config(**options) -> ClassifyConfig:
-    """ClassifyConfig from CLI options (their defaults are the dataclass's)."""
-    fields = ClassifyConfig.__dataclass_fields__
-    return ClassifyConfig(**{k: v for k, v in options.items() if k in fields})
+    """ClassifyConfig from CLI options (their defaults are the dataclasses'): the shared settings, and
+    each model's own (--C, --epochs, --k, ...) mapped onto its spec's settings of the same name."""
+    names = ClassifyConfig.setting_names()
+    return ClassifyConfig(**{k: v for k, v in options.items() if k in names})
 
 
 def cache_path(features: str | None) -> Path:

@@ -15,11 +15,13 @@ from sklearn.preprocessing import StandardScaler
 
 from sklearn.metrics import accuracy_score, log_loss
 
-from classify.training import models
+from classify.training.forest import bootstrap_rows, fit_rf
 
 from classify.runs import saved
 from classify.cli import cli
-from classify.training.config import C_GRID, ClassifyConfig
+from classify.training.config import ClassifyConfig
+from classify.training.lr import C_GRID, fit_lr
+from classify.training.specs import FORMATS
 from classify.training.data import split_rows
 from classify.runs.saved import load_run
 from classify.training.train import train_and_evaluate
@@ -165,7 +167,7 @@ def test_features_are_standardised_with_training_statistics_only(blobs, tmp_path
 def _fit_lr(cache, cfg, curves=True):
     rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed)
     X, y = cache.train.features, cache.train.labels
-    return rows, models.fit_lr(X[rows.fit], y[rows.fit], X[rows.val], y[rows.val], len(cache.class_names), cfg, curves)
+    return rows, fit_lr(X[rows.fit], y[rows.fit], X[rows.val], y[rows.val], len(cache.class_names), cfg, curves)
 
 
 @pytest.mark.parametrize("C", [0.01, 1.0])
@@ -286,7 +288,7 @@ def test_forest_curve_scores_the_forest_of_its_first_trees(tiny_cache):
     cfg = ClassifyConfig(model="rf", n_estimators=20, val_fraction=0.2)
     rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed)
     X, y = cache.train.features, cache.train.labels
-    trained = models.fit_rf(X[rows.fit], y[rows.fit], X[rows.val], y[rows.val], 10, cfg)
+    trained = fit_rf(X[rows.fit], y[rows.fit], X[rows.val], y[rows.val], 10, cfg)
     h = trained.history
     assert h["x"] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
     # each point is exactly what a forest of that many trees with the same seed scores
@@ -332,7 +334,7 @@ def test_saved_forest_is_plain_arrays_predicting_as_scikit_learn(tiny_cache, tmp
         assert f.attrs["format"] == "featurecache-model" and f.attrs["kind"] == "forest"
         assert set(f) == set(saved.FOREST_ARRAYS)
         assert all(f[k].dtype.kind in "iuf" for k in f)  # numbers only: nothing to run, nothing to unpickle
-    proba = saved.FORMATS["forest"][1](path, 10)(cache.test.features)
+    proba = FORMATS["forest"][1](path, 10)(cache.test.features)
     want = np.zeros((len(cache.test.labels), 10))
     want[:, forest.classes_] = forest.predict_proba(cache.test.features)
     np.testing.assert_allclose(proba, want, rtol=0, atol=1e-12)
@@ -349,13 +351,13 @@ def test_mlp_learning_rate_defaults_to_the_optimizers_own():
 def test_forest_trees_draw_bootstrap_samples_of_part_of_the_rows(tiny_cache):
     from sklearn.ensemble import RandomForestClassifier
 
-    assert [models.bootstrap_rows(n, None) for n in (100, 2_500, 24_000, 45_000)] == [100, 2_500, 2_500, 4_500]
-    assert models.bootstrap_rows(45_000, 0.5) == 22_500 and models.bootstrap_rows(3, 0.01) == 1
+    assert [bootstrap_rows(n, None) for n in (100, 2_500, 24_000, 45_000)] == [100, 2_500, 2_500, 4_500]
+    assert bootstrap_rows(45_000, 0.5) == 22_500 and bootstrap_rows(3, 0.01) == 1
     cache = read_cache(tiny_cache)
     cfg = ClassifyConfig(model="rf", n_estimators=8, max_samples=0.5, val_fraction=0.2)
     rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed)
     X, y = cache.train.features, cache.train.labels
-    trained = models.fit_rf(X[rows.fit], y[rows.fit], X[rows.val], y[rows.val], 10, cfg, curves=False)
+    trained = fit_rf(X[rows.fit], y[rows.fit], X[rows.val], y[rows.val], 10, cfg, curves=False)
     half = round(0.5 * len(rows.fit))
     assert trained.details["bootstrap_rows"] == half
     forest = RandomForestClassifier(n_estimators=8, random_state=0, n_jobs=-1, max_samples=half).fit(X[rows.fit], y[rows.fit])

@@ -141,13 +141,13 @@ def test_one_class_of_training_rows_is_refused_before_fitting(earlier, tmp_path,
 @pytest.mark.parametrize("model", ["lr", "rf", "mlp"])
 def test_every_builder_refuses_no_rows_or_one_class_before_fitting(model):
     from classify.training.config import ClassifyConfig
-    from classify.training.models import MODELS
+    from classify.training.specs import SPECS
 
     X, cfg = np.zeros((6, 4), np.float32), ClassifyConfig(model=model)
     with pytest.raises(UserError, match="no training rows"):
-        MODELS[model](X[:0], np.zeros(0, np.int64), X, np.zeros(6, np.int64), 2, cfg)
+        SPECS[model].fit(X[:0], np.zeros(0, np.int64), X, np.zeros(6, np.int64), 2, cfg)
     with pytest.raises(UserError, match="all of one class"):
-        MODELS[model](X, np.zeros(6, np.int64), X, np.zeros(6, np.int64), 2, cfg)
+        SPECS[model].fit(X, np.zeros(6, np.int64), X, np.zeros(6, np.int64), 2, cfg)
 
 
 @pytest.mark.slow

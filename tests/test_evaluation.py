@@ -75,7 +75,7 @@ def test_temperature_scaling_keeps_the_top_class():
 
 def test_calibrate_lowers_the_ece_of_an_over_confident_mlp_and_predict_gives_calibrated_probabilities(tmp_path):
     from classify.cli import cli
-    from classify.runs.saved import FORMATS
+    from classify.training.specs import FORMATS
 
     # weak signal in 128 dimensions, 300 fit rows, a wide MLP without dropout at a high learning rate:
     # it memorises its rows within two epochs, and is over-confident on the test rows at its best epoch

@@ -33,9 +33,9 @@ def test_defaults_give_the_plain_name_and_each_setting_its_own_part():
 def test_a_run_name_changes_with_every_setting_that_applies_to_its_model(tiny_cache):
     """Every ClassifyConfig field is either in the run's digest (for the models it applies to) or
     only names or places files."""
-    from dataclasses import fields
 
-    from classify.training.config import MODEL_PARAMS, ClassifyConfig
+    from classify.training.config import ClassifyConfig
+    from classify.training.specs import MODEL_PARAMS
     from classify.runs.outputs import run_id
     from featurecache.cache import read_cache
 
@@ -47,7 +47,7 @@ def test_a_run_name_changes_with_every_setting_that_applies_to_its_model(tiny_ca
              "patience": 2, "k": 20, "temperature": 0.5, "calibrate": True, "exclude": "a.json:duplicates",
              "views": "none", "tta": True,
              "max_memory": 10**9}
-    assert {f.name for f in fields(ClassifyConfig)} == set(other) | not_identity
+    assert ClassifyConfig.setting_names() == set(other) | not_identity
     owned = {k for params in MODEL_PARAMS.values() for k in params}
     for model in MODEL_PARAMS:
         base = run_id(cache, ClassifyConfig(model=model))

@@ -208,7 +208,7 @@ def test_an_lr_run_shows_records_and_logs_no_mlp_or_forest_setting(tiny_cache, t
     import os
     import subprocess
 
-    from classify.training.config import MODEL_PARAMS
+    from classify.training.specs import MODEL_PARAMS
     from conftest import ROOT
 
     others = set(MODEL_PARAMS["mlp"]) | set(MODEL_PARAMS["rf"])

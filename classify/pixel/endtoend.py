@@ -27,54 +27,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from classify.runs.saved import SavedRun, load_keras_model, read_linear
+from classify.runs.saved import SavedRun
+from classify.training.specs import spec_for_format
 from featurecache.errors import UserError
 
-UNSEEN_LOGIT = -1e9  # a class the LR never saw in training: probability 0, as `saved.expand` gives
-
-
-def linear_logits_weights(w: dict, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """An LR model's arrays (see `saved.read_linear`) -> Dense kernel (D, C) and bias (C,) float32 whose
-    softmax equals `saved.linear_proba`: standardisation folded in, binary and unseen classes expanded."""
-    coef = np.asarray(w["coef"], dtype=np.float64) / np.asarray(w["scale"], dtype=np.float64)   # (k, D)
-    bias = np.asarray(w["intercept"], dtype=np.float64) - coef @ np.asarray(w["mean"], dtype=np.float64)  # (k,)
-    if coef.shape[0] == 1:  # binary: sigmoid(z) == softmax((0, z))[1]
-        coef = np.concatenate([np.zeros_like(coef), coef])
-        bias = np.concatenate([[0.0], bias])
-    kernel = np.zeros((coef.shape[1], n_classes))
-    full_bias = np.full(n_classes, UNSEEN_LOGIT)
-    classes = np.asarray(w["classes"], dtype=np.int64)
-    kernel[:, classes] = coef.T
-    full_bias[classes] = bias
-    return kernel.astype(np.float32), full_bias.astype(np.float32)
-
-
 def head_logits(run: SavedRun, k, dim: int):
-    """The run's head as a Keras model: (n, D) float32 features -> (n, C) float32 logits."""
-    n_classes = len(run.class_names)
-    kind = run.record.get("model_format")
-    features = k.Input((dim,), dtype="float32", name="features")
-    if kind == "linear":
-        kernel, bias = linear_logits_weights(read_linear(run.model_path), n_classes)
-        if kernel.shape[0] != dim:
-            raise UserError(f"{run.model_path} takes {kernel.shape[0]}-wide features, but its cache's extractor gives "
-                            f"{dim}; re-run classify on this cache")
-        dense = k.layers.Dense(n_classes, dtype="float32", name="lr_logits")
-        logits = dense(features)
-        dense.set_weights([kernel, bias])
-    elif kind == "keras":
-        mlp = load_keras_model(run.model_path)
-        *body, last = mlp.layers
-        x = features
-        for layer in body:
-            x = layer(x)
-        out = k.layers.Dense(last.units, dtype="float32", name="mlp_logits")
-        logits = out(x)
-        out.set_weights(last.get_weights())
-    else:
+    """The run's head as a Keras model: (n, D) float32 features -> (n, C) float32 logits, built by its
+    model's spec (`ModelSpec.keras_head`); a model without one has no gradient and no Keras form."""
+    spec = spec_for_format(run.record.get("model_format"))
+    if spec is None or spec.keras_head is None:
+        kind = run.record.get("model_format")
         raise UserError(f"{run.path} is a {run.record.get('model', kind)} run, which has no gradient and no Keras form; "
                         "use an lr or mlp run of the same cache")
-    return k.Model(features, logits, name=f"{run.record.get('model', kind)}_head")
+    features = k.Input((dim,), dtype="float32", name="features")
+    logits = spec.keras_head(run.model_path, len(run.class_names), features, k)
+    return k.Model(features, logits, name=f"{run.record.get('model', spec.format)}_head")
 
 
 @dataclass
@@ -159,7 +126,8 @@ def build(run: SavedRun, allow_weights_mismatch: bool = False) -> EndToEnd:
     from featurecache.extractor import Extractor
 
     extractor = Extractor.from_cache(run.cache_attrs, allow_weights_mismatch, keras=True)  # gradients: TensorFlow
-    if run.record.get("model_format") in ("forest", "knn"):   # no Keras form: scored through the saved arrays
+    spec = spec_for_format(run.record.get("model_format"))
+    if spec is None or spec.keras_head is None:   # no Keras form: scored through the saved arrays
         return EndToEnd(run, extractor, None, None)
     from featurecache.tfimport import keras
 

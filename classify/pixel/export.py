@@ -97,19 +97,17 @@ def serving_model(e2e):
 def export_run(run, folder: Path, force: bool = False, allow_weights_mismatch: bool = False) -> dict[str, Path]:
     """Write model.keras, saved_model/ and labels.json for `run` into `folder`; returns their paths."""
     from classify.pixel import endtoend
+    from classify.training.specs import spec_for_format
     from featurecache.files import room_error, signals_held, temp_name
 
     folder = export_folder(folder)
     run_id = run.record.get("run_id")
     check_export_dir(folder, force, run_id)
-    if run.record.get("model_format") == "knn":
-        raise UserError(f"{run.path.name} is a kNN run: an exported graph would hold its whole training set "
-                        f"({run.record['chosen'].get('train_rows', '?')} rows), so it is not exported; "
-                        "export an lr or mlp run of the same cache")
+    spec = spec_for_format(run.record.get("model_format"))
+    refusal = spec.refusal(run.path.name, run.record.get("chosen") or {}) if spec else None
+    if refusal:   # the model's spec says why it has no export (a forest: no Keras form; kNN: its training set)
+        raise UserError(refusal)
     e2e = endtoend.build(run, allow_weights_mismatch)
-    if e2e.model is None:
-        raise UserError(f"{run.path.name} is a random-forest run, which has no Keras form to export; "
-                        "export an lr or mlp run of the same cache")
     model = serving_model(e2e)
     tmp = temp_name(folder)
     try:

@@ -31,14 +31,13 @@ from classify.reporting import plots
 
 from classify.runs import saved
 from classify.training.config import ClassifyConfig, has_views
+from classify.training.specs import SPECS
 from classify.runs.identity import digest, identity, json_default
 from classify.training.evaluation import reliability
 from classify.training.train import RunResult, gallery_items
 from featurecache.cache import Cache
 from featurecache.errors import UserError
 from featurecache.files import Staged, check_writable, os_error, remove_stale_temps, room_error, versions
-
-MODEL_SUFFIX = {"lr": ".h5", "rf": ".h5", "mlp": ".keras", "knn": ".h5"}
 
 __all__ = ["csv_text", "Staged", "check_out_dir", "check_name", "cache_id", "run_id", "digest", "run_paths", "resolve",
            "drawable_names", "save_model", "stage_run", "write_run", "write_json"]
@@ -121,7 +120,7 @@ def run_paths(out_dir: Path, cache: Cache, cfg: ClassifyConfig, model: str | Non
         "report_txt": out_dir / f"{report or base + '-report'}.txt",
         "report_json": out_dir / f"{report or base + '-report'}.json",
         "run": out_dir / f"{report or base}-run.json",
-        "model": out_dir / f"{report or base}-model{MODEL_SUFFIX[model]}",
+        "model": out_dir / f"{report or base}-model{SPECS[model].suffix}",
     }
     if not report:
         paths["latest"] = out_dir / f"{stem}-{model}-latest.json"

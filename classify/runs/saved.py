@@ -9,6 +9,8 @@ A run writes its model beside its run record (`<name>-run.json`):
     knn  <name>-model.h5      HDF5 arrays: the L2-normalised training rows, their labels, k and T
                               (classify.training.knn)
 
+Each model's suffix, writer and loader are its entry's in the model table (classify.training.specs).
+
 Which files are safe to load: run records (plain JSON) and these three model
 formats, through `load_run`. None of them is a pickle, and nothing here ever
 unpickles. `load_run` also refuses files this tool did not write: the run
@@ -39,7 +41,6 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from classify.training.knn import load_knn
 from featurecache.files import sha256
 from featurecache.errors import UserError, reason
 
@@ -191,12 +192,8 @@ def read_linear(path: Path) -> dict:
         raise UserError(f"{path} is not a readable model file ({reason(e, 60)}); re-run classify to write it again") from None
 
 
-def _load_linear(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
-    w = read_linear(path)
-    return lambda x: linear_proba(np.asarray(x, dtype=np.float64), w, n_classes)
-
-
-def _load_forest(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+def load_forest(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+    """An RF model file -> predict_proba, its node arrays checked to form trees (`forest_ok`)."""
     refuse = f"{path} is not a forest model written by classify"
     try:
         with h5py.File(path, "r") as f:
@@ -206,12 +203,12 @@ def _load_forest(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarra
             n_features = int(f.attrs["n_features"])
     except (OSError, KeyError, TypeError, ValueError) as e:
         raise UserError(f"{path} is not a readable model file ({reason(e, 60)}); re-run classify to write it again") from None
-    if not _forest_ok(w, n_features, n_classes):
+    if not forest_ok(w, n_features, n_classes):
         raise UserError(f"{refuse} (its node arrays do not form trees); re-run `python -m classify --model rf`")
     return lambda x: forest_proba(x, w, n_classes)
 
 
-def _forest_ok(w: dict, n_features: int, n_classes: int) -> bool:
+def forest_ok(w: dict, n_features: int, n_classes: int) -> bool:
     """Shapes, types and links of the node arrays: children lie after their parent within the
     arrays (scikit-learn numbers nodes that way), so every walk from a root ends at a leaf."""
     nodes = len(w["left"])
@@ -244,20 +241,6 @@ def load_keras_model(path: Path):
         return keras().saving.load_model(path, safe_mode=True, compile=False)
     except Exception as e:  # noqa: BLE001 - unsafe or broken archives are refused as one
         raise UserError(f"{path} is not a Keras model classify can load safely ({reason(e, 80)}); re-run classify --model mlp") from None
-
-
-def _load_keras(path: Path, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
-    model = load_keras_model(path)
-    return lambda x: np.asarray(model.predict(np.asarray(x, dtype=np.float32), batch_size=1024, verbose=0))
-
-
-# format name -> (file suffix, loader(path, n_classes) -> predict_proba)
-FORMATS = {
-    "linear": (".h5", _load_linear),
-    "forest": (".h5", _load_forest),
-    "keras": (".keras", _load_keras),
-    "knn": (".h5", load_knn),
-}
 
 
 # --------------------------------------------------------------------------- runs
@@ -368,13 +351,15 @@ def read_record(path: str | os.PathLike) -> dict:
 
 def load_run(run_json_path: str | os.PathLike) -> SavedRun:
     """Read a run record written by classify and the model beside it, refusing anything else."""
+    from classify.training.specs import spec_for_format   # the specs' modules import this one
+
     path = Path(run_json_path)
     if not path.is_file():
         raise UserError(f"no run record at {path}: pass a reports/<name>-run.json written by `python -m classify`")
     record = read_record(path)
     name = str(record.get("model_file", ""))
-    kind = record.get("model_format")
-    if not name or Path(name).name != name or kind not in FORMATS or not name.endswith(FORMATS[kind][0]):
+    spec = spec_for_format(record.get("model_format"))   # the model table: its file's suffix and loader
+    if not name or Path(name).name != name or spec is None or not name.endswith(spec.suffix):
         raise UserError(f"{path} names no model file classify could have written; re-run classify")
     model_path = path.parent / name
     if not model_path.is_file():
@@ -385,7 +370,7 @@ def load_run(run_json_path: str | os.PathLike) -> SavedRun:
             "was changed, truncated or replaced since classify wrote it); re-run classify to write it again"
         )
     class_names = list(record["class_names"])
-    proba = FORMATS[kind][1](model_path, len(class_names))
+    proba = spec.load(model_path, len(class_names))
     if record.get("calibration"):   # --calibrate: predict gives the calibrated probabilities the run reported
         proba = calibrated_proba(proba, record["calibration"], path)
     return SavedRun(record, class_names, dict(record["cache"]["attrs"]), proba, model_path, path)

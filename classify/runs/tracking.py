@@ -77,7 +77,7 @@ def require(track: str | None) -> None:
 def applied(record: dict) -> dict:
     """The settings that applied to a run: its record's `settings` summary; for a record written before
     there was one, its config without the other models' hyperparameters and the file names."""
-    from classify.training.config import MODEL_PARAMS
+    from classify.training.specs import MODEL_PARAMS
 
     if isinstance(record.get("settings"), dict):
         return record["settings"]

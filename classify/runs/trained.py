@@ -12,8 +12,8 @@ import numpy as np
 @dataclass
 class Trained:
     predict_proba: Callable[[np.ndarray], np.ndarray]  # raw features (n, D) float32 -> (n, C)
-    save: Callable[[Path], None]                       # writes the model in saved.FORMATS[format]
-    format: str                                        # "linear" | "forest" | "keras"
+    save: Callable[[Path], None]                       # writes the model file its spec's `load` reads
+    format: str                                        # its spec's format: "linear" | "forest" | "keras" | "knn"
     # progress curves: x_label, x, train_loss, val_loss, train_acc, val_acc (equal-length lists);
     # LR adds "chosen": the C that was kept
     history: dict = field(default_factory=dict)

@@ -16,18 +16,30 @@ training set; a kNN run therefore has no compact Keras form and is not exported.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 import h5py
 import numpy as np
 
+from classify.training.modelspec import ModelSpec, check_int, check_real
 from featurecache.errors import UserError, reason
 
 K_GRID = (10, 20, 50, 100, 200)
 FLOAT_BYTES = 4
 SIM_COPIES = 3    # a block's similarities, the merged candidates, argpartition's work array
 Source = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]   # -> (X (m, D) normalised float32, y (m,)) chunks
+
+
+@dataclass
+class KNNParams:
+    k: int | str = "auto"                # neighbours, or "auto": chosen on the validation split from K_GRID
+    temperature: float = 0.07            # T of the votes' weights, DINOv2's
+
+    def __post_init__(self) -> None:
+        check_int("k", self.k, auto=True)
+        check_real("temperature", self.temperature, 0, low_open=True)
 
 
 def normalise(X: np.ndarray) -> np.ndarray:
@@ -196,3 +208,11 @@ def fit_knn_stream(stream, n_classes: int, cfg, curves: bool = True):
     X_val, y_val = stream.load(stream.val)
     return knn_trained(source, stream.fit_labels, stream.dim, X_val, y_val, n_classes, cfg, stream.budget,
                        stream.chunk)
+
+
+SPEC = ModelSpec(
+    name="knn", title="weighted k nearest neighbours", params=KNNParams, fit=fit_knn, fit_stream=fit_knn_stream,
+    format="knn", suffix=".h5", load=load_knn,
+    export_refusal="{run} is a kNN run: an exported graph would hold its whole training set "
+                   "({rows} rows), so it is not exported; export an lr or mlp run of the same cache",
+)

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-from classify.training.config import CALIBRATED_MODELS, MODEL_PARAMS, ClassifyConfig
+from classify.training.config import ClassifyConfig
 from classify.training.evaluation import accuracy_interval, calibrated, ece, fit_temperature
 from classify.training.data import Rows, Stream, fit_rows, in_memory_bytes, memory_budget, stream_layout
 from classify.workflows.audit_record import audit_metrics, training_rows
-from classify.training.models import MODELS, STREAMING
+from classify.training.modelspec import ModelSpec
+from classify.training.specs import SPECS, spec_of
 from classify.runs.trained import Trained
 from featurecache.cache import Cache, CacheFile, iter_rows, split_shapes
 from featurecache.errors import UserError
@@ -54,8 +55,9 @@ def evaluate(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> t
 
 
 def check_calibrate(cfg: ClassifyConfig) -> None:
-    if cfg.calibrate and cfg.model not in CALIBRATED_MODELS:
-        raise UserError(f"--calibrate fits a temperature for {', '.join(CALIBRATED_MODELS)}, not for --model {cfg.model}; "
+    if cfg.calibrate and not spec_of(cfg.model).calibrates:
+        calibrated = ", ".join(name for name, spec in SPECS.items() if spec.calibrates)
+        raise UserError(f"--calibrate fits a temperature for {calibrated}, not for --model {cfg.model}; "
                         "leave out --calibrate")
 
 
@@ -102,93 +104,123 @@ def stream_proba(trained: Trained, path, split: str, chunk: int, tta: bool) -> n
     return np.concatenate(out)
 
 
+class MemoryRows:
+    """The rows of a cache read whole: the spec's `fit` on the fit rows (views included), the test
+    and validation rows scored from memory."""
+
+    def __init__(self, cache: Cache, cfg: ClassifyConfig):
+        if cfg.tta and cache.test.views is None:
+            raise UserError(f"--tta needs test views, and {cache.path} has none; re-extract with --augment SPEC "
+                            "--views K --test-views K, or leave out --tta")
+        self.cache, self.cfg = cache, cfg
+        # the split is over images: an image and all its views land on the same side
+        self.rows = training_rows(cache, cfg)   # less the rows --exclude names
+        views = cache.train.views if cfg.views == "all" else None   # (N, K, D) or None
+        # (n_fit * (K + 1), D): originals, then views
+        self.X_fit, self.y_fit = fit_rows(cache.train.features, cache.train.labels, self.rows.fit, views)
+
+    def fit(self, spec: ModelSpec, curves: bool) -> Trained:
+        X, y, val = self.cache.train.features, self.cache.train.labels, self.rows.val
+        return spec.fit(self.X_fit, self.y_fit, X[val], y[val], len(self.cache.class_names), self.cfg, curves)
+
+    def test_proba(self, trained: Trained) -> np.ndarray:
+        test = self.cache.test
+        proba = trained.predict_proba(test.features)   # (n_test, C): the only use of the test rows
+        if self.cfg.tta:
+            # test-time augmentation: the mean over the original and each of its K' views
+            per_view = [trained.predict_proba(test.views[:, j]) for j in range(test.views.shape[1])]
+            proba = np.mean([proba, *per_view], axis=0)
+        return proba
+
+    def validation(self, trained: Trained) -> tuple[np.ndarray, np.ndarray]:
+        """(n_val, C) probabilities of the validation rows, and their labels: they pick the best run."""
+        val = self.rows.val
+        return trained.predict_proba(self.cache.train.features[val]), self.cache.train.labels[val]
+
+    def counts(self, trained: Trained) -> dict:
+        return {"n_fit": len(self.y_fit), "n_val": len(self.rows.val), "fit_images": len(self.rows.fit),
+                "fit_rows": len(self.y_fit)}
+
+
+class StreamRows:
+    """The rows of a cache read without features (larger than --max-memory): the spec's `fit_stream`
+    reads them from the file opened at the start, a chunk at a time, and so does the scoring."""
+
+    def __init__(self, cache: Cache, cfg: ClassifyConfig, spec: ModelSpec):
+        self.source = cache.file or CacheFile(cache.path)
+        shapes = split_shapes(self.source)
+        if cfg.tta and not shapes["test"].views:
+            raise UserError(f"--tta needs test views, and {cache.path} has none; re-extract with --augment SPEC "
+                            "--views K --test-views K, or leave out --tta")
+        self.cache, self.cfg = cache, cfg
+        self.rows = training_rows(cache, cfg)   # less the rows --exclude names
+        budget = memory_budget(cfg.max_memory)
+        train = shapes["train"]
+        self.k = train.views if cfg.views == "all" else 0
+        self.batch = getattr(cfg.own, spec.batch_param) if spec.batch_param else 0   # the MLP's batches are held too
+        chunk, held = stream_layout(budget, train.dim, max(self.k, shapes["test"].views if cfg.tta else 0), self.batch)
+        self.stream = Stream(self.source, cache.train.labels, self.rows.fit, self.rows.val, train.dim, self.k, chunk,
+                             budget, held)
+
+    def fit(self, spec: ModelSpec, curves: bool) -> Trained:
+        trained = spec.fit_stream(self.stream, len(self.cache.class_names), self.cfg, curves)
+        s = self.stream
+        if s.held > s.budget:
+            trained.details["over_budget"] = {"held_bytes": s.held, "budget_bytes": s.budget, "chunk_rows": s.chunk,
+                                              "batch_size": self.batch or None}
+        return trained
+
+    def test_proba(self, trained: Trained) -> np.ndarray:
+        proba = stream_proba(trained, self.source, "test", self.stream.chunk, self.cfg.tta)   # (n_test, C)
+        if self.source.replaced():   # every row still came from the file opened at the start
+            trained.details["cache_replaced"] = True
+        return proba
+
+    def validation(self, trained: Trained) -> tuple[np.ndarray | None, np.ndarray | None]:
+        val = [(trained.predict_proba(X), y) for X, y in self.stream.val_chunks()]   # from the file opened at the start
+        if not val:
+            return None, None
+        return np.concatenate([v[0] for v in val]), np.concatenate([v[1] for v in val])
+
+    def counts(self, trained: Trained) -> dict:
+        # what was fitted: every fit image and its views, or the forest's subsample of them
+        sub = trained.details.get("subsample")
+        fit_images, n_fit = (sub["images"], sub["rows"]) if sub else (len(self.rows.fit), len(self.rows.fit) * (1 + self.k))
+        return {"n_fit": n_fit, "n_val": sub["val_rows"] if sub else len(self.rows.val), "fit_images": fit_images,
+                "fit_rows": n_fit}
+
+
 def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -> RunResult:
     """Fit cfg.model on the cache's training rows (validation carved from them), score the test rows.
 
-    A cache read without features (`load_for_training` found it larger than --max-memory) is
-    streamed from its file: the models of `STREAMING` fit it, and the test rows are scored a chunk
-    at a time."""
+    The model's spec (classify.training.specs) fits it: `fit` on rows in memory, or `fit_stream` when
+    `load_for_training` read the cache without features (larger than --max-memory); then the rows
+    are read and scored from its open file a chunk at a time (`StreamRows`)."""
     check_calibrate(cfg)
-    if cache.train.features is None:
-        return stream_and_evaluate(cache, cfg, curves)
+    spec = spec_of(cfg.model)
     if len(cache.test.labels) == 0:
         raise UserError(f"{cache.path} has no test rows to report on; extract a cache with a test split")
-    if cfg.tta and cache.test.views is None:
-        raise UserError(f"--tta needs test views, and {cache.path} has none; re-extract with --augment SPEC "
-                        "--views K --test-views K, or leave out --tta")
-    # the split is over images: an image and all its views land on the same side
-    rows = training_rows(cache, cfg)   # less the rows --exclude names
-    X, y = cache.train.features, cache.train.labels   # (N, D) float32, (N,)
-    views = cache.train.views if cfg.views == "all" else None   # (N, K, D) or None
-    X_fit, y_fit = fit_rows(X, y, rows.fit, views)   # (n_fit * (K + 1), D): originals, then views
-    n_classes = len(cache.class_names)
+    rows = MemoryRows(cache, cfg) if cache.train.features is not None else StreamRows(cache, cfg, spec)
     start = time.perf_counter()
-    trained = MODELS[cfg.model](X_fit, y_fit, X[rows.val], y[rows.val], n_classes, cfg, curves)
+    trained = rows.fit(spec, curves)
     # fits made only to draw a curve (a given C's neighbours) are not the model's fit time
     curve_time = trained.history.pop("curve_seconds", 0.0)
     train_time = time.perf_counter() - start - curve_time
     start = time.perf_counter()
-    proba = trained.predict_proba(cache.test.features)   # (n_test, C): the only use of the test rows
-    if cfg.tta:
-        # test-time augmentation: the mean over the original and each of its K' views
-        per_view = [trained.predict_proba(cache.test.views[:, j]) for j in range(cache.test.views.shape[1])]
-        proba = np.mean([proba, *per_view], axis=0)
+    proba = rows.test_proba(trained)
     predict_time = time.perf_counter() - start
-    val_proba = trained.predict_proba(X[rows.val])   # (n_val, C): picks the best run, fits the temperature
-    calibration = None
-    if cfg.calibrate:
-        proba, calibration = calibrate(cache.test.labels, proba, y[rows.val], val_proba)
-    metrics, text, report, confusion = evaluate(cache.test.labels, proba, cache.class_names)
-    metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
-                   n_fit=len(y_fit), n_val=len(rows.val), n_test=len(cache.test.labels),
-                   fit_images=len(rows.fit), fit_rows=len(y_fit), val_accuracy=val_accuracy(val_proba, y[rows.val]),
-                   **audit_metrics(cache, cfg, proba))
-    if curve_time:
-        metrics["curve_time_s"] = round(curve_time, 3)
-    return RunResult(trained, rows, proba, metrics, text, report, confusion, calibration)
-
-
-def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -> RunResult:
-    """`train_and_evaluate` for a cache read with features=False: fit and score from its open file."""
-    source = cache.file or CacheFile(cache.path)
-    shapes = split_shapes(source)
-    if len(cache.test.labels) == 0:
-        raise UserError(f"{cache.path} has no test rows to report on; extract a cache with a test split")
-    if cfg.tta and not shapes["test"].views:
-        raise UserError(f"--tta needs test views, and {cache.path} has none; re-extract with --augment SPEC "
-                        "--views K --test-views K, or leave out --tta")
-    rows = training_rows(cache, cfg)   # less the rows --exclude names
-    budget = memory_budget(cfg.max_memory)
-    train = shapes["train"]
-    k = train.views if cfg.views == "all" else 0
-    batch = cfg.batch_size if "batch_size" in MODEL_PARAMS[cfg.model] else 0   # the MLP's batches are held too
-    chunk, held = stream_layout(budget, train.dim, max(k, shapes["test"].views if cfg.tta else 0), batch)
-    stream = Stream(source, cache.train.labels, rows.fit, rows.val, train.dim, k, chunk, budget, held)
-    start = time.perf_counter()
-    trained = STREAMING[cfg.model](stream, len(cache.class_names), cfg, curves)
-    train_time = time.perf_counter() - start
-    if held > budget:
-        trained.details["over_budget"] = {"held_bytes": held, "budget_bytes": budget, "chunk_rows": chunk,
-                                          "batch_size": batch or None}
-    start = time.perf_counter()
-    proba = stream_proba(trained, source, "test", stream.chunk, cfg.tta)   # (n_test, C)
-    predict_time = time.perf_counter() - start
-    if source.replaced():   # every row still came from the file opened at the start
-        trained.details["cache_replaced"] = True
-    val = [(trained.predict_proba(X), y) for X, y in stream.val_chunks()]   # from the file opened at the start
-    val_proba, val_y = (np.concatenate([v[0] for v in val]), np.concatenate([v[1] for v in val])) if val else (None, None)
+    val_proba, val_y = rows.validation(trained)
     calibration = None
     if cfg.calibrate:
         proba, calibration = calibrate(cache.test.labels, proba, val_y, val_proba)
     metrics, text, report, confusion = evaluate(cache.test.labels, proba, cache.class_names)
-    # what was fitted: every fit image and its views, or the forest's subsample of them
-    sub = trained.details.get("subsample")
-    fit_images, n_fit = (sub["images"], sub["rows"]) if sub else (len(rows.fit), len(rows.fit) * (1 + k))
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
-                   n_fit=n_fit, n_val=sub["val_rows"] if sub else len(rows.val), n_test=len(cache.test.labels),
-                   fit_images=fit_images, fit_rows=n_fit, **audit_metrics(cache, cfg, proba))
-    metrics["val_accuracy"] = val_accuracy(val_proba, val_y) if val_proba is not None else None
-    return RunResult(trained, rows, proba, metrics, text, report, confusion, calibration)
+                   n_test=len(cache.test.labels), **rows.counts(trained),
+                   val_accuracy=val_accuracy(val_proba, val_y) if val_proba is not None else None,
+                   **audit_metrics(cache, cfg, proba))
+    if curve_time:
+        metrics["curve_time_s"] = round(curve_time, 3)
+    return RunResult(trained, rows.rows, proba, metrics, text, report, confusion, calibration)
 
 
 def gallery_items(cache: Cache, proba: np.ndarray, limit: int = GALLERY_SIZE) -> tuple[list[dict], str | None]:

@@ -43,7 +43,7 @@ from threadpoolctl import threadpool_limits
 
 from classify.training.config import ClassifyConfig, has_views
 from classify.training.data import smallest_train_size, split_rows
-from classify.training.models import MODELS
+from classify.training.specs import SPECS
 from classify.options import CONTEXT, cache_path, echo_config, make_config, training_options
 from featurecache.errors import UserError
 from featurecache.files import Staged, interruptible
@@ -162,7 +162,7 @@ def fit(cache, cfg: ClassifyConfig, labelled: np.ndarray, n_classes: int):
         fit_rows, val_rows = labelled[rows.fit], labelled[rows.val]
     else:
         fit_rows, val_rows = labelled, labelled[:0]
-    return MODELS[cfg.model](X[fit_rows], y[fit_rows], X[val_rows], y[val_rows], n_classes, cfg, False)
+    return SPECS[cfg.model].fit(X[fit_rows], y[fit_rows], X[val_rows], y[val_rows], n_classes, cfg, False)
 
 
 def run_strategy(cache, cfg: ClassifyConfig, strategy: str, seed: int, plan: Plan) -> dict:
@@ -254,7 +254,7 @@ def plot(runs: list[dict], path, title: str) -> None:
 @click.command(context_settings=CONTEXT)
 @click.option("--features", type=click.Path(path_type=str), default=None,
               help="Feature cache (.h5). Default: the one features/LATEST names.")
-@click.option("--model", type=click.Choice(sorted(MODELS)), default="lr", show_default=True)
+@click.option("--model", type=click.Choice(sorted(SPECS)), default="lr", show_default=True)
 @click.option("--strategy", "strategies", type=click.Choice(list(STRATEGIES)), multiple=True,
               help="Query strategy; give several times to compare. Default: margin and random.")
 @click.option("--initial", type=click.IntRange(min=1), default=Plan.initial, show_default=True,

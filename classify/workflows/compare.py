@@ -36,7 +36,7 @@ import numpy as np
 from classify.reporting import plots
 from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
 from classify.training.config import has_views
-from classify.training.models import DEFAULT_MODELS, MODELS
+from classify.training.specs import DEFAULT_MODELS, SPECS
 from classify.runs.tracking import track_option
 from featurecache.errors import UserError
 from featurecache.files import interruptible
@@ -204,7 +204,7 @@ def run_and_record(cache, cfg, out_dir: Path, table: dict[str, Path], track: str
 @click.command(context_settings=CONTEXT)
 @click.option("--features", multiple=True, type=click.Path(path_type=str),
               help="Feature cache(s) to compare; repeat to put caches side by side. Default: features/LATEST.")
-@click.option("--model", "models", multiple=True, type=click.Choice(sorted(MODELS)),
+@click.option("--model", "models", multiple=True, type=click.Choice(sorted(SPECS)),
               help="Models to train (repeatable). Default: lr, mlp, rf (knn only when named).")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train each model with N seeds (--seed, --seed + 1, ...); the table gives mean ± std over them.")

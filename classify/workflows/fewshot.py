@@ -27,7 +27,8 @@ import numpy as np
 
 from classify.training.config import ClassifyConfig
 from classify.training.evaluation import bootstrap_interval
-from classify.training.knn import K_GRID
+from classify.training.knn import K_GRID, KNNParams
+from classify.training.lr import LRParams
 from classify.options import CONTEXT, CValue, Finite, cache_path
 from featurecache.errors import UserError
 from featurecache.files import interruptible
@@ -49,11 +50,11 @@ def draw_shots(labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
 
 def fit_draw(model: str, X: np.ndarray, y: np.ndarray, n_classes: int, cfg: ClassifyConfig):
     """Fit one few-shot set: no validation rows exist, so the fit rows stand in for them."""
-    from classify.training.models import MODELS
+    from classify.training.specs import SPECS
 
     shots = int(np.bincount(y).max())
     run = dataclasses.replace(cfg, model=model, k=min(K_GRID[0], shots) if model == "knn" else cfg.k)
-    return MODELS[model](X, y, X, y, n_classes, run, False)
+    return SPECS[model].fit(X, y, X, y, n_classes, run, False)
 
 
 def summarise(acc: list[float], single_ci: tuple[float, float]) -> dict:
@@ -116,8 +117,8 @@ class Shots(click.ParamType):
 @click.option("--seed", type=int, default=0, show_default=True, help="First seed; draws use --seed .. --seed + N - 1.")
 @click.option("--model", "models", multiple=True, type=click.Choice(FEWSHOT_MODELS),
               help="Models to fit (repeatable). Default: lr and knn.")
-@click.option("--C", "C", type=CValue(), default=ClassifyConfig.C, show_default=True, help="LR: inverse regularisation strength.")
-@click.option("--temperature", type=Finite(min=0, min_open=True), default=ClassifyConfig.temperature,
+@click.option("--C", "C", type=CValue(), default=LRParams.C, show_default=True, help="LR: inverse regularisation strength.")
+@click.option("--temperature", type=Finite(min=0, min_open=True), default=KNNParams.temperature,
               show_default=True, help="kNN: votes weighted by exp(similarity / T).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=str), default="reports", show_default=True)
 @interruptible("fewshot")

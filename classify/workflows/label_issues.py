@@ -14,8 +14,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from classify.training.config import ClassifyConfig
-from classify.training.models import lr_pipeline
+from classify.training.lr import LRParams, lr_pipeline
 from featurecache.errors import UserError
 
 FOLDS = 5
@@ -30,7 +29,7 @@ class LabelIssues:
 
 
 def out_of_fold_proba(X: np.ndarray, y: np.ndarray, n_classes: int, folds: int = FOLDS, seed: int = 0,
-                      C: float = ClassifyConfig.C, max_iter: int = ClassifyConfig.max_iter) -> np.ndarray:
+                      C: float = LRParams.C, max_iter: int = LRParams.max_iter) -> np.ndarray:
     """(N, C) probabilities of each row from a model fitted on the other folds."""
     counts = np.bincount(y, minlength=n_classes)
     smallest = counts[counts > 0].min() if len(y) else 0
@@ -59,4 +58,4 @@ def find_issues(X: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0, fol
     sub = sub / np.maximum(sub.sum(axis=1, keepdims=True), 1e-12)
     ranked = find_label_issues(remap[y], sub, return_indices_ranked_by="self_confidence")
     return LabelIssues(proba, np.asarray(ranked, dtype=np.int64), min(folds, int(np.bincount(y)[present].min())),
-                       float(ClassifyConfig.C))
+                       float(LRParams.C))

@@ -25,7 +25,7 @@ import numpy as np
 from classify.reporting import plots
 from classify.training.config import has_views
 from classify.training.data import smallest_train_size
-from classify.training.models import MODELS
+from classify.training.specs import SPECS
 from classify.options import CONTEXT, cache_path, echo_config, make_config, training_options
 from featurecache.errors import UserError
 from featurecache.files import interruptible
@@ -72,7 +72,7 @@ def learning_curve(cache, cfg, sizes: list[int], seeds: int) -> list[dict]:
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("--model", type=click.Choice(sorted(MODELS)), default="lr", show_default=True)
+@click.option("--model", type=click.Choice(sorted(SPECS)), default="lr", show_default=True)
 @click.option("--features", type=click.Path(path_type=str), default=None,
               help="Feature cache (.h5). Default: the one features/LATEST names.")
 @click.option("--min-size", type=click.IntRange(min=2), default=100, show_default=True, help="Smallest training-set size.")
