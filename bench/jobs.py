@@ -40,7 +40,7 @@ def _cpu_name() -> str:
 
 def _load_all(data_dir: str, limit: int | None):
     """Seed style: every image of both splits in memory as uint8 arrays."""
-    from extract.datasets import load_cifar10
+    from extract.cifar import load_cifar10
 
     ds = load_cifar10(data_dir, limit)
     out = {}
@@ -170,7 +170,7 @@ def extract(data_dir: str, size: int, precision: str, runtime: str, batch_size: 
     """This project: `extract.pipeline.run` at its defaults (weights none), writing the cache."""
     from extract import pipeline
     from extract.config import ExtractConfig
-    from extract.datasets import load_cifar10
+    from extract.cifar import load_cifar10
     from featurecache.extractor import Extractor
     from featurecache.precision import resolve_precision
 
@@ -203,7 +203,7 @@ def decode(data_dir: str | None, size: int, rounds: int, json_out: str) -> None:
     from dataclasses import asdict
 
     from bench.decode import DEFAULT_PHOTOS, best_rates, process_ceiling
-    from extract.datasets import decode_workers
+    from extract.folders import decode_workers
 
     folder, cores = data_dir or DEFAULT_PHOTOS, decode_workers(None)
     rows = best_rates(folder, size, sorted({1, cores}), rounds)
@@ -227,7 +227,7 @@ def extract_ray(data_dir: str, size: int, precision: str, batch_size: int | None
     start-up (ray.init, then the actors loading until the first batch) apart from the steady throughput."""
     from extract import pipeline, ray_engine
     from extract.config import ExtractConfig
-    from extract.datasets import load_cifar10
+    from extract.cifar import load_cifar10
     from featurecache.extractor import Extractor
     from featurecache.precision import resolve_precision
 

@@ -198,7 +198,8 @@ def check_engine(cfg: ExtractConfig) -> None:
 
 def _extract(cfg: ExtractConfig, where: dict):
     from extract import pipeline
-    from extract.datasets import dataset_name, index_path, is_image_folder, load_dataset
+    from extract.datasets import dataset_name, is_image_folder, load_dataset
+    from extract.index import index_path
     from extract.naming import default_cache_path
     from extract.pipeline import settings
     from featurecache.extractor import Extractor

@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from extract.config import ExtractConfig, augment_settings
-from extract.datasets import Dataset
+from extract.data import Dataset
 from featurecache.augment import AugmentSettings, view_seeds
 from featurecache.cache import (IDENTITY_ATTRS, IDENTITY_DEFAULTS, partial_dir, read_attrs, update_text_attrs,
                                 verify_cache, write_cache)

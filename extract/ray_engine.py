@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.datasets import Dataset, Split
+from extract.data import Dataset, Split
 from extract.pipeline import Checkpoints, NoBar, Summary
 from featurecache.errors import UserError, reason
 from featurecache.extractor import Extractor

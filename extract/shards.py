@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.datasets import Dataset, Split
+from extract.data import Dataset, Split
 from featurecache.cache import IDENTITY_ATTRS, partial_dir, read_attrs, verify_cache, views_of
 from featurecache.errors import UserError
 
