@@ -20,3 +20,13 @@ def reason(exc: BaseException, limit: int = 100) -> str:
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     text = text.rsplit(" -- ", 1)[-1]  # Keras' "URL fetch failure on URL: None -- <cause>"
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+class SettingError(UserError):
+    """A setting with a wrong value, or settings that do not go together. `setting` names the one at fault
+    as a Python keyword ("test_fraction"); the message writes settings as `name=value` (`test_fraction=0.5`,
+    `force=True`), which a command line rewrites into its flags (`--test-fraction 0.5`, `--force`)."""
+
+    def __init__(self, setting: str, message: str):
+        super().__init__(message)
+        self.setting = setting
