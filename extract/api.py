@@ -66,8 +66,8 @@ def make_config(**settings) -> ExtractConfig:
     """An ExtractConfig from keyword settings, checked: an unknown keyword or a wrong value is one SettingError."""
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
-        raise SettingError(unknown[0], f"{unknown[0]}= is not a setting of extract; the settings are: "
-                                       f"{', '.join(SETTINGS)}")
+        raise SettingError(f"{unknown[0]!r} is not a setting of extract; the settings are: "
+                           f"{', '.join(SETTINGS)}", setting=unknown[0])
     for name, value in list(settings.items()):
         if isinstance(value, os.PathLike) and name in ("data_dir", "out", "backbone", "weights"):
             settings[name] = os.fspath(value)
@@ -81,7 +81,7 @@ def check_config(config: ExtractConfig) -> None:
     for name, (must, ok) in CHECKS.items():
         value = getattr(config, name)
         if not (value is None and name in OPTIONAL) and not ok(value):
-            raise SettingError(name, f"{name}={value!r} is not {must}; pass {must}")
+            raise SettingError(f"{name}={value!r} is not {must}; pass {must}")
     if config.out is not None:
         from extract.pipeline import check_out
 
@@ -97,14 +97,14 @@ def check_engine(config: ExtractConfig) -> None:
     if config.engine != "ray":
         given = [name for name in ("workers", "address") if getattr(config, name) is not None]
         if given:
-            raise SettingError(given[0], f"{' and '.join(f'{n}={getattr(config, n)!r}' for n in given)} apply to "
-                                         "engine='ray' only; pass engine='ray' or leave them out")
+            raise SettingError(f"{' and '.join(f'{n}={getattr(config, n)!r}' for n in given)} apply to "
+                               "engine='ray' only; pass engine='ray' or leave them out")
         return
     if config.workers is not None and (not _whole(config.workers) or config.workers < 1):
-        raise SettingError("workers", f"workers={config.workers!r} is not a number of actors; pass workers=1 or more")
+        raise SettingError(f"workers={config.workers!r} is not a number of actors; pass workers=1 or more")
     if config.augment:
-        raise SettingError("engine", "augment= runs on the local engine only; leave out engine='ray' for an "
-                                     "augmented cache")
+        raise SettingError("`augment` runs on the local engine only; leave out engine='ray' for an "
+                           "augmented cache")
     from extract.ray_engine import check_reachable, import_ray
 
     import_ray(config.verbose)

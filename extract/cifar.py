@@ -16,7 +16,7 @@ import numpy as np
 from extract.data import Batch, Dataset, Split
 from featurecache.cifar import (CIFAR10_CLASSES, CIFAR10_DIRNAME, CIFAR10_TEST_FILES, CIFAR10_TRAIN_FILES,
                                 CifarFiles, parse_cifar_batch)
-from featurecache.errors import UserError, reason
+from featurecache.errors import SettingError, reason
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
@@ -24,8 +24,8 @@ CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001
 
 def _locate_cifar(path: Path) -> Path:
     if not path.exists():
-        raise UserError(
-            f"--data-dir {path} does not exist; pass the {CIFAR10_DIRNAME} folder, "
+        raise SettingError(
+            f"data_dir={str(path)!r} does not exist; pass the {CIFAR10_DIRNAME} folder, "
             "the cifar-10-python.tar.gz archive, or a folder of class subfolders"
         )
     if path.is_dir() and not (path / "data_batch_1").exists() and (path / CIFAR10_DIRNAME).is_dir():
@@ -104,11 +104,12 @@ def download_cifar10() -> Path:
             )
         )
     except Exception as e:  # noqa: BLE001 - no network, proxy, disk full: all mean "use local files"
-        raise UserError(
-            f"could not download CIFAR-10 ({reason(e)}); pass --data-dir PATH to a local "
+        raise SettingError(
+            f"could not download CIFAR-10 ({reason(e)}); pass data_dir=PATH to a local "
             f"{CIFAR10_DIRNAME} folder or cifar-10-python.tar.gz (make features DATA_DIR=PATH)"
         ) from None
     for candidate in (path, path / CIFAR10_DIRNAME, path.parent / CIFAR10_DIRNAME):
         if (candidate / "test_batch").exists():
             return candidate
-    raise UserError(f"the CIFAR-10 download in {path} is incomplete; delete it and run again, or use --data-dir")
+    raise SettingError(f"the CIFAR-10 download in {path} is incomplete; delete it and run again, "
+                       "or pass `data_dir`")

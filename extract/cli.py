@@ -40,7 +40,7 @@ class BackboneParam(click.ParamType):
         try:
             check_backbone(value)
         except UserError as e:
-            self.fail(e.message.split("; ")[0].replace(f"--backbone {value} ", f"{value!r} "), param, ctx)
+            self.fail(e.message.split("; ")[0].replace(f"backbone={value!r} ", f"{value!r} "), param, ctx)
         return value
 
 
@@ -54,34 +54,41 @@ def out_file(ctx, param, value):
     return Path(value)
 
 
-# a setting as the library writes it: name=True, name='text', name="text", name=value, or a bare name=
-SETTING = re.compile(r"""\b([a-z][a-z0-9_]*)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s;,()]*)""")
+# a setting as the library writes it: name=True, name='text', name="text" or name=value; or `name` alone
+SETTING_VALUE = re.compile(r"""(?<![\w.\-/])([A-Za-z][A-Za-z0-9_]*)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s,;()]+)""")
+SETTING_NAME = re.compile(r"`([A-Za-z][A-Za-z0-9_]*)`")
 
 
 def flag_message(message: str, flags: dict[str, str]) -> str:
-    """The library's message with each `name=value` of a setting this command has written as its flag:
-    `test_fraction=0.5` -> `--test-fraction 0.5`, `out='x.h5'` -> `--out x.h5`, `force=True` -> `--force`."""
+    """The library's message with each setting in `flags` written as the flag that sets it:
+    `test_fraction=0.5` -> `--test-fraction 0.5`, `out='x.h5'` -> `--out x.h5`, `force=True` -> `--force`,
+    and a setting in backquotes (`out`) -> `--out`. Any other `name=` (in a library's cause) stays."""
 
     def flag(m: re.Match) -> str:
-        name, value = m.group(1), m.group(2)
-        if name not in flags:
+        name, value = m.groups()
+        option = flags.get(name)
+        if option is None:  # not a setting of this command (a library's own `name=` in a cause): as it is
             return m.group(0)
-        if value[:1] in "'\"" and len(value) > 1:
+        if value == "True":
+            return option
+        if value[0] in "'\"" and len(value) > 1 and value[-1] == value[0]:
             value = str(ast.literal_eval(value))
-        return flags[name] if value in ("", "True", "None") else f"{flags[name]} {value}"
+        return f"{option} {value}"
 
-    return SETTING.sub(flag, message)
+    message = SETTING_VALUE.sub(flag, message)
+    return SETTING_NAME.sub(lambda m: flags.get(m[1], m[0]), message)
 
 
 @contextmanager
 def flags_named():
-    """Turn the library's errors, worded in Python's terms, into one line naming the current command's flags."""
+    """The library's errors, worded in Python's terms, as one line naming the current command's flags."""
     try:
         yield
     except UserError as e:
-        ctx = click.get_current_context()
-        flags = {p.name: p.opts[0] for p in ctx.command.params if isinstance(p, click.Option)}
-        raise UserError(flag_message(e.message, flags)) from None
+        # the command's own flags first; merge's messages may name extract's (`shard='0/4'`: re-run that shard)
+        command = click.get_current_context().command
+        flags = {p.name: p.opts[0] for c in (cli, command) for p in c.params if isinstance(p, click.Option)}
+        raise click.ClickException(flag_message(e.message, flags)) from None
 
 
 def _raise_interrupt(signum, frame):

@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from extract.data import Batch, Dataset, Split
 from extract.index import hash_files, read_index, remember
 from featurecache.cifar import CIFAR10_DIRNAME
-from featurecache.errors import UserError
+from featurecache.errors import SettingError, UserError
 from featurecache.images import escape_name, load_image, source_path, subfolders, walk_images
 
 SPLIT_NAMES = {
@@ -117,9 +117,10 @@ def _split_off(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.
     counts = np.bincount(labels)
     n_test = int(np.ceil(test_fraction * n))
     if (counts[counts > 0] < 2).any() or n_test < n_classes or n - n_test < n_classes:
-        raise UserError(
-            f"--test-fraction {test_fraction} of {n} images leaves a class without a training or test image; "
-            "give every class at least two images, pass a fraction nearer 0.5, or add train/ and test/ folders"
+        raise SettingError(
+            f"test_fraction={test_fraction} of {n} images leaves a class without a training or "
+            "test image; give every class at least two images, pass a fraction nearer 0.5, or add train/ and test/ "
+            "folders"
         )
     train, test = train_test_split(np.arange(n), test_size=n_test, stratify=labels, random_state=seed)
     return np.sort(train), np.sort(test)
@@ -242,7 +243,7 @@ def load_image_folder(
     workers = decode_workers(workers)
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
-        raise UserError(f"--data-dir {root} does not exist or is not a folder")
+        raise SettingError(f"data_dir={str(root)!r} does not exist or is not a folder")
     folders, class_names, on_disk = _layout(root)
     listings = _listings(root, folders, on_disk, test_fraction, seed)
     splits, used = {}, {}

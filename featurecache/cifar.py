@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurecache.errors import UserError
+from featurecache.errors import SettingError, UserError
 
 CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer",
@@ -46,9 +46,10 @@ class CifarFiles:
                         if m.isfile() and Path(m.name).parent.name == CIFAR10_DIRNAME
                     }
             except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-                raise UserError(
+                raise SettingError(
                     f"{path} is not a readable CIFAR-10 archive (not gzip/tar: {e}); "
-                    f"pass the cifar-10-python.tar.gz file or the {CIFAR10_DIRNAME} folder to --data-dir"
+                    f"pass the cifar-10-python.tar.gz file or the {CIFAR10_DIRNAME} folder as `data_dir`",
+                    setting="data_dir"
                 ) from None
 
     def where(self, name: str) -> str:
@@ -64,9 +65,10 @@ class CifarFiles:
                     return f.read()
             return (self.path / name).read_bytes()
         except FileNotFoundError:
-            raise UserError(
+            raise SettingError(
                 f"CIFAR-10 batch file {self.where(name)} is missing; "
-                f"--data-dir needs the complete {CIFAR10_DIRNAME} folder (data_batch_1..5, test_batch)"
+                f"`data_dir` needs the complete {CIFAR10_DIRNAME} folder (data_batch_1..5, test_batch)",
+                setting="data_dir"
             ) from None
         except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
             raise UserError(f"cannot read {self.where(name)} ({e}); re-download CIFAR-10 or fix the file") from None
@@ -118,16 +120,16 @@ def parse_cifar_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
             "re-download CIFAR-10 or replace the file"
         ) from None
     if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
-        raise UserError(
+        raise SettingError(
             f"{where} is not a CIFAR-10 batch (expected a dict with b'data' and b'labels'); "
-            "point --data-dir at the original python version of CIFAR-10"
+            "point `data_dir` at the original python version of CIFAR-10", setting="data_dir"
         )
     data, labels = d[b"data"], d[b"labels"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         shape = getattr(data, "shape", type(data).__name__)
-        raise UserError(
+        raise SettingError(
             f"{where} has data of shape {shape}, expected (n, 3072) uint8 rows; "
-            "point --data-dir at the original python version of CIFAR-10"
+            "point `data_dir` at the original python version of CIFAR-10", setting="data_dir"
         )
     data = np.asarray(data)  # a plain ndarray, not a subclass that reshapes differently
     try:

@@ -5,7 +5,11 @@ line ("Error: ...") and exits 1 without a traceback. Anything else that goes
 wrong is a bug and keeps its traceback.
 """
 
+import re
+
 import click
+
+SETTING = re.compile(r"(?<![\w.\-/])([A-Za-z][A-Za-z0-9_]*)=")  # `train_size=` in a message
 
 
 class UserError(click.ClickException):
@@ -22,11 +26,14 @@ def reason(exc: BaseException, limit: int = 100) -> str:
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
-class SettingError(UserError):
-    """A setting with a wrong value, or settings that do not go together. `setting` names the one at fault
-    as a Python keyword ("test_fraction"); the message writes settings as `name=value` (`test_fraction=0.5`,
-    `force=True`), which a command line rewrites into its flags (`--test-fraction 0.5`, `--force`)."""
+class SettingError(UserError, ValueError):
+    """A setting's value is wrong, or settings that do not go together: the message writes settings in
+    Python's terms, as `name=value` (`test_fraction=0.5`, `force=True`) or a bare name in backquotes
+    (`out`), which a command line rewrites into its flags (`--test-fraction 0.5`, `--force`, `--out`).
 
-    def __init__(self, setting: str, message: str):
+    `setting` is the one given, else the first setting the message names."""
+
+    def __init__(self, message: str, setting: str | None = None):
         super().__init__(message)
-        self.setting = setting
+        named = SETTING.findall(self.message)
+        self.setting = setting or (named[0] if named else None)
