@@ -1,10 +1,10 @@
 """Extraction from Python: one call assembles and runs what `python -m extract` runs.
 
-    extract(data_dir, backbone="vgg16", out=None, *, log=None, progress=False, **settings) -> Path
-        a notebook's call: the cache file written (or found up to date)
+    extract(data_dir, backbone="vgg16", out=None, *, log=None, progress=True, **settings) -> Path
+        a notebook's call: the cache file written (or found up to date); says what it does on stderr
     run_extraction(config, *, log=None, progress=False) -> Summary
-        the same from an `ExtractConfig`; what the command and bench call
-    prepare(config, log) -> Job, then run(job, log, progress) -> Summary
+        the same from an `ExtractConfig`: what the command calls
+    prepare(config, log) -> Job, then run(job, log, progress) -> Summary (bench times the two apart)
         its two steps: settings checked, model configured and data listed; then the features computed
     make_config(**settings) -> ExtractConfig
         keyword settings (ExtractConfig's field names) checked before anything loads
@@ -12,14 +12,16 @@
 Settings are ExtractConfig's fields in Python terms (`image_size=224`, `weights="none"`). A mistake
 raises `featurecache.errors.SettingError` whose `setting` is the keyword at fault and whose message
 names it as `name=value`; only the command line turns that into its flag. What the command prints
-(the data set, the settings, the pipeline's notes) goes to `log`; nothing is printed otherwise.
-Writes features/LATEST as the command does (not for a shard).
+on stderr (the data set, the settings, the pipeline's notes) goes to `log`: stderr for `extract`,
+nowhere for the lower-level calls unless given. Points features/LATEST at the cache as the command
+does (not for a shard, nor for a cache outside features/).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
@@ -210,15 +212,27 @@ def run_extraction(config: ExtractConfig, *, log: Log | None = None, progress: b
 
 
 def extract(data_dir: str | os.PathLike | None = None, backbone: str | os.PathLike = "vgg16",
-            out: str | os.PathLike | None = None, *, log: Log | None = None, progress: bool = False,
+            out: str | os.PathLike | None = None, *, log: Log | None = None, progress: bool = True,
             **settings) -> Path:
     """Extract the features of `data_dir` (a CIFAR-10 folder or archive, a photo folder with one subfolder
-    per class; None: CIFAR-10 through Keras' download) with `backbone` into the cache `out` (None: the
-    default name under features/), and return the cache's path. A cache already up to date is kept.
+    per class; None: CIFAR-10 through Keras' download) with `backbone` (a featurecache.backbones name or a
+    .keras file) into the cache `out` (None: the default name under features/), and return the cache's path.
+    A cache already up to date is kept; an interrupted one resumes.
 
     `settings` are the other ExtractConfig fields (pooling, image_size, weights, seed, precision, runtime,
     batch_size, limit, test_fraction, store_dtype, checkpoint_every, force, no_wait, verify,
     decode_workers, shard, engine, workers, address, verbose, augment, views, rotate_degrees, test_views).
-    Raises SettingError (a UserError) naming the keyword at fault; other UserErrors for bad data."""
+    What it does is said as the command says it, on stderr by default (`log` takes each line instead;
+    `progress` draws a bar per split). Raises SettingError (a UserError) naming the keyword at fault;
+    other UserErrors for bad data."""
     config = make_config(data_dir=data_dir, backbone=backbone, out=out, **settings)
-    return run_extraction(config, log=log, progress=progress).out
+    log = log or say
+    result = run_extraction(config, log=log, progress=progress)
+    if result.skipped:  # unreadable files: named, never dropped in silence
+        shown = ", ".join(result.skipped[:5]) + (" ..." if len(result.skipped) > 5 else "")
+        log(f"skipped {len(result.skipped)} unreadable file(s), listed in the cache's 'skipped' attribute: {shown}")
+    return result.out
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr)

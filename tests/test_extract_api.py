@@ -18,7 +18,8 @@ from featurecache.errors import SettingError, UserError
 
 def test_extract_from_python_writes_the_cache_the_command_writes(tmp_path):
     lines = []
-    out = api.extract(PHOTOS_FIXTURE, backbone="vgg16", out=tmp_path / "py.h5", weights="none", log=lines.append)
+    out = api.extract(PHOTOS_FIXTURE, backbone="vgg16", out=tmp_path / "py.h5", weights="none", log=lines.append,
+                      progress=False)
     assert out == tmp_path / "py.h5" and out.is_file()
     assert any(line.startswith("extract: cats-vs-dogs") for line in lines)
     assert any(line.startswith("settings: ") for line in lines)
