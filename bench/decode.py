@@ -17,7 +17,9 @@ from pathlib import Path
 
 import click
 
-from extract.datasets import decode_workers, load_dataset
+from extract.datasets import load_dataset
+
+from extract.folders import decode_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PHOTOS = ROOT.parent / "shared" / "data" / "cats-vs-dogs-subset"

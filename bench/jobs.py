@@ -3,7 +3,7 @@
 Jobs: `peak` (matmul peaks and VGG16 FLOPs per image), `seed-predict`
 (Keras VGG16 float32, `model.predict` on the whole data set as one array),
 `seed-train` (frozen VGG16 + softmax head trained for N epochs, the backbone
-running every epoch) and `extract` (this project's `extract.pipeline.run`,
+running every epoch) and `extract` (this project's `extract.api`,
 cache writing included). Each writes a JSON dict of plain numbers to --json;
 the parent adds the process' wall time and peak resident memory.
 """
@@ -40,7 +40,7 @@ def _cpu_name() -> str:
 
 def _load_all(data_dir: str, limit: int | None):
     """Seed style: every image of both splits in memory as uint8 arrays."""
-    from extract.datasets import load_cifar10
+    from extract.cifar import load_cifar10
 
     ds = load_cifar10(data_dir, limit)
     out = {}
@@ -167,23 +167,16 @@ def seed_train(data_dir: str, size: int, epochs: int, limit: int | None, seed: i
 @click.option("--json", "json_out", required=True)
 def extract(data_dir: str, size: int, precision: str, runtime: str, batch_size: int | None, limit: int | None,
             out: str, json_out: str) -> None:
-    """This project: `extract.pipeline.run` at its defaults (weights none), writing the cache."""
-    from extract import pipeline
-    from extract.config import ExtractConfig
-    from extract.datasets import load_cifar10
-    from featurecache.extractor import Extractor
-    from featurecache.precision import resolve_precision
+    """This project: `extract.api` (prepare, then run) at its defaults (weights none), writing the cache."""
+    from extract import api
 
-    from featurecache.runtime import resolve_runtime
-
-    cfg = ExtractConfig(data_dir=data_dir, image_size=size, weights="none", precision=precision, runtime=runtime,
-                        batch_size=batch_size, limit=limit, out=out, force=True)
+    cfg = api.make_config(data_dir=data_dir, image_size=size, weights="none", precision=precision, runtime=runtime,
+                          batch_size=batch_size, limit=limit, out=out, force=True)
     t0 = time.perf_counter()
-    ds = load_cifar10(data_dir, limit)
-    extractor = Extractor("vgg16", "gap", size, "none", 0, resolve_precision(cfg.precision), native_size=32,
-                          runtime=resolve_runtime(runtime))
+    job = api.prepare(cfg)  # the data set read and checked, the model configured
+    extractor = job.extractor
     t1 = time.perf_counter()
-    result = pipeline.run(cfg, ds, Path(out), extractor)  # model build, batches, parts, HDF5 file
+    result = api.run(job)  # model build, batches, parts, HDF5 file
     t2 = time.perf_counter()
     rows = sum(result.rows.values())
     _write(json_out, {
@@ -203,7 +196,7 @@ def decode(data_dir: str | None, size: int, rounds: int, json_out: str) -> None:
     from dataclasses import asdict
 
     from bench.decode import DEFAULT_PHOTOS, best_rates, process_ceiling
-    from extract.datasets import decode_workers
+    from extract.folders import decode_workers
 
     folder, cores = data_dir or DEFAULT_PHOTOS, decode_workers(None)
     rows = best_rates(folder, size, sorted({1, cores}), rounds)
@@ -225,19 +218,16 @@ def extract_ray(data_dir: str, size: int, precision: str, batch_size: int | None
                 out: str, json_out: str) -> None:
     """This project on Ray Data (`extract.ray_engine.RayEngine`, --workers actors on this machine), with Ray's
     start-up (ray.init, then the actors loading until the first batch) apart from the steady throughput."""
-    from extract import pipeline, ray_engine
-    from extract.config import ExtractConfig
-    from extract.datasets import load_cifar10
-    from featurecache.extractor import Extractor
-    from featurecache.precision import resolve_precision
+    from extract import api, ray_engine
 
-    cfg = ExtractConfig(data_dir=data_dir, image_size=size, weights="none", precision=precision,
-                        batch_size=batch_size, limit=limit, out=out, force=True, engine="ray", workers=workers)
+    cfg = api.make_config(data_dir=data_dir, image_size=size, weights="none", precision=precision,
+                          runtime="tensorflow", batch_size=batch_size, limit=limit, out=out, force=True,
+                          engine="ray", workers=workers)
     t0 = time.perf_counter()
-    ds = load_cifar10(data_dir, limit)
-    extractor = Extractor("vgg16", "gap", size, "none", 0, resolve_precision(cfg.precision), native_size=32)
+    job = api.prepare(cfg)
+    extractor = job.extractor
     t1 = time.perf_counter()
-    result = pipeline.run(cfg, ds, Path(out), extractor, engine=ray_engine.RayEngine(workers))
+    result = api.run(job, engine=ray_engine.RayEngine(workers))
     t2 = time.perf_counter()
     _write(json_out, {
         "images": int(sum(result.rows.values())), "size": size, "precision": extractor.precision,

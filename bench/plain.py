@@ -48,7 +48,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None)
     args = p.parse_args()
     from bench.runner import peak_rss_mb
-    from extract.datasets import load_cifar10
+    from extract.cifar import load_cifar10
 
     data = load_cifar10(args.data_dir, args.limit)
     images = np.concatenate([d.read(0, len(d)).images for d in data.splits.values()])  # (N, 32, 32, 3) uint8

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.datasets import load_cifar10
+from extract.cifar import load_cifar10
 
 SYNTHETIC = "synthetic: tiled from {src} with flips and shifts (not CIFAR-10 itself)"
 MAX_SHIFT = 4   # pixels; a shift pads by reflection, as CIFAR-10 augmentation usually does

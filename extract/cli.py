@@ -12,13 +12,16 @@ cache under features/ and points features/LATEST at it for `classify`.
 
 from __future__ import annotations
 
-import json
+import ast
+import re
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
+from extract.api import run_extraction
 from extract.config import ExtractConfig
 from featurecache.backbones import BACKBONES, POOLINGS, PRECISIONS
 from featurecache.cache import features_dir, partial_dir, set_latest
@@ -37,7 +40,7 @@ class BackboneParam(click.ParamType):
         try:
             check_backbone(value)
         except UserError as e:
-            self.fail(e.message.split("; ")[0].replace(f"--backbone {value} ", f"{value!r} "), param, ctx)
+            self.fail(e.message.split("; ")[0].replace(f"backbone={value!r} ", f"{value!r} "), param, ctx)
         return value
 
 
@@ -49,6 +52,43 @@ def out_file(ctx, param, value):
         raise click.BadParameter(f"{value!r} names no file; pass the cache's file path, e.g. --out features/x.h5",
                                  ctx, param)
     return Path(value)
+
+
+# a setting as the library writes it: name=True, name='text', name="text" or name=value; or `name` alone
+SETTING_VALUE = re.compile(r"""(?<![\w.\-/])([A-Za-z][A-Za-z0-9_]*)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s,;()]+)""")
+SETTING_NAME = re.compile(r"`([A-Za-z][A-Za-z0-9_]*)`")
+
+
+def flag_message(message: str, flags: dict[str, str]) -> str:
+    """The library's message with each setting in `flags` written as the flag that sets it:
+    `test_fraction=0.5` -> `--test-fraction 0.5`, `out='x.h5'` -> `--out x.h5`, `force=True` -> `--force`,
+    and a setting in backquotes (`out`) -> `--out`. Any other `name=` (in a library's cause) stays."""
+
+    def flag(m: re.Match) -> str:
+        name, value = m.groups()
+        option = flags.get(name)
+        if option is None:  # not a setting of this command (a library's own `name=` in a cause): as it is
+            return m.group(0)
+        if value == "True":
+            return option
+        if value[0] in "'\"" and len(value) > 1 and value[-1] == value[0]:
+            value = str(ast.literal_eval(value))
+        return f"{option} {value}"
+
+    message = SETTING_VALUE.sub(flag, message)
+    return SETTING_NAME.sub(lambda m: flags.get(m[1], m[0]), message)
+
+
+@contextmanager
+def flags_named():
+    """The library's errors, worded in Python's terms, as one line naming the current command's flags."""
+    try:
+        yield
+    except UserError as e:
+        # the command's own flags first; merge's messages may name extract's (`shard='0/4'`: re-run that shard)
+        command = click.get_current_context().command
+        flags = {p.name: p.opts[0] for c in (cli, command) for p in c.params if isinstance(p, click.Option)}
+        raise click.ClickException(flag_message(e.message, flags)) from None
 
 
 def _raise_interrupt(signum, frame):
@@ -134,11 +174,12 @@ def cli(**options) -> None:
     """
     cfg = ExtractConfig(**{k: v for k, v in options.items() if k != "out"},
                         out=str(options["out"]) if options["out"] else None)
-    check_engine(cfg)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     where: dict[str, Path] = {}
     try:
-        out, result = _extract(cfg, where)
+        with flags_named():
+            result = run_extraction(cfg, log=lambda msg: click.echo(msg, err=True), progress=True,
+                                    started=lambda job: where.update(out=job.out))
     except KeyboardInterrupt:
         # one line; the newline first only ends a progress bar drawn on a terminal
         lead = "\n" if sys.stderr.isatty() else ""
@@ -148,10 +189,12 @@ def cli(**options) -> None:
         else:
             click.echo(f"{lead}interrupted before any features were computed", err=True)
         sys.exit(130)
+    report(cfg, result)
 
-    note = set_latest(features_dir(), out) if not cfg.shard else None  # a shard is not a cache to classify
-    if note:
-        click.echo(note, err=True)
+
+def report(cfg: ExtractConfig, result) -> None:
+    """What a finished run says on stdout: the cache and its rows, skipped files, the next step of a shard."""
+    out = result.out
     if result.status == "up-to-date":
         click.echo(f"{out} is already up to date with these settings: nothing to do (--force rebuilds it)")
         return
@@ -172,81 +215,6 @@ def cli(**options) -> None:
                    f"{out.name.split('.shard-')[0]}.shard-*-of-{n}{out.suffix}")
 
 
-def check_engine(cfg: ExtractConfig) -> None:
-    """The options beyond one process, checked before any model is built: one line for each mistake."""
-    from extract.shards import parse_shard
-
-    if cfg.shard is not None:
-        parse_shard(cfg.shard)
-    if cfg.engine != "ray":
-        given = [opt for opt, v in (("--workers", cfg.workers), ("--address", cfg.address)) if v is not None]
-        if given:
-            raise UserError(f"{' and '.join(given)} apply to --engine ray only; add --engine ray or leave them out")
-        return
-    if cfg.workers is not None and cfg.workers < 1:
-        raise UserError(f"--workers {cfg.workers} is not a number of actors; pass --workers 1 or more")
-    if cfg.augment:
-        raise UserError("--augment runs on the local engine only; leave out --engine ray for an augmented cache")
-    import os
-
-    from extract.ray_engine import check_reachable, import_ray
-
-    import_ray(cfg.verbose)
-    if cfg.address or os.environ.get("RAY_ADDRESS"):
-        check_reachable(cfg.address or os.environ["RAY_ADDRESS"])
-
-
-def _extract(cfg: ExtractConfig, where: dict):
-    from extract import pipeline
-    from extract.datasets import dataset_name, index_path, is_image_folder, load_dataset
-    from extract.naming import default_cache_path
-    from extract.pipeline import settings
-    from featurecache.extractor import Extractor
-    from featurecache.precision import resolve_precision
-    from featurecache.runtime import resolve_runtime
-
-    from extract.config import augment_settings
-
-    augment_settings(cfg)  # bad augmentation options fail before anything loads or is written
-    extractor = Extractor(cfg.backbone, cfg.pooling, cfg.image_size, cfg.weights, cfg.seed,
-                          resolve_precision(cfg.precision), cfg.feature_layer, runtime=resolve_runtime(cfg.runtime))
-    out = Path(cfg.out) if cfg.out else default_cache_path(
-        dataset_name(cfg.data_dir), settings(cfg, extractor, is_image_folder(Path(cfg.data_dir or "")) if cfg.data_dir else False))
-    dataset = load_dataset(cfg.data_dir, extractor.sizes.model, cfg.limit, cfg.test_fraction, cfg.seed,
-                           index=index_path(out), verify=cfg.verify, workers=cfg.decode_workers)
-    extra_attrs = None
-    if cfg.shard:
-        from extract.shards import parse_shard, shard_dataset
-
-        shard = parse_shard(cfg.shard)
-        dataset, extra_attrs = shard_dataset(dataset, shard)
-        out = shard.path(out)
-    extractor.feed(dataset.image_size)  # CIFAR-10 arrives at 32 px and is resized inside the graph
-    if dataset.not_images:
-        shown = ", ".join(dataset.not_images[:5]) + (" ..." if len(dataset.not_images) > 5 else "")
-        click.echo(f"skipped {len(dataset.not_images)} file(s) that are not images: {shown}", err=True)
-    sizes = ", ".join(f"{s} {len(d):,}" for s, d in dataset.splits.items())
-    click.echo(f"extract: {dataset.name} ({sizes} images) -> {out}", err=True)
-    shown = {**cfg.settings(dataset.kind == "folder"), "precision": extractor.precision, "runtime": extractor.runtime}
-    click.echo("settings: " + json.dumps(shown, allow_nan=False), err=True)
-
-    def make_bar(split: str, total: int, initial: int):
-        from featurecache.progress import progress
-
-        return progress(f"extract {split}", total, "img", initial)
-
-    where["out"] = out
-    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
-    engine = None
-    if cfg.engine == "ray":
-        from extract.ray_engine import RayEngine
-
-        engine = RayEngine(cfg.workers or 2, cfg.address, cfg.verbose)
-    result = pipeline.run(cfg, dataset, out, extractor, make_bar=make_bar, log=log, extra_attrs=extra_attrs,
-                          engine=engine)
-    return out, result
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--out", type=click.Path(dir_okay=False), callback=out_file, required=True,
               help="The merged cache, e.g. features/cifar10-vgg16-gap-32px.h5.")
@@ -260,7 +228,8 @@ def merge_cli(out: Path, force: bool, shards: tuple[Path, ...]) -> None:
     """
     from extract.shards import merge
 
-    result = merge(list(shards), out, force=force, log=lambda msg: click.echo(msg, err=True))
+    with flags_named():
+        result = merge(list(shards), out, force=force, log=lambda msg: click.echo(msg, err=True))
     note = set_latest(features_dir(), out)
     if note:
         click.echo(note, err=True)

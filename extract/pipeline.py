@@ -27,11 +27,11 @@ from typing import Callable
 import numpy as np
 
 from extract.config import ExtractConfig, augment_settings
-from extract.datasets import Dataset
+from extract.data import Dataset
 from featurecache.augment import AugmentSettings, view_seeds
 from featurecache.cache import (IDENTITY_ATTRS, IDENTITY_DEFAULTS, partial_dir, read_attrs, update_text_attrs,
                                 verify_cache, write_cache)
-from featurecache.errors import UserError
+from featurecache.errors import SettingError, UserError
 from featurecache.extractor import Extractor
 from featurecache.files import atomic_path, check_writable, remove_stale_temps, room_error, versions
 from featurecache.precision import default_batch_size
@@ -107,7 +107,8 @@ def differences(have: dict, want: dict) -> list[str]:
 def check_out(out: str | os.PathLike) -> Path:
     """The cache path asked for, refused when it names no file ("" or a folder such as "." or "..")."""
     if not str(out).strip() or Path(out).name in ("", ".", ".."):
-        raise UserError(f"out={str(out)!r} names no file; pass the cache's file path, e.g. features/x.h5")
+        raise SettingError(f"out={str(out)!r} names no file; pass the cache's file path, e.g. "
+                           "out='features/x.h5'")
     return Path(out)
 
 
@@ -121,18 +122,19 @@ def check_existing(out: Path, ident: dict, force: bool, changes: Callable[[str],
     try:
         have = verify_cache(out)
     except UserError as e:
-        raise UserError(f"{out} exists but is not a usable cache ({e.message}); choose another --out "
-                        "(--force would replace that file)") from None
+        raise SettingError(f"{out} exists but is not a usable cache ({e.message}); choose another `out` "
+                           "(force=True would replace that file)", setting="out") from None
     diff = differences(have, ident)
     if diff:
         data_only = all(d.startswith("data_fingerprint ") for d in diff)
         changed = changes(have.get("data_fingerprint", "")) if changes and have.get("data_fingerprint") != ident["data_fingerprint"] else ""
-        keep = f"--out {free_name(out)} to keep both"
-        raise UserError(
+        keep = f"out={str(free_name(out))!r} to keep both"
+        raise SettingError(
             f"{out} holds a cache made with other settings ({'; '.join(diff[:3])})"
             + (f"; the data folder changed since: {changed}" if changed else "")
-            + (f"; use --force to rebuild it from the data as it is now, or pass {keep}" if data_only
-               else f"; it is left as it is: pass {keep}")
+            + (f"; use force=True to rebuild it from the data as it is now, or pass {keep}" if data_only
+               else f"; it is left as it is: pass {keep}"),
+            setting="force" if data_only else "out",
         )
     return True
 
@@ -177,9 +179,10 @@ class Checkpoints:
             else:
                 diff = differences(old["identity"], manifest["identity"])
                 if diff:
-                    raise UserError(
-                        f"{self.folder} holds an interrupted extraction with other settings ({'; '.join(diff[:3])}); "
-                        "re-run it with those settings to resume, or add --force to start over")
+                    raise SettingError(
+                        f"{self.folder} holds an interrupted extraction with other settings "
+                        f"({'; '.join(diff[:3])}); re-run it with those settings to resume, or add force=True to "
+                        "start over")
                 return old
         self.folder.mkdir(parents=True, exist_ok=True)
         self.save_json(MANIFEST, manifest)
@@ -247,8 +250,8 @@ class CacheLock:
         except Timeout:
             holder = self.pid_file.read_text().strip() if self.pid_file.is_file() else "unknown"
             if not self.wait:
-                raise UserError(f"{self.out} is being written by another extract (process {holder}); wait for it, "
-                                "or run again without --no-wait to wait automatically") from None
+                raise SettingError(f"{self.out} is being written by another extract (process {holder}); "
+                                   "wait for it, or run again without no_wait=True to wait automatically") from None
             self.log(f"waiting for process {holder}, which is writing {self.out} ...")
             self.lock.acquire()
         try:

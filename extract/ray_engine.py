@@ -30,13 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.datasets import Dataset, Split
+from extract.data import Dataset, Split
 from extract.pipeline import Checkpoints, NoBar, Summary
-from featurecache.errors import UserError, reason
+from featurecache.errors import SettingError, reason
 from featurecache.extractor import Extractor
 from featurecache.tfimport import fd2_to_devnull
 
-INSTALL = "--engine ray needs Ray, which is not installed: pip install -e '.[distributed]' (or make install)"
+INSTALL = "engine='ray' needs Ray, which is not installed: pip install -e '.[distributed]' (or make install)"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -79,7 +79,7 @@ def import_ray(verbose: bool = False):
         import ray
         import ray.data  # noqa: F401 - the [data] extra, not only ray core
     except ImportError:
-        raise UserError(INSTALL) from None
+        raise SettingError(INSTALL) from None
     return ray
 
 
@@ -107,11 +107,11 @@ def start(address: str | None, verbose: bool) -> float:
                      logging_level=logging.INFO if verbose else logging.ERROR)
     except Exception as e:  # noqa: BLE001 - every way a cluster can be out of reach is one line
         if address is None:
-            raise UserError(f"could not start Ray on this machine ({reason(e, 120)}); run with --verbose to see "
-                            "Ray's logs") from None
-        raise UserError(f"cannot reach the Ray cluster at {address} ({reason(e, 120)}); start it with "
-                        "`ray start --head` and pass the address it prints, or leave --address and RAY_ADDRESS "
-                        "unset to run on this machine") from None
+            raise SettingError(f"could not start Ray on this machine ({reason(e, 120)}); run with "
+                               "verbose=True to see Ray's logs", setting="verbose") from None
+        raise SettingError(f"cannot reach the Ray cluster at {address} ({reason(e, 120)}); start it "
+                           "with `ray start --head` and pass the address it prints, or leave `address` "
+                           "and RAY_ADDRESS unset to run on this machine", setting="address") from None
     if not verbose:
         quiet_raylet(ray)
     context = ray.data.DataContext.get_current()
@@ -141,9 +141,9 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as e:
-        raise UserError(f"cannot reach the Ray cluster at {address} ({e.strerror or reason(e)}); start it with "
-                        "`ray start --head` and pass the address it prints, or leave --address and RAY_ADDRESS "
-                        "unset to run on this machine") from None
+        raise SettingError(f"cannot reach the Ray cluster at {address} ({e.strerror or reason(e)}); start it with "
+                           "`ray start --head` and pass the address it prints, or leave `address` and RAY_ADDRESS "
+                           "unset to run on this machine", setting="address") from None
 
 
 def fit_workers(workers: int, cpus: float, gpus: float, joined: bool) -> tuple[int, str]:

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.datasets import Dataset, Split
+from extract.data import Dataset, Split
 from featurecache.cache import IDENTITY_ATTRS, partial_dir, read_attrs, verify_cache, views_of
-from featurecache.errors import UserError
+from featurecache.errors import SettingError, UserError
 
 SHARD_ATTRS = ("shard", "num_shards", "shard_rows")
 # how a shard seeded its augmented views: by the row's index in the whole split, as a single run does.
@@ -64,14 +64,15 @@ def parse_shard(text: str) -> Shard:
     """"i/N" -> Shard, with 0 <= i < N <= MAX_SHARDS; anything else is the user's mistake."""
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
     if not m:
-        raise UserError(f"--shard {text} is not of the form i/N; pass e.g. --shard 0/4 for the first of 4 shards")
+        raise SettingError(f"shard={text!r} is not of the form i/N; pass e.g. shard='0/4' for the first of "
+                           "4 shards")
     if len(m.group(1).lstrip("0")) > 7 or len(m.group(2).lstrip("0")) > 7:  # never convert a 5,000-digit number
-        raise UserError(f"--shard {text[:40]}{'...' if len(text) > 40 else ''} is out of range: N may be at most "
-                        f"{MAX_SHARDS:,} and i must be below N; pass e.g. --shard 0/4")
+        raise SettingError(f"shard={text[:40] + ('...' if len(text) > 40 else '')!r} is out of range: N "
+                           f"may be at most {MAX_SHARDS:,} and i must be below N; pass e.g. shard='0/4'")
     i, n = int(m.group(1)), int(m.group(2))
     if n < 1 or i >= n or n > MAX_SHARDS:
-        raise UserError(f"--shard {text} is out of range: N must be 1..{MAX_SHARDS:,} and i one of 0..N-1 "
-                        f"(e.g. --shard 0/{min(max(n, 1), MAX_SHARDS)})")
+        raise SettingError(f"shard={text!r} is out of range: N must be 1..{MAX_SHARDS:,} and i one of "
+                           f"0..N-1 (e.g. shard='0/{min(max(n, 1), MAX_SHARDS)}')")
     return Shard(i, n)
 
 
@@ -117,19 +118,20 @@ def read_shard(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         if partial_dir(path).is_dir():
-            raise UserError(f"shard {path} is incomplete (its extraction was interrupted); run its extract "
-                            "--shard command again to finish it, then merge")
-        raise UserError(f"shard file {path} does not exist; pass the files written by extract --shard i/N")
+            raise UserError(f"shard {path} is incomplete (its extraction was interrupted); run its extraction "
+                            "(`shard`) again to finish it, then merge")
+        raise UserError(f"shard file {path} does not exist; pass the files written by extractions "
+                        "with shard='i/N'")
     attrs = read_attrs(path)
     if any(k not in attrs for k in SHARD_ATTRS):
         raise UserError(f"{path} is not a shard (it has no shard attributes); pass files written by "
-                        "extract --shard i/N, or use it as a cache as it is")
+                        "extractions with shard='i/N', or use it as a cache as it is")
     try:
         attrs["shard_rows"] = {s: [int(v) for v in r] for s, r in json.loads(attrs["shard_rows"]).items()}
         assert all(len(r) == 3 for r in attrs["shard_rows"].values())
     except (TypeError, ValueError, AssertionError, AttributeError):
-        raise UserError(f"{path} is damaged (unreadable shard_rows attribute); run its extract --shard command "
-                        "again with --force") from None
+        raise UserError(f"{path} is damaged (unreadable shard_rows attribute); run its extraction "
+                        "(`shard`) again with force=True") from None
     return attrs
 
 
@@ -144,7 +146,7 @@ def check_shards(paths: list[Path]) -> list[tuple[Path, dict]]:
     for path, attrs in shards:
         if int(attrs["num_shards"]) != count:
             raise UserError(f"{path} is shard {attrs['shard']}/{attrs['num_shards']} but {first_path} is one of "
-                            f"{count}; merge the shards of one --shard i/N series only")
+                            f"{count}; merge the shards of one shard='i/N' series only")
         diff = [f"{k} {attrs.get(k, '')!r} != {first.get(k, '')!r}" for k in IDENTITY_ATTRS + SHARED_ATTRS
                 if attrs.get(k, "") != first.get(k, "")]
         if diff:
@@ -152,8 +154,8 @@ def check_shards(paths: list[Path]) -> list[tuple[Path, dict]]:
                             "merge shards made by one extract command, or re-run the odd one with its settings")
         if any(views_of(attrs, split) for split in attrs["shard_rows"]) and attrs.get(VIEW_SEEDS[0]) != VIEW_SEEDS[1]:
             raise UserError(f"{path} holds augmented views seeded by the row in its shard, not in the whole split "
-                            "(an older extract), so they differ from a single run's; run its extract --shard "
-                            "command again with --force, then merge")
+                            "(an older extract), so they differ from a single run's; run its extraction "
+                            "(`shard`) again with force=True, then merge")
         i = int(attrs["shard"])
         if i in by_index:
             raise UserError(f"shard {i}/{count} is given twice ({by_index[i][0]} and {path}); pass each shard once")
@@ -161,8 +163,8 @@ def check_shards(paths: list[Path]) -> list[tuple[Path, dict]]:
     missing = [i for i in range(count) if i not in by_index]
     if missing:
         shown = ", ".join(f"{i}/{count}" for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise UserError(f"shard(s) {shown} missing: {len(missing)} of {count} not given; run extract with "
-                        f"--shard {missing[0]}/{count} (same other options) and pass its file too")
+        raise UserError(f"shard(s) {shown} missing: {len(missing)} of {count} not given; run the extraction with "
+                        f"shard='{missing[0]}/{count}' (same other settings) and pass its file too")
     splits = first["shard_rows"].keys()
     for i in range(count):
         path, attrs = by_index[i]
@@ -170,8 +172,8 @@ def check_shards(paths: list[Path]) -> list[tuple[Path, dict]]:
         want = {s: [*Shard(i, count).rows(first["shard_rows"][s][2]), first["shard_rows"][s][2]] for s in splits}
         kept = sum(int(attrs.get(f"n_{s}", 0)) for s in ranges)
         if ranges != want or kept + len(attrs.get("skipped") or []) != sum(b - a for a, b, _ in ranges.values()):
-            raise UserError(f"shard {i}/{count} ({path}) does not hold its rows {want} completely; run its extract "
-                            f"--shard {i}/{count} command again with --force, then merge")
+            raise UserError(f"shard {i}/{count} ({path}) does not hold its rows {want} completely; run its extraction "
+                            f"with shard='{i}/{count}' again with force=True, then merge")
     return [by_index[i] for i in range(count)]
 
 
@@ -206,7 +208,7 @@ def stage_parts(shards: list[tuple[Path, dict]], staging: Path, dim: int, bar=No
         except UserError:
             raise
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
-            raise UserError(f"{label} is damaged ({str(e)[:80]}); run its extract command again with --force, "
+            raise UserError(f"{label} is damaged ({str(e)[:80]}); run its extract command again with force=True, "
                             "then merge") from None
     return splits
 
@@ -221,7 +223,7 @@ def stage_split(g, split: str, attrs: dict, label: str, staging: Path, dim: int,
             or (k and (views is None or views.shape != (n, k, dim)))):
         raise UserError(f"{label} holds {g['features'].shape} /{split} rows (views: "
                         f"{None if views is None else views.shape}), not ({n}, {dim}) with {k} view(s) each; "
-                        "run its extract command again with --force, then merge")
+                        "run its extract command again with force=True, then merge")
     out, step = [], max(1, COPY_ROWS // (1 + k))  # a part's views count against the same memory
     for a in range(0, n, step):
         b = min(a + step, n)
@@ -232,7 +234,7 @@ def stage_split(g, split: str, attrs: dict, label: str, staging: Path, dim: int,
             part["view_features"] = views[a:b].astype(np.float32)
         if not all(np.isfinite(part[key]).all() for key in ("features", "view_features") if key in part):
             raise UserError(f"{label} /{split} holds NaN or infinite features; run its extract "
-                            "command again with --force (and --precision float32), then merge")
+                            "command again with force=True (and precision='float32'), then merge")
         path = staging / f"{split}-{attrs['shard']:05d}-{a // step:05d}.npz"
         try:
             np.savez(path, **part)
@@ -259,8 +261,8 @@ def check_reusable(out: Path, result: Merged) -> None:
         if have != result.rows:
             problem = f"it holds {have} rows where the shards hold {result.rows}"
     if problem:
-        raise UserError(f"{out} has these shards' settings but is not their merge ({problem[:200]}); add --force "
-                        "to merge again over it, or pass another --out")
+        raise UserError(f"{out} has these shards' settings but is not their merge ({problem[:200]}); add force=True "
+                        "to merge again over it, or pass another `out`")
 
 
 def merge(paths: list[str | Path], out: str | Path, force: bool = False,
@@ -274,14 +276,14 @@ def merge(paths: list[str | Path], out: str | Path, force: bool = False,
     dim = int(attrs["feature_dim"])
     ident = {k: attrs.get(k, "") for k in IDENTITY_ATTRS}
     if any(out.resolve() == p.resolve() for p, _ in shards):
-        raise UserError(f"--out {out} is one of the shards; pass another path for the merged cache")
+        raise SettingError(f"out={str(out)!r} is one of the shards; pass another path for the merged cache")
     result = Merged(out, len(shards), feature_dim=dim, skipped=len(attrs["skipped"]))
     for split in shards[0][1]["shard_rows"]:
         result.rows[split] = sum(int(a[f"n_{split}"]) for _, a in shards)
     if check_existing(out, ident, force):
         check_reusable(out, result)
         log(f"{out} already holds these shards' cache (checked: every row and checksum): nothing to do "
-            "(--force merges again)")
+            "(force=True merges again)")
         return result
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(out.name + ".merging")

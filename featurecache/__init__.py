@@ -11,6 +11,9 @@
     featurecache.backbones  the name -> Keras application table, `POOLINGS`, `PRECISIONS`
     featurecache.extractor  `Extractor`: pixels -> features, built from extract's settings
                             or from a cache's attributes; owns input size and weights checks
+    featurecache.images     photos: `load_image` (decode to RGB), `walk_images` (a folder's images),
+                            `source_image` (the picture behind a cache row), `ImageProblem`
+    featurecache.cifar      CIFAR-10's batch files read safely (`CifarFiles`, `parse_cifar_batch`)
     featurecache.precision  what the hardware runs well: precision and batch-size defaults
     featurecache.tfimport   TensorFlow and Keras, imported once and quietly
     featurecache.progress   `progress`: a bar on a terminal, a plain line every ~10% or 30 s in a log

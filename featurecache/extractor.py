@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from featurecache.backbones import BACKBONES, POLICIES, POOLINGS
-from featurecache.errors import UserError, reason
+from featurecache.errors import SettingError, UserError, reason
 from featurecache.files import sha256
 from featurecache.runtime import OV_PRECISIONS, identity_runtime
 
@@ -47,11 +47,11 @@ def check_backbone(backbone: str) -> str:
         return backbone
     path = Path(backbone).expanduser()
     if not path.exists():
-        raise UserError(f"--backbone {backbone} is neither a known backbone ({', '.join(sorted(BACKBONES))}) "
-                        "nor an existing .keras model file; pass one of those names or the path of a .keras file")
+        raise SettingError(f"backbone={backbone!r} is neither a known backbone ({', '.join(sorted(BACKBONES))}) "
+                           "nor an existing .keras model file; pass one of those names or the path of a .keras file")
     if not path.is_file() or path.suffix != ".keras":
-        raise UserError(f"--backbone {backbone} is not a Keras model file (.keras); save the model with "
-                        "model.save('name.keras') or pass a known backbone name")
+        raise SettingError(f"backbone={backbone!r} is not a Keras model file (.keras); save the model with "
+                           "model.save('name.keras') or pass a known backbone name")
     return str(path.resolve())
 
 
@@ -59,13 +59,14 @@ def check_weights(weights: str, backbone: str) -> str:
     """`weights` as given, or a weights file's absolute path; a missing file is the user's mistake."""
     if is_model_file(backbone):
         if weights not in ("imagenet", "file"):
-            raise UserError(f"--weights {weights} does not apply to a model file: {backbone} brings its own "
-                            "weights; leave --weights out")
+            raise SettingError(f"weights={weights!r} does not apply to a model file: {backbone} brings its own "
+                               "weights; leave `weights` out")
         return "file"
     if weights in ("imagenet", "none"):
         return weights
     if not Path(weights).is_file():
-        raise UserError(f"--weights {weights} is not a file; pass imagenet, none, or the path to a {backbone} weights file")
+        raise SettingError(f"weights={weights!r} is not a file; pass imagenet, none, or the path to a {backbone} "
+                           "weights file")
     return str(Path(weights).resolve())
 
 
@@ -88,14 +89,14 @@ class Extractor:
         digest differs is refused unless `allow_weights_mismatch`. `runtime`: tensorflow or openvino
         (`featurecache.runtime.resolve_runtime` turns auto into one of them)."""
         if pooling not in POOLINGS:
-            raise UserError(f"--pooling {pooling} is not one of {', '.join(POOLINGS)}")
+            raise SettingError(f"pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
         if precision not in POLICIES:
-            raise UserError(f"--precision {precision} is not one of {', '.join(POLICIES)}")
+            raise SettingError(f"precision={precision!r} is not one of {', '.join(POLICIES)}")
         if runtime not in ("tensorflow", "openvino"):
-            raise UserError(f"--runtime {runtime} is not one of tensorflow, openvino")
+            raise SettingError(f"runtime={runtime!r} is not one of tensorflow, openvino")
         if runtime == "openvino" and precision not in OV_PRECISIONS:
-            raise UserError(f"--precision {precision} runs on TensorFlow only; pass --runtime tensorflow "
-                            f"or --precision {' or '.join(OV_PRECISIONS)}")
+            raise SettingError(f"precision={precision!r} runs on TensorFlow only; pass runtime='tensorflow' "
+                               f"or precision={' or '.join(map(repr, OV_PRECISIONS))}")
         self.runtime = runtime
         self.batch_size: int | None = None  # OpenVINO compiles for a batch size: set it before the first call
         self.threads: int | None = None     # OpenVINO's threads (None: every core)
@@ -168,7 +169,8 @@ class Extractor:
                 fixed = self._file_input_size()
                 size = self._asked_size or fixed or FILE_DEFAULT_SIZE
                 if fixed and size != fixed:
-                    raise UserError(f"{self.backbone} takes {fixed} px images only; leave --image-size out or pass {fixed}")
+                    raise SettingError(f"{self.backbone} takes {fixed} px images only; leave `image_size` out or "
+                                       f"pass image_size={fixed}", setting="image_size")
             else:
                 size = max(self._asked_size or 32, BACKBONES[self.backbone].min_size)
             self._sizes = Sizes(size, self._native_size or size)
@@ -337,13 +339,15 @@ class Extractor:
             except Exception as e:  # noqa: BLE001 - classified below into the user's two possible mistakes
                 why = reason(e, 160)
                 if self.weights == "imagenet":
-                    raise UserError(
+                    raise SettingError(
                         f"could not get the ImageNet weights for {self.backbone} ({why}); put {spec.weights_file} "
-                        "in ~/.keras/models/, pass --weights PATH to a local copy, or --weights none for random weights"
+                        "in ~/.keras/models/, pass weights=PATH to a local copy, or weights='none' for random weights",
+                        setting="weights"
                     ) from None
-                raise UserError(
-                    f"--weights {self.weights} does not fit {self.backbone} without its top ({why}); "
-                    f"pass a {self.backbone} include_top=False weights file such as {spec.weights_file}") from None
+                raise SettingError(
+                    f"weights={self.weights!r} does not fit {self.backbone} without its top ({why}); "
+                    f"pass a {self.backbone} weights file without its top, such as {spec.weights_file}",
+                    setting="weights") from None
             finally:
                 k.config.set_dtype_policy(previous)
             preprocess = getattr(k.applications, spec.module).preprocess_input
@@ -352,8 +356,8 @@ class Extractor:
                 layer = base.get_layer(self.feature_layer)
             except ValueError:
                 names = [layer.name for layer in base.layers]
-                raise UserError(f"--feature-layer {self.feature_layer} is not a layer of {self.name}; its last "
-                                f"layers are {', '.join(names[-6:])}") from None
+                raise SettingError(f"feature_layer={self.feature_layer!r} is not a layer of {self.name}; its last "
+                                   f"layers are {', '.join(names[-6:])}") from None
             base = k.Model(base.inputs, layer.output, name=f"{base.name}_{self.feature_layer}")
         base.trainable = False
         return base, preprocess
@@ -366,8 +370,9 @@ class Extractor:
         base, preprocess = self._base(k, sizes.model)
         rank = len(base.output_shape)
         if rank not in (2, 4):
-            raise UserError(f"{self.name} returns features of shape {base.output_shape}; a backbone must return "
-                            "(N, D) or a feature map (N, h, w, C): pick another --feature-layer")
+            raise SettingError(f"{self.name} returns features of shape {base.output_shape}; a backbone must return "
+                               "(N, D) or a feature map (N, h, w, C): pick another `feature_layer`",
+                               setting="feature_layer")
         resize = (k.layers.Resizing(sizes.model, sizes.model, interpolation="bilinear", name="resize")
                   if sizes.input != sizes.model else None)
         pool = None
@@ -420,5 +425,6 @@ def _with_policy(k, model, policy: str):
         copy = k.models.clone_model(model, clone_function=clone)
         copy.set_weights(model.get_weights())
     except Exception as e:  # noqa: BLE001 - a model that cannot be cloned runs as it was saved
-        raise UserError(f"cannot run {model.name} in {policy} ({reason(e, 80)}); pass --precision float32") from None
+        raise SettingError(f"cannot run {model.name} in {policy} ({reason(e, 80)}); pass precision='float32'",
+                           setting="precision") from None
     return copy

@@ -9,7 +9,7 @@ import pytest
 
 from bench.report import scale_rows
 from bench.tiled import build_tiled_cifar
-from extract.datasets import load_cifar10
+from extract.cifar import load_cifar10
 
 
 def test_tiled_set_reads_as_cifar10_with_flipped_and_shifted_copies(cifar_fixture, tmp_path):

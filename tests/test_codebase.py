@@ -63,3 +63,47 @@ def test_functions_stay_short():
                 if lines > limit:
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} is {lines} lines")
     assert not found, "\n".join(found)
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, module) for every import in a file, at any level (inside functions too); relative ones resolved."""
+    package = module_name(path).split(".")
+    package = package if path.name == "__init__.py" else package[:-1]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1] if node.level else [])
+            module = ".".join(p for p in (base, node.module or "") if p)
+            # `from .. import x` names the module x itself; `from a.b import c` imports from a.b
+            found += [(node.lineno, module if node.module else ".".join(p for p in (module, alias.name) if p))
+                      for alias in node.names]
+    return found
+
+
+def test_classify_imports_nothing_from_extract():
+    """classify (pixel work and predict included) reads caches and images through featurecache, never extract."""
+    found = [f"{path.relative_to(ROOT)}:{line} imports {module}"
+             for path in sorted((ROOT / "classify").rglob("*.py"))
+             for line, module in imported_modules(path) if module == "extract" or module.startswith("extract.")]
+    assert not found, "\n".join(found)
+
+
+def test_the_shared_image_modules_import_no_stage_and_no_tensorflow():
+    """featurecache.images and featurecache.cifar sit under every stage: no stage import in them, and no
+    TensorFlow/Keras either, at any level (a gallery must not pay TensorFlow's start-up)."""
+    found = []
+    for name in ("images", "cifar"):
+        path = ROOT / "featurecache" / f"{name}.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            for module in modules:
+                root = module.split(".")[0]
+                if root in ("extract", "classify", "bench"):
+                    found.append(f"{name}.py:{node.lineno} imports the stage {module}")
+                if root in ("tensorflow", "keras") or module == "featurecache.tfimport":
+                    found.append(f"{name}.py:{node.lineno} imports {module}")
+    assert not found, "\n".join(found)

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import CIFAR_FIXTURE, CIFAR_SUBSET, error_line
 from conftest import invoke_extract as invoke
-from extract.datasets import load_cifar10
+from extract.cifar import load_cifar10
 from featurecache.errors import UserError
 
 

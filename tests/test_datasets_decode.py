@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import PHOTOS_FIXTURE
-from extract.datasets import load_image
+from featurecache.images import load_image
 
 SIZE = 24
 

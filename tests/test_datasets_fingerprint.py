@@ -12,7 +12,8 @@ from pathlib import Path
 
 from conftest import PHOTOS_FIXTURE, error_line
 from conftest import invoke_extract as invoke
-from extract.datasets import index_path, load_dataset
+from extract.datasets import load_dataset
+from extract.index import index_path
 
 CATS = sorted((PHOTOS_FIXTURE / "train" / "cats").glob("cat.*.jpg"))
 DOGS = sorted((PHOTOS_FIXTURE / "train" / "dogs").glob("dog.*.jpg"))

@@ -14,7 +14,8 @@ import pytest
 
 from conftest import PHOTOS_FIXTURE, SHARED_DATA, error_line
 from conftest import invoke_extract as invoke
-from extract.datasets import load_dataset, load_image, source_image, source_path, walk_images
+from extract.datasets import load_dataset
+from featurecache.images import load_image, source_image, source_path, walk_images
 from featurecache.cache import read_cache
 from featurecache.errors import UserError
 from classify.pixel.predict_cli import collect_images

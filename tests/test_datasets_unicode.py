@@ -8,7 +8,7 @@ import unicodedata
 import pytest
 
 from conftest import PHOTOS_FIXTURE
-from extract.datasets import load_image_folder
+from extract.folders import load_image_folder
 from featurecache.errors import UserError
 
 NFC = unicodedata.normalize("NFC", "caf\u00e9")

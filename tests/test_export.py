@@ -38,7 +38,7 @@ def invoke(*args):
 def test_end_to_end_model_agrees_with_predict(photo_runs):
     from classify.pixel import endtoend
     from classify.runs.saved import load_run
-    from extract.datasets import load_image
+    from featurecache.images import load_image
     from classify.pixel.predict_cli import predict_images
 
     run = load_run(photo_runs["lr"])
@@ -53,7 +53,7 @@ def test_end_to_end_model_agrees_with_predict(photo_runs):
 
 @pytest.mark.slow
 def test_exported_saved_model_in_plain_tensorflow_gives_predicts_classes(photo_runs, tmp_path):
-    from extract.datasets import load_image
+    from featurecache.images import load_image
 
     out = tmp_path / "export"
     out.mkdir()
@@ -148,7 +148,7 @@ def test_export_to_an_empty_name_is_one_line(photo_runs, tmp_path, monkeypatch):
 def test_exported_openvino_ir_alone_gives_predicts_classes(photo_runs, tmp_path):
     """model.xml/model.bin, loaded by OpenVINO with none of this project (nor TensorFlow) imported."""
     pytest.importorskip("openvino")
-    from extract.datasets import load_image
+    from featurecache.images import load_image
 
     out = tmp_path / "export"
     result = invoke("--run", photo_runs["lr"], "--export", out)

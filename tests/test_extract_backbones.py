@@ -19,7 +19,7 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cifar-10-batches-py"
 
 def fixture_images(n: int, size: int) -> np.ndarray:
     """n real CIFAR-10 fixture images, (n, size, size, 3) uint8 (tiled up when size > 32)."""
-    from extract.datasets import load_cifar10
+    from extract.cifar import load_cifar10
 
     images = load_cifar10(FIXTURE, limit=n).splits["train"].read(0, n).images
     reps = -(-size // 32)

@@ -24,7 +24,9 @@ import pytest
 from conftest import ROOT, error_line
 from conftest import invoke_extract as invoke
 from featurecache.cache import read_cache
-from extract.datasets import CIFAR10_CLASSES, load_cifar10, load_dataset
+from extract.cifar import load_cifar10
+from extract.datasets import load_dataset
+from featurecache.cifar import CIFAR10_CLASSES
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from featurecache.cache import FORMAT, REQUIRED_ATTRS, read_cache
 from extract.cli import cli
-from extract.datasets import load_cifar10
+from extract.cifar import load_cifar10
 from featurecache.errors import UserError
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cifar-10-batches-py"

@@ -13,7 +13,9 @@ from PIL import Image
 from conftest import error_line
 from conftest import invoke_extract as invoke
 from featurecache.cache import read_cache
-from extract.datasets import load_dataset, load_image, load_image_folder
+from extract.datasets import load_dataset
+from extract.folders import load_image_folder
+from featurecache.images import load_image
 from featurecache.errors import UserError
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "cats-vs-dogs"

@@ -1,7 +1,7 @@
 import h5py
 import numpy as np
 
-from extract.datasets import load_cifar10
+from extract.cifar import load_cifar10
 
 
 def test_tiny_cache_holds_fixture_labels_in_order(tiny_cache, cifar_fixture):

@@ -96,7 +96,7 @@ class RunImages:
 def run_images(run, limit: int | None) -> RunImages:
     """The run's test rows (first `limit`), with the pictures behind them checked to be there."""
     from classify.runs.identity import run_cache
-    from extract.datasets import source_path
+    from featurecache.images import source_path
     from featurecache.cache import read_cache
 
     opened = run_cache(run.record, run.path)   # the cache the run was trained on, or a UserError
@@ -120,7 +120,7 @@ def run_images(run, limit: int | None) -> RunImages:
 
 def read_batch(images: RunImages, start: int, stop: int, size: int) -> np.ndarray:
     """(b, size, size, 3) uint8: the pictures of rows start..stop, decoded as extract decoded them."""
-    from extract.datasets import source_image
+    from featurecache.images import source_image
 
     return np.stack([source_image(images.kind, images.location, s, size) for s in images.sources[start:stop]])
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.datasets import unrecognised, walk_images
+from featurecache.images import unrecognised, walk_images
 from featurecache.errors import UserError
 
 
@@ -53,7 +53,7 @@ def predict_images(run, files: list[Path], batch_size: int = 32,
     (auto, tensorflow, openvino) runs a float32 cache's backbone; a cache computed in another precision
     runs on its own runtime (`Extractor.from_cache`).
     """
-    from extract.datasets import ImageProblem, load_image
+    from featurecache.images import ImageProblem, load_image
     from featurecache.extractor import Extractor
 
     from featurecache.augment import from_attrs, view_seeds

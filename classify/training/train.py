@@ -229,7 +229,7 @@ def gallery_items(cache: Cache, proba: np.ndarray, limit: int = GALLERY_SIZE) ->
     Returns (items, why_not): items = [{image (h, w, 3) uint8, true, predicted, probability, source}],
     why_not says why there is no gallery (no sources, data moved) or is None.
     """
-    from extract.datasets import source_image
+    from featurecache.images import source_image
 
     kind, location = cache.attrs.get("data_kind"), cache.attrs.get("data_location")
     if not kind or not location:

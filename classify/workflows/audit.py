@@ -137,7 +137,7 @@ def audit_paths(out_dir: Path, cache_file: Path) -> dict[str, Path]:
 def gallery_notes(cache: Cache, audit: Audit, paths: dict, staged) -> dict[str, str]:
     """Draw both galleries aside in `staged`; returns why a gallery was not drawn, per figure."""
     from classify.reporting import audit_plots
-    from extract.datasets import source_image
+    from featurecache.images import source_image
 
     kind, location = cache.attrs.get("data_kind"), cache.attrs.get("data_location")
     if not kind or not location:
