@@ -52,7 +52,7 @@ def linear_logits_weights(w: dict, n_classes: int) -> tuple[np.ndarray, np.ndarr
 def head_logits(run: SavedRun, k, dim: int):
     """The run's head as a Keras model: (n, D) float32 features -> (n, C) float32 logits."""
     n_classes = len(run.class_names)
-    kind = run.record.get("model_format")
+    kind = run.record.model_format
     features = k.Input((dim,), dtype="float32", name="features")
     if kind == "linear":
         kernel, bias = linear_logits_weights(read_linear(run.model_path), n_classes)
@@ -72,9 +72,9 @@ def head_logits(run: SavedRun, k, dim: int):
         logits = out(x)
         out.set_weights(last.get_weights())
     else:
-        raise UserError(f"{run.path} is a {run.record.get('model', kind)} run, which has no gradient and no Keras form; "
+        raise UserError(f"{run.path} is a {run.record.model} run, which has no gradient and no Keras form; "
                         "use an lr or mlp run of the same cache")
-    return k.Model(features, logits, name=f"{run.record.get('model', kind)}_head")
+    return k.Model(features, logits, name=f"{run.record.model}_head")
 
 
 @dataclass
@@ -117,7 +117,7 @@ class EndToEnd:
         if "twin" in self._calls:
             return self._calls["twin"]
         if self.model is None:
-            raise UserError(f"{self.run.path} is a {self.run.record.get('model')} run, which has no gradient to attack "
+            raise UserError(f"{self.run.path} is a {self.run.record.model} run, which has no gradient to attack "
                             "with; use an lr or mlp run of the same cache")
         from featurecache.extractor import Extractor
         from featurecache.tfimport import keras
@@ -159,7 +159,7 @@ def build(run: SavedRun, allow_weights_mismatch: bool = False) -> EndToEnd:
     from featurecache.extractor import Extractor
 
     extractor = Extractor.from_cache(run.cache_attrs, allow_weights_mismatch, keras=True)  # gradients: TensorFlow
-    if run.record.get("model_format") in ("forest", "knn"):   # no Keras form: scored through the saved arrays
+    if run.record.model_format in ("forest", "knn"):   # no Keras form: scored through the saved arrays
         return EndToEnd(run, extractor, None, None)
     from featurecache.tfimport import keras
 
@@ -168,5 +168,5 @@ def build(run: SavedRun, allow_weights_mismatch: bool = False) -> EndToEnd:
     head = head_logits(run, k, extractor.feature_dim)
     images = k.Input((s, s, 3), dtype="uint8", name="images")
     probs = k.layers.Activation("softmax", dtype="float32", name="probabilities")(head(extractor.model(images)))
-    model = k.Model(images, probs, name=f"{run.record.get('run_id', 'run')}_end_to_end")
+    model = k.Model(images, probs, name=f"{run.record.run_id or 'run'}_end_to_end")
     return EndToEnd(run, extractor, model, head)

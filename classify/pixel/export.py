@@ -100,11 +100,11 @@ def export_run(run, folder: Path, force: bool = False, allow_weights_mismatch: b
     from featurecache.files import room_error, signals_held, temp_name
 
     folder = export_folder(folder)
-    run_id = run.record.get("run_id")
+    run_id = run.record.run_id
     check_export_dir(folder, force, run_id)
-    if run.record.get("model_format") == "knn":
+    if run.record.model_format == "knn":
         raise UserError(f"{run.path.name} is a kNN run: an exported graph would hold its whole training set "
-                        f"({run.record['chosen'].get('train_rows', '?')} rows), so it is not exported; "
+                        f"({run.record.chosen.get('train_rows', '?')} rows), so it is not exported; "
                         "export an lr or mlp run of the same cache")
     e2e = endtoend.build(run, allow_weights_mismatch)
     if e2e.model is None:
