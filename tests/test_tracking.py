@@ -130,10 +130,11 @@ def run_record(tiny_cache, tmp_path_factory) -> Path:
 LOG_ONE = """
 import json, sys, time
 import mlflow, mlflow.entities, mlflow.tracking   # imported before the clock starts
+from classify.runs.record import RunRecord
 from classify.runs.tracking import log_run
 t = time.perf_counter()
 try:
-    log_run(json.load(open(sys.argv[1])))
+    log_run(RunRecord.load(sys.argv[1]))
 except Exception as e:
     print(e, file=sys.stderr)
 print(round(time.perf_counter() - t, 1))
