@@ -61,11 +61,13 @@ def calibration(cache: Path, out_dir: Path, log: Path) -> dict:
     """{model: {ece_before, ece_after, temperature}} of `compare --calibrate` for LR, MLP and kNN."""
     classify(cache, out_dir, log, CALIBRATED, "--calibrate")
     out = {}
-    for path in sorted(out_dir.glob("*-run.json")):
-        record = json.loads(path.read_text())
-        cal = record["calibration"]
-        out[record["model"]] = {"ece_before": round(cal["ece_before"], 4), "ece_after": round(record["metrics"]["ece"], 4),
-                                "temperature": round(cal["temperature"], 3)}
+    from classify.runs.record import SUFFIX, RunRecord
+
+    for path in sorted(out_dir.glob("*" + SUFFIX)):
+        record = RunRecord.load(path)
+        cal = record.calibration
+        out[record.model] = {"ece_before": round(cal.ece_before, 4), "ece_after": round(record.metrics.ece, 4),
+                             "temperature": round(cal.temperature, 3)}
     return out
 
 

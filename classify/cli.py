@@ -88,7 +88,7 @@ def cli(**options) -> None:
     click.echo(f"{cfg.model}: fit on {result.metrics['n_fit']:,} rows, validated on {result.metrics['n_val']:,}, "
                f"tested on {result.metrics['n_test']:,}; wrote:")
     index = write_index(out_dir)
-    for line in summary_lines(cfg.model, path.stem, result.metrics, {**record["files"], "index": str(index)}):
+    for line in summary_lines(cfg.model, path.stem, result.metrics, {**record.files, "index": str(index)}):
         click.echo(line)
     if options["track"]:
         click.echo(f"  mlflow: run {log_run(record)}")

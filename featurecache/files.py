@@ -79,13 +79,18 @@ class Staged:
 
     The renames happen when the block ends without an exception, or earlier at `commit()` (to
     commit while a lock is still held); nothing is renamed once an exception has passed through.
+    A folder `aside` had to make for a file is removed again when nothing is renamed into it.
     """
 
     def __init__(self) -> None:
         self.pending: list[tuple[Path, Path]] = []
+        self.made: list[Path] = []   # folders made for files written aside, removed on discard if still empty
 
     def aside(self, final: str | os.PathLike) -> Path:
         final = Path(final)
+        if not final.parent.is_dir():
+            final.parent.mkdir(parents=True)
+            self.made.append(final.parent)
         tmp = temp_name(final)
         self.pending.append((tmp, final))
         return tmp
@@ -108,9 +113,10 @@ class Staged:
                 for tmp, final in self.pending:
                     os.replace(tmp, final)
         except OSError as e:
+            where = self.pending[0][1].parent
             self.discard()
-            raise room_error(e, self.pending[0][1].parent) from None
-        self.pending = []
+            raise room_error(e, where) from None
+        self.pending, self.made = [], []
 
     def discard(self) -> None:
         with signals_held():
@@ -122,7 +128,10 @@ class Staged:
                         shutil.rmtree(tmp)
                     else:
                         tmp.unlink(missing_ok=True)
-            self.pending = []
+            for folder in reversed(self.made):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()   # only when empty: files renamed into it before a failure stay
+            self.pending, self.made = [], []
 
 
 @contextlib.contextmanager

@@ -35,8 +35,14 @@ def run_base(out_dir, stem: str, model: str) -> str:
     return json.loads((out_dir / f"{stem}-{model}-latest.json").read_text())["run"].removesuffix("-run.json")
 
 
+def run_file(out_dir, stem: str, model: str, suffix: str):
+    """A file of the latest run: the record at the top of out_dir, the others in the run's folder <base>/."""
+    base = run_base(out_dir, stem, model)
+    return (out_dir if suffix == "run.json" else out_dir / base) / f"{base}-{suffix}"
+
+
 def run_files(out_dir, stem: str, model: str) -> dict:
-    return {k: out_dir / f"{run_base(out_dir, stem, model)}-{k}" for k in
+    return {k: run_file(out_dir, stem, model, k) for k in
             ("curves.png", "confusion.png", "gallery.png", "report.txt", "report.json", "run.json")}
 
 
@@ -97,7 +103,7 @@ def test_lr_run_on_real_tiny_cache_writes_every_file_holding_what_it_claims(tiny
     for name, path in files.items():
         assert path.is_file(), name
         assert str(path) in result.output  # the summary says where each file went
-    assert (tmp_path / f"{run_base(tmp_path, stem, 'lr')}-model.h5").is_file()
+    assert run_file(tmp_path, stem, "lr", "model.h5").is_file()
     for png in ("curves.png", "confusion.png", "gallery.png"):
         w, h = png_size(files[png])
         assert w >= 400 and h >= 250, (png, w, h)
@@ -148,7 +154,7 @@ def test_plot_and_report_names_are_the_users(blobs, tmp_path):
                  "my_report-run.json", "my_report-model.h5"):
         assert (tmp_path / name).is_file(), name
     assert not list(tmp_path.glob("blobs-*")) and not list(tmp_path.glob(".*tmp*"))
-    assert load_run(tmp_path / "my_report-run.json").record["files"]["curves"] == str(tmp_path / "my_plot.png")
+    assert load_run(tmp_path / "my_report-run.json").record.files["curves"] == str(tmp_path / "my_plot.png")
 
 
 def test_features_are_standardised_with_training_statistics_only(blobs, tmp_path):
@@ -156,7 +162,7 @@ def test_features_are_standardised_with_training_statistics_only(blobs, tmp_path
     cache = read_cache(blobs)
     rows = split_rows(cache.train.labels, 0.1, 0)  # the run's defaults: --val-fraction 0.1, --seed 0
     X = cache.train.features
-    with h5py.File(tmp_path / f"{run_base(tmp_path, 'blobs-none-gap-1px', 'lr')}-model.h5") as f:
+    with h5py.File(run_file(tmp_path, "blobs-none-gap-1px", "lr", "model.h5")) as f:
         mean, scale = f["mean"][()], f["scale"][()]
     np.testing.assert_allclose(mean, X[rows.fit].mean(axis=0), rtol=1e-5)
     np.testing.assert_allclose(scale, X[rows.fit].std(axis=0), rtol=1e-4)
@@ -188,7 +194,7 @@ def test_lr_on_two_classes_saves_one_coefficient_row_and_predicts_both(tmp_path)
     result = invoke(cli, ["--model", "lr", "--features", path, "--out-dir", tmp_path, "--C", "auto"])
     assert result.exit_code == 0, result.output
     base = run_base(tmp_path, "two", "lr")
-    with h5py.File(tmp_path / f"{base}-model.h5") as f:
+    with h5py.File(tmp_path / base / f"{base}-model.h5") as f:
         assert f["coef"].shape == (1, 16) and list(f["classes"][()]) == [0, 1]
     cache = read_cache(path)
     proba = load_run(tmp_path / f"{base}-run.json").predict_proba(cache.test.features)
@@ -248,7 +254,7 @@ def test_C_auto_from_the_command_line_is_recorded(blobs, tmp_path):
     record = json.loads((tmp_path / f"{run_base(tmp_path, 'blobs-none-gap-1px', 'lr')}-run.json").read_text())
     assert record["hyperparameters"]["C"] == "auto" and record["chosen"]["C"] in C_GRID
     assert record["history"]["x"] == sorted(C_GRID) and record["history"]["chosen"] == record["chosen"]["C"]
-    w, h = png_size(tmp_path / f"{run_base(tmp_path, 'blobs-none-gap-1px', 'lr')}-curves.png")
+    w, h = png_size(run_file(tmp_path, "blobs-none-gap-1px", "lr", "curves.png"))
     assert w >= 400 and h >= 250
 
 
@@ -272,7 +278,7 @@ def test_lr_and_rf_never_import_tensorflow(model, blobs, tmp_path):
 
 def test_saved_linear_model_is_plain_arrays(blobs, tmp_path):
     assert invoke(cli, ["--model", "lr", "--features", blobs, "--out-dir", tmp_path]).exit_code == 0
-    with h5py.File(tmp_path / f"{run_base(tmp_path, 'blobs-none-gap-1px', 'lr')}-model.h5") as f:
+    with h5py.File(run_file(tmp_path, "blobs-none-gap-1px", "lr", "model.h5")) as f:
         assert f.attrs["format"] == "featurecache-model"
         assert set(f) == {"coef", "intercept", "classes", "mean", "scale"}
         assert f["coef"].shape == (3, 16) and np.issubdtype(f["coef"].dtype, np.floating)

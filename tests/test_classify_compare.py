@@ -42,7 +42,7 @@ def assert_rows_match_their_runs(out_dir) -> None:
         run_json = resolve(table, row["run_record"])
         assert run_json.is_absolute() and run_json.parent == out_dir, row["run_record"]
         record = json.loads(run_json.read_text())
-        assert (run_json.parent / record["model_file"]).is_file()
+        assert (run_json.parent / record["folder"] / record["model_file"]).is_file()
         assert (record["run_id"], record["cache_id"], record["model"]) == (row["run_id"], row["cache_id"], row["model"])
         assert record["metrics"]["accuracy"] == pytest.approx(float(row["accuracy"]), abs=1e-4)
         assert record["hyperparameters"] == json.loads(row["hyperparameters"])

@@ -1,5 +1,5 @@
 """Run records that do not match their schema: listed as skipped with what is wrong, never a crash
-of the report or of a later classify in the same folder (classify.runs.saved.record_problem); and a run
+of the report or of a later classify in the same folder (classify.runs.record.RunRecord.load); and a run
 joined back to a cache that is no longer the one it used: refused (classify.runs.identity.run_cache)."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from classify.reporting import report
 from classify.cli import cli as classify_cli
 from classify.runs.identity import run_cache, run_cache_problem
-from classify.runs.saved import RecordError, load_run, read_record, record_problem
+from classify.runs.record import RunRecord, RunRecordError as RecordError
+from classify.runs.saved import load_run
 from conftest import CIFAR_FIXTURE, ROOT, classify_run, run_extract
 from featurecache.errors import UserError
 
@@ -66,8 +67,8 @@ def test_a_record_of_the_wrong_types_is_skipped_with_its_path_and_what_is_wrong(
     assert f"skipped: {bad}: {words}" in r.stderr, r.stderr
     assert words in (tmp_path / "reports" / "index.html").read_text().replace("&quot;", '"')
     with pytest.raises(RecordError, match="is not a run record classify can read"):
-        read_record(bad)
-    assert record_problem(read_record(good)) is None
+        RunRecord.load(bad)
+    assert RunRecord.load(good).metrics.accuracy >= 0
 
 
 def test_a_later_classify_in_a_folder_with_a_broken_record_still_writes_its_page(one_run, tiny_cache, tmp_path):
@@ -135,10 +136,10 @@ def test_the_report_says_a_runs_cache_was_replaced(run_on_a_replaced_cache):
 
 def test_the_check_passes_on_the_runs_own_cache_and_names_a_missing_one(tiny_cache, tmp_path):
     record_path = classify_run(tiny_cache, tmp_path / "reports", "lr")
-    record = read_record(record_path)
+    record = RunRecord.load(record_path)
     opened = run_cache(record, record_path)
     assert opened.path == tiny_cache and run_cache_problem(record) is None
     opened.close()
-    record["cache"]["path"] = str(tmp_path / "gone.h5")
+    record.cache.path = str(tmp_path / "gone.h5")
     with pytest.raises(UserError, match="gone.h5 that .* was trained on is gone; re-extract it"):
         run_cache(record, record_path)

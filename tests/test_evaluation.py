@@ -11,6 +11,7 @@ import pytest
 from classify.training.config import ClassifyConfig
 from classify.training.evaluation import bootstrap_interval, calibrated, ece
 from classify.reporting.report import Run, standings
+from classify.runs.record import Metrics, RunRecord
 from classify.runs.saved import load_run
 from classify.training.train import train_and_evaluate
 from featurecache.cache import read_cache
@@ -104,7 +105,7 @@ def test_calibrate_is_refused_for_a_forest(tmp_path):
 
 
 def fake_run(name, cache_id, acc, lo, hi):
-    return Run(name, {"cache_id": cache_id, "metrics": {"accuracy": acc, "accuracy_ci": [lo, hi]}}, {}, [])
+    return Run(name, RunRecord(cache_id=cache_id, metrics=Metrics(accuracy=acc, accuracy_ci=(lo, hi))), {}, [])
 
 
 def test_the_page_calls_runs_with_overlapping_intervals_neither_better_nor_worse():

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from classify.reporting import report
+from classify.runs.record import Metrics, RunRecord
 from conftest import CIFAR_FIXTURE, PHOTOS_FIXTURE, ROOT, error_line, photo_cache, run_extract
 
 LONG = "cifar10-subset-efficientnet-lite0-imagenet-gap-224px-bfloat16-a-long-descriptive-file-name-of-a-copy.h5"
@@ -76,14 +77,14 @@ def test_runs_on_two_data_sets_make_separate_groups_with_their_class_counts(repo
 
 def test_views_and_tta_runs_show_their_difference(reports):
     page = report.build_page(reports)
-    group = next(g for g in page.groups if g.record["cache"]["attrs"].get("views"))
+    group = next(g for g in page.groups if g.record.cache.attrs.get("views"))
     assert len(group.runs) == 3 and set(group.differing) == {"views", "tta"}
     section = next(s for s in group_sections(reports) if f'id="cache-{group.key}"' in s)
     cells = {c for c in ("views=none, tta=false", "views=all, tta=false", "views=all, tta=true") if c in section}
     assert len(cells) == 3, section
     # lr with a given C and with C auto on the same cache: C differs there, and only C
-    plain = next(g for g in page.groups if len(g.runs) == 3 and not g.record["cache"]["attrs"].get("views")
-                 and g.record["cache"]["attrs"]["dataset"] == "cifar10")
+    plain = next(g for g in page.groups if len(g.runs) == 3 and not g.record.cache.attrs.get("views")
+                 and g.record.cache.attrs["dataset"] == "cifar10")
     assert plain.differing == ["C"]
 
 
@@ -115,7 +116,7 @@ def test_best_run_is_chosen_by_validation_accuracy_and_predict_uses_it(reports):
 
 def test_validation_not_test_accuracy_picks_the_best():
     def run(name, val, test):
-        return report.Run(name, {"metrics": {"val_accuracy": val, "accuracy": test}}, {}, [])
+        return report.Run(name, RunRecord(metrics=Metrics(val_accuracy=val, accuracy=test)), {}, [])
 
     assert report.best_by_validation([run("a-run.json", 0.8, 0.95), run("b-run.json", 0.9, 0.5)]).name == "b-run.json"
     assert report.best_by_validation([run("b-run.json", 0.9, 0.5), run("a-run.json", 0.9, 0.1)]).name == "a-run.json"

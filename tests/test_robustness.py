@@ -75,8 +75,8 @@ def test_forest_run_is_attacked_by_transfer_from_an_lr_run_of_its_cache(tiny_cac
 
     alone = tmp_path / "alone"
     alone.mkdir()
-    for p in rf.parent.glob(rf.name.removesuffix("-run.json") + "-*"):
-        shutil.copy(p, alone / p.name)
+    shutil.copy(rf, alone / rf.name)
+    shutil.copytree(rf.parent / rf.name.removesuffix("-run.json"), alone / rf.name.removesuffix("-run.json"))
     result = invoke("--run", alone / rf.name, "--limit", "4")
     assert "no gradient" in error_line(result, 1) and "--transfer-from" in error_line(result)
 
@@ -103,7 +103,7 @@ def test_missing_foreign_or_tampered_runs_are_refused(lr_run, tmp_path):
     assert "not a run record" in error_line(invoke("--run", foreign), 1)
     copy = tmp_path / "copy"
     shutil.copytree(lr_run.parent, copy)
-    model = next(copy.glob("*-model.h5"))
+    model = next(copy.glob("*/*-model.h5"))
     model.write_bytes(model.read_bytes() + b"\0")
     assert "checksum differs" in error_line(invoke("--run", copy / lr_run.name), 1)
 

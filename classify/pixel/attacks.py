@@ -130,21 +130,21 @@ def read_batch(images: RunImages, start: int, stop: int, size: int) -> np.ndarra
 
 def find_transfer_run(run) -> Path:
     """An lr (else mlp) run of the same cache in the forest run's folder, newest first."""
-    from classify.runs.saved import RecordError, read_record
+    from classify.runs.record import SUFFIX, RunRecord, RunRecordError
 
     folder = run.path.parent
     found = []
-    for p in folder.glob("*-run.json"):
+    for p in folder.glob("*" + SUFFIX):
         try:
-            record = read_record(p)
-        except RecordError:
+            record = RunRecord.load(p)
+        except RunRecordError:
             continue
-        if record.get("cache_id") == run.record.get("cache_id") and record.get("model_format") in ("linear", "keras"):
-            found.append((record.get("model_format") != "linear", -p.stat().st_mtime, p))
+        if record.cache_id == run.record.cache_id and record.model_format in ("linear", "keras"):
+            found.append((record.model_format != "linear", -p.stat().st_mtime, p))
     if not found:
         raise UserError(f"{run.path.name} is a random-forest run, which has no gradient; a transfer attack needs an lr "
                         f"run of the same cache: train one (`python -m classify --model lr --features "
-                        f"{run.record['cache']['path']}`) or pass --transfer-from LR_RUN.json")
+                        f"{run.record.cache.path}`) or pass --transfer-from LR_RUN.json")
     return sorted(found)[0][2]
 
 
@@ -209,7 +209,7 @@ def robustness(run, cfg: AttackConfig, allow_weights_mismatch: bool = False, log
     else:   # a forest has no gradient; any run may be attacked with images crafted on another (--transfer-from)
         transfer = Path(cfg.transfer_from) if cfg.transfer_from else find_transfer_run(run)
         source = load_run(transfer)
-        if source.record.get("cache_id") != run.record.get("cache_id"):
+        if source.record.cache_id != run.record.cache_id:
             raise UserError(f"--transfer-from {transfer} was trained on another cache than {run.path.name}; "
                             "pass an lr run of the same cache")
         attacker = endtoend.build(source, allow_weights_mismatch)
@@ -218,7 +218,7 @@ def robustness(run, cfg: AttackConfig, allow_weights_mismatch: bool = False, log
                             "pass an lr or mlp run of the same cache")
     out = evaluate(target, attacker, images, cfg)
     settings = {
-        "run": str(run.path), "model": run.record.get("model"), "attacks": list(cfg.attacks),
+        "run": str(run.path), "model": run.record.model, "attacks": list(cfg.attacks),
         "eps": list(cfg.eps), "eps_units": "pixel values out of 255, L-infinity",
         "pgd_steps": cfg.pgd_steps,
         "pgd_step_size": cfg.pgd_step_size if cfg.pgd_step_size is not None else "2.5 * eps / pgd_steps",

@@ -34,14 +34,13 @@ from featurecache.errors import UserError
 def head_logits(run: SavedRun, k, dim: int):
     """The run's head as a Keras model: (n, D) float32 features -> (n, C) float32 logits, built by its
     model's spec (`ModelSpec.keras_head`); a model without one has no gradient and no Keras form."""
-    spec = spec_for_format(run.record.get("model_format"))
+    spec = spec_for_format(run.record.model_format)
     if spec is None or spec.keras_head is None:
-        kind = run.record.get("model_format")
-        raise UserError(f"{run.path} is a {run.record.get('model', kind)} run, which has no gradient and no Keras form; "
+        raise UserError(f"{run.path} is a {run.record.model} run, which has no gradient and no Keras form; "
                         "use an lr or mlp run of the same cache")
     features = k.Input((dim,), dtype="float32", name="features")
     logits = spec.keras_head(run.model_path, len(run.class_names), features, k)
-    return k.Model(features, logits, name=f"{run.record.get('model', spec.format)}_head")
+    return k.Model(features, logits, name=f"{run.record.model}_head")
 
 
 @dataclass
@@ -84,7 +83,7 @@ class EndToEnd:
         if "twin" in self._calls:
             return self._calls["twin"]
         if self.model is None:
-            raise UserError(f"{self.run.path} is a {self.run.record.get('model')} run, which has no gradient to attack "
+            raise UserError(f"{self.run.path} is a {self.run.record.model} run, which has no gradient to attack "
                             "with; use an lr or mlp run of the same cache")
         from featurecache.extractor import Extractor
         from featurecache.tfimport import keras
@@ -126,7 +125,7 @@ def build(run: SavedRun, allow_weights_mismatch: bool = False) -> EndToEnd:
     from featurecache.extractor import Extractor
 
     extractor = Extractor.from_cache(run.cache_attrs, allow_weights_mismatch, keras=True)  # gradients: TensorFlow
-    spec = spec_for_format(run.record.get("model_format"))
+    spec = spec_for_format(run.record.model_format)
     if spec is None or spec.keras_head is None:   # no Keras form: scored through the saved arrays
         return EndToEnd(run, extractor, None, None)
     from featurecache.tfimport import keras
@@ -136,5 +135,5 @@ def build(run: SavedRun, allow_weights_mismatch: bool = False) -> EndToEnd:
     head = head_logits(run, k, extractor.feature_dim)
     images = k.Input((s, s, 3), dtype="uint8", name="images")
     probs = k.layers.Activation("softmax", dtype="float32", name="probabilities")(head(extractor.model(images)))
-    model = k.Model(images, probs, name=f"{run.record.get('run_id', 'run')}_end_to_end")
+    model = k.Model(images, probs, name=f"{run.record.run_id or 'run'}_end_to_end")
     return EndToEnd(run, extractor, model, head)

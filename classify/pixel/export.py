@@ -101,10 +101,10 @@ def export_run(run, folder: Path, force: bool = False, allow_weights_mismatch: b
     from featurecache.files import room_error, signals_held, temp_name
 
     folder = export_folder(folder)
-    run_id = run.record.get("run_id")
+    run_id = run.record.run_id
     check_export_dir(folder, force, run_id)
-    spec = spec_for_format(run.record.get("model_format"))
-    refusal = spec.refusal(run.path.name, run.record.get("chosen") or {}) if spec else None
+    spec = spec_for_format(run.record.model_format)
+    refusal = spec.refusal(run.path.name, run.record.chosen) if spec else None
     if refusal:   # the model's spec says why it has no export (a forest: no Keras form; kNN: its training set)
         raise UserError(refusal)
     e2e = endtoend.build(run, allow_weights_mismatch)

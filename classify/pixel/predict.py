@@ -62,7 +62,7 @@ def predict_images(run, files: list[Path], batch_size: int = 32,
     extractor.batch_size = batch_size
     input_size = extractor.sizes.input
     # a run trained with --tta averages each image's probabilities over it and the cache's test views
-    augment = from_attrs(run.cache_attrs) if run.record.get("config", {}).get("tta") else None
+    augment = from_attrs(run.cache_attrs) if run.record.shared.tta else None
 
     results, skipped = [], []
     names = run.class_names

@@ -3,8 +3,9 @@
 Reads a saved run (its record, model file and cache) and the pictures behind its test rows
 (CIFAR-10 batches or photo files, through the cache's data_kind, data_location and sources);
 builds the run's end-to-end model (classify.pixel.endtoend) and attacks it in pixel space, batch by
-batch. Writes under --out-dir (default: the run's folder), <id> naming the attack settings (other
-settings, other files; the same settings again replace theirs):
+batch. Writes under --out-dir (default: the run's own folder, reports/<run>/, or for a run written
+flat the folder of its record), <id> naming the attack settings (other settings, other files; the
+same settings again replace theirs):
 
     <run>-robustness-<id>.json   {"settings": {...}, "results": [{"attack", "eps", "accuracy", "n_images"}, ...]}
     <run>-robustness-<id>.png    accuracy against eps, one line per attack
@@ -53,7 +54,8 @@ from featurecache.files import interruptible
 @click.option("--transfer-from", type=click.Path(dir_okay=False, path_type=Path),
               help="An lr or mlp run of the same cache to craft the images on (a transfer attack); for a "
                    "random-forest run the default is one found beside it, for other runs the run itself.")
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), help="Default: the run's folder.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Default: the run's own folder (reports/<run>/), or its record's folder for a run written flat.")
 @click.option("--allow-weights-mismatch", is_flag=True,
               help="Run even if the weights or model file differ from those the run's cache was made with.")
 @interruptible("robustness")
@@ -68,7 +70,7 @@ def cli(run_path, attacks, eps_text, pgd_steps, pgd_step_size, limit, batch_size
     cfg = AttackConfig(tuple(dict.fromkeys(attacks)), parse_eps(eps_text), pgd_steps, pgd_step_size, limit,
                        batch_size, seed, str(transfer_from) if transfer_from else None)
     run = load_run(run_path)
-    folder = check_writable(out_dir or run_path.parent, "--out-dir")
+    folder = check_writable(out_dir or run.model_path.parent, "--out-dir")
     click.echo(f"robustness: {json.dumps(asdict(cfg))}", err=True)
     doc = robustness(run, cfg, allow_weights_mismatch, log=lambda s: click.echo(s, err=True))
     stem = run_path.name.removesuffix(".json").removesuffix("-run")
@@ -85,7 +87,7 @@ def cli(run_path, attacks, eps_text, pgd_steps, pgd_step_size, limit, batch_size
         click.echo(f"  {p}")
     from classify.reporting.report import write_index
 
-    click.echo(f"  index: {write_index(folder)}")
+    click.echo(f"  index: {write_index(folder if out_dir else run_path.parent)}")
 
 
 def main() -> None:

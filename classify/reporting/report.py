@@ -1,9 +1,11 @@
 """`python -m classify.reporting.report --out-dir DIR` / `make report`: one offline page over every run in a reports folder.
 
 Reads what is on disk in --out-dir (default reports/): every run record
-(`*-run.json`, written by `python -m classify` or `classify.workflows.compare`) and the
-files it names, and the figures other commands leave there (comparison chart,
-learning curves, ...). Writes, atomically:
+(`*-run.json`, written by `python -m classify` or `classify.workflows.compare`, read through
+`classify.runs.record.RunRecord`) and the files it names, in the run's own folder (`<name>/`) or,
+for runs written flat, beside it; and the figures other commands leave there (comparison chart,
+learning curves, a run's robustness figures in its folder, ...). A `*-run.json` that is not a run
+record is listed as "skipped: <name>: what is wrong" on the page and on stderr. Writes, atomically:
 
     <out-dir>/index.html   the runs grouped by cache (data set, backbone, image size, pooling,
                            precision; its class count), each group sorted by test accuracy, with a
@@ -19,7 +21,7 @@ learning curves, ...). Writes, atomically:
 The page fits a 1,400 px window: long names wrap or are cut with the whole name on hover.
 
 The page is plain HTML and CSS: no script, no CDN, no network address; every `src` and `href`
-is a file name beside it (or an anchor in it), so the folder can be zipped, moved or opened
+is a path inside its folder (or an anchor in it), so the folder can be zipped, moved or opened
 from disk. `classify`, `compare` and `learning_curve` rewrite it after each run through
 `write_index`; this command rebuilds it by hand, e.g. after deleting a run's files.
 
@@ -39,12 +41,12 @@ from urllib.parse import quote
 import click
 
 from classify.reporting.audit_page import FIGURE_ENDINGS as AUDIT_FIGURES, audits_html
+from classify.runs.record import SUFFIX as RUN_SUFFIX, RunRecord, RunRecordError
 from featurecache.errors import UserError
 from featurecache.files import locked, os_error, room_error, write_text
 
 INDEX = "index.html"
 LOCK = "index.lock"                   # one writer of index.html at a time: the last one sees every run
-RUN_SUFFIX = "-run.json"
 FIGURES = ("curves", "confusion", "gallery", "reliability")
 RUN_FILE_ENDINGS = ("-curves.png", "-confusion.png", "-gallery.png", "-reliability.png")  # a run's figures, never "other figures"
 BEST = "best.json"                    # per cache id, the run with the best validation accuracy
@@ -71,8 +73,8 @@ class Run:
     """One run record found in the folder, with the files it names that are still there."""
 
     name: str                     # file name of the run record
-    record: dict
-    files: dict[str, str]         # key (curves, confusion, ...) -> file name beside the record, present ones
+    record: RunRecord
+    files: dict[str, str]         # key (curves, confusion, ...) -> the file's path from the page, present ones
     missing: list[str]            # file names the record names that are gone
     report_text: str = ""
 
@@ -82,32 +84,16 @@ class Run:
 
     @property
     def accuracy(self) -> float:
-        return float(self.record["metrics"]["accuracy"])   # checked to be a number by read_record
+        return self.record.metrics.accuracy
 
     @property
     def cache_key(self) -> str:
-        return str(self.record.get("cache_id") or (self.record.get("cache") or {}).get("path") or "?")
+        return self.record.cache_id or self.record.cache.path or "?"
 
     @property
     def val_accuracy(self) -> float | None:
-        """Accuracy of the kept model on its validation rows: the record's, or for records written
-        before it was stored, the validation accuracy its curves or C sweep kept (None if neither)."""
-        value = (self.record.get("metrics") or {}).get("val_accuracy")
-        if value is None:
-            value = kept_val_accuracy(self.record)
-        return None if value is None else float(value)
-
-
-def kept_val_accuracy(record: dict) -> float | None:
-    """The validation accuracy at the kept point of a run's curves (the chosen C, the restored
-    epoch) or of its C sweep; None when the record has neither."""
-    history, chosen = record.get("history") or {}, record.get("chosen") or {}
-    for point in chosen.get("C_sweep") or []:
-        if point.get("C") == chosen.get("C"):
-            return point.get("val_accuracy")
-    if history.get("chosen") in (history.get("x") or []) and history.get("val_acc"):
-        return history["val_acc"][history["x"].index(history["chosen"])]
-    return None
+        """Accuracy of the kept model on its validation rows (RunRecord.validation_accuracy), or None."""
+        return self.record.validation_accuracy
 
 
 @dataclass
@@ -120,7 +106,7 @@ class Group:
     best: Run | None              # best validation accuracy (never the test rows'), None if no run has one
 
     @property
-    def record(self) -> dict:
+    def record(self) -> RunRecord:
         return self.runs[0].record
 
 
@@ -138,26 +124,25 @@ class Page:
 
 def read_runs(folder: Path) -> tuple[list[Run], list[str]]:
     """Every run record in `folder`, best accuracy first, and "<name>: what is wrong" for each
-    `*-run.json` file that is not a run record (`classify.runs.saved.read_record` checks them). The files a record names are looked up beside it by name, so a folder that
-    was moved still reads."""
-    from classify.runs.saved import RecordError, read_record   # here: saved pulls in h5py
-
+    `*-run.json` file that is not a run record (`RunRecord.load` checks them). The files a record names
+    are looked up where `RunRecord.located` says (its run folder, or beside it for runs written flat),
+    so a folder that was moved still reads."""
     runs, skipped = [], []
     for path in sorted(folder.glob("*" + RUN_SUFFIX)):
         try:
-            record = read_record(path)
-        except RecordError as e:
+            record = RunRecord.load(path)
+        except RunRecordError as e:
             skipped.append(f"{path.name}: {e.problem}")
             continue
         present, missing = {}, []
-        for key, value in record["files"].items():
-            name = Path(str(value)).name
+        for key in record.files:
             if key == "run":
                 continue
-            if (folder / name).is_file():
-                present[key] = name
+            found = record.located(key)
+            if found.is_file():
+                present[key] = found.relative_to(folder).as_posix()
             else:
-                missing.append(name)
+                missing.append(found.name)
         text = ""
         if "report_txt" in present:
             try:
@@ -170,16 +155,19 @@ def read_runs(folder: Path) -> tuple[list[Run], list[str]]:
 
 
 def other_figures(folder: Path, runs: list[Run]) -> list[tuple[str, list[str]]]:
-    """PNGs in the folder that belong to no run record (comparison chart, learning curves, ...), each
-    with the CSV / Markdown files of the same stem. Figures named like a run's figures are left out:
-    they are what is left of a run whose record was deleted."""
+    """PNGs in the folder, or in a run's own folder, that belong to no run record (comparison chart,
+    learning curves, a run's robustness figures, ...), each with the CSV / Markdown files of the same
+    stem, as paths from the page. Figures named like a run's figures are left out: they are what is
+    left of a run whose record was deleted."""
     claimed = {name for r in runs for name in r.files.values()}
+    places = [folder] + sorted({folder / r.record.folder for r in runs if r.record.folder})
     out = []
-    for png in sorted(folder.glob("*.png")):
-        if png.name in claimed or png.name.startswith(".") or png.name.endswith(RUN_FILE_ENDINGS + AUDIT_FIGURES):
+    for png in (p for place in places for p in sorted(place.glob("*.png"))):
+        name = png.relative_to(folder).as_posix()
+        if name in claimed or png.name.startswith(".") or png.name.endswith(RUN_FILE_ENDINGS + AUDIT_FIGURES):
             continue
-        siblings = [p.name for ext in (".csv", ".md") if (p := png.with_suffix(ext)).is_file()]
-        out.append((png.name, siblings))
+        siblings = [p.relative_to(folder).as_posix() for ext in (".csv", ".md") if (p := png.with_suffix(ext)).is_file()]
+        out.append((name, siblings))
     return out
 
 
@@ -191,26 +179,24 @@ def build_page(folder: str | os.PathLike) -> Page:
 
     caches: dict[str, dict] = {}
     for run in runs:
-        cache = run.record["cache"]
-        key = str(run.record.get("cache_id") or cache["path"] or "?")
-        if key not in caches:
-            caches[key] = {"path": cache["path"], "attrs": cache["attrs"], "problem": run_cache_problem(run.record)}
+        cache = run.record.cache
+        if run.cache_key not in caches:
+            caches[run.cache_key] = {"path": cache.path, "attrs": cache.attrs, "problem": run_cache_problem(run.record)}
     return Page(folder, runs, caches, other_figures(folder, runs), skipped, group_runs(runs))
 
 
 # --------------------------------------------------------------------------- groups and the best run
 
-SETTINGS = ("seed", "val_fraction", "train_size", "views", "tta", "max_memory")  # config keys shown when they differ
-SETTING_DEFAULTS = {"views": "all", "tta": False}   # what records from before these settings ran with
+SETTINGS = ("seed", "val_fraction", "train_size", "views", "tta", "max_memory")  # shared settings shown when they differ
 
 
-def run_settings(record: dict) -> dict[str, str]:
+def run_settings(record: RunRecord) -> dict[str, str]:
     """Every setting of a run that can differ between runs of one cache, as JSON text: the model's
     hyperparameters, the split, views and TTA, the memory budget and the cache's precision."""
-    cfg = record.get("config") or {}
-    out = {k: json.dumps(v) for k, v in (record.get("hyperparameters") or {}).items()}
-    out.update({k: json.dumps(cfg.get(k, SETTING_DEFAULTS.get(k))) for k in SETTINGS})
-    out["precision"] = json.dumps(((record.get("cache") or {}).get("attrs") or {}).get("precision"))
+    shared = record.shared
+    out = {k: json.dumps(v) for k, v in record.hyperparameters.items()}
+    out.update({k: json.dumps(getattr(shared, k)) for k in SETTINGS})
+    out["precision"] = json.dumps(record.cache.attrs.get("precision"))
     return out
 
 
@@ -238,11 +224,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
     for run in runs:
         by_cache.setdefault(run.cache_key, []).append(run)
     groups = [Group(k, rs, differing_settings(rs), best_by_validation(rs)) for k, rs in by_cache.items()]
-    return sorted(groups, key=lambda g: tuple(str(cache_attrs(g.record).get(k) or "") for k in GROUP_FIELDS) + (g.key,))
-
-
-def cache_attrs(record: dict) -> dict:
-    return (record.get("cache") or {}).get("attrs") or {}
+    return sorted(groups, key=lambda g: tuple(str(g.record.cache.attrs.get(k) or "") for k in GROUP_FIELDS) + (g.key,))
 
 
 def best_pointers(groups: list[Group]) -> dict:
@@ -251,9 +233,8 @@ def best_pointers(groups: list[Group]) -> dict:
     for g in groups:
         if g.best is not None:
             r = g.best.record
-            out[g.key] = {"cache": (r.get("cache") or {}).get("path"), "run": g.best.name, "run_id": r.get("run_id"),
-                          "model": r.get("model"), "val_accuracy": g.best.val_accuracy,
-                          "test_accuracy": (r.get("metrics") or {}).get("accuracy")}
+            out[g.key] = {"cache": r.cache.path, "run": g.best.name, "run_id": r.run_id, "model": r.model,
+                          "val_accuracy": g.best.val_accuracy, "test_accuracy": r.metrics.accuracy}
     return {"format": BEST_FORMAT, "chosen_by": "validation accuracy", "caches": out}
 
 
@@ -327,14 +308,6 @@ def table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozens
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n"
 
 
-def settings_text(record: dict) -> str:
-    """The model's settings and what differs between runs of one model, on one line."""
-    parts = [f"{k}={v}" for k, v in (record.get("hyperparameters") or {}).items()]
-    cfg = record.get("config") or {}
-    parts += [f"{k}={cfg[k]}" for k in ("seed", "val_fraction", "train_size") if cfg.get(k) is not None]
-    return ", ".join(parts)
-
-
 def cache_note(problem: str) -> str:
     """What the page says of a cache that is not at its path as the runs used it."""
     if problem == "gone":
@@ -361,12 +334,9 @@ def caches_html(page: Page) -> str:
     return table(["cache", "provenance", "path"], rows)
 
 
-def interval(record: dict) -> tuple[float, float] | None:
+def interval(record: RunRecord) -> tuple[float, float] | None:
     """A run's bootstrap 95% interval of its test accuracy, or None (records older than intervals)."""
-    ci = (record.get("metrics") or {}).get("accuracy_ci")
-    if isinstance(ci, list) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
-        return float(ci[0]), float(ci[1])
-    return None
+    return record.metrics.accuracy_ci
 
 
 def standings(runs: list[Run]) -> dict[str, str]:
@@ -374,15 +344,15 @@ def standings(runs: list[Run]) -> dict[str, str]:
     intervals: runs whose intervals overlap are called neither better nor worse."""
     top: dict[str, Run] = {}
     for run in runs:   # sorted best first
-        top.setdefault(str(run.record.get("cache_id")), run)
+        top.setdefault(run.record.cache_id, run)
     out = {}
     for run in runs:
-        best = top[str(run.record.get("cache_id"))]
+        best = top[run.record.cache_id]
         mine, theirs = interval(run.record), interval(best.record)
         if mine is None or theirs is None:
             out[run.name] = "no interval"
         elif run is best:
-            rivals = [r for r in runs if r is not run and r.record.get("cache_id") == run.record.get("cache_id")]
+            rivals = [r for r in runs if r is not run and r.record.cache_id == run.record.cache_id]
             tied = sum(1 for r in rivals if interval(r.record) and interval(r.record)[1] >= mine[0])
             out[run.name] = (f"top; not better than {tied} other run(s): intervals overlap" if tied
                              else "top" + ("; better than the rest: no interval overlaps" if rivals else ""))
@@ -393,14 +363,14 @@ def standings(runs: list[Run]) -> dict[str, str]:
     return out
 
 
-def interval_words(record: dict) -> str:
+def interval_words(record: RunRecord) -> str:
     """ " (95% interval a-b, ECE e; calibrated at T = t from ECE e0)" for the run's paragraph."""
-    ci, m, cal = interval(record), record.get("metrics") or {}, record.get("calibration")
+    ci, m, cal = interval(record), record.metrics, record.calibration
     parts = [f"95% interval {ci[0]:.3f}&ndash;{ci[1]:.3f}"] if ci else []
-    if isinstance(m.get("ece"), (int, float)):
-        parts.append(f"ECE {m['ece']:.3f}")
-    if isinstance(cal, dict) and isinstance(cal.get("temperature"), (int, float)):
-        parts.append(f"calibrated at T = {cal['temperature']:.2f} from ECE {number(cal.get('ece_before'), '.3f')}")
+    if m.ece is not None:
+        parts.append(f"ECE {m.ece:.3f}")
+    if cal is not None:
+        parts.append(f"calibrated at T = {cal.temperature:.2f} from ECE {number(cal.ece_before, '.3f')}")
     return f" ({'; '.join(parts)})" if parts else ""
 
 
@@ -417,9 +387,9 @@ def setting_value(text: str) -> str:
 def group_header(group: Group) -> str:
     """The cache in one line: data set, backbone, image size, pooling, precision, class count."""
     r = group.record
-    a = cache_attrs(r)
-    n = len(r.get("class_names") or []) or "?"
-    stem = Path(str((r.get("cache") or {}).get("path") or "?")).stem
+    a = r.cache.attrs
+    n = len(r.class_names)
+    stem = Path(r.cache.path or "?").stem
     facts = " · ".join(esc(v) for v in (a.get("dataset"), a.get("backbone"),
                                         f"{a.get('image_size')} px" if a.get("image_size") else None,
                                         a.get("pooling"), a.get("precision")) if v)
@@ -430,10 +400,10 @@ def group_header(group: Group) -> str:
 def best_line(group: Group) -> str:
     if group.best is None:
         return '<p class="muted">no run here records a validation accuracy, so none is marked best.</p>'
-    path = str((group.best.record.get("cache") or {}).get("path") or "CACHE")
+    path = group.best.record.cache.path or "CACHE"
     return (f'<p><span class="best">best by validation accuracy</span> '
             f'({number(group.best.val_accuracy, ".4f")}): <a href="#{esc(group.best.anchor)}">'
-            f'{esc(group.best.record.get("model"))} {esc(group.best.record.get("run_id"))}</a>; predict with it: '
+            f'{esc(group.best.record.model)} {esc(group.best.record.run_id)}</a>; predict with it: '
             f'<code>make predict RUN=best FEATURES={esc(path)} IMAGES=...</code></p>')
 
 
@@ -454,18 +424,18 @@ def group_table(group: Group) -> str:
     rows = []
     standing = standings(group.runs)
     for i, run in enumerate(group.runs, 1):
-        r, m = run.record, run.record.get("metrics") or {}
+        r, m = run.record, run.record.metrics
         settings = run_settings(r)
         differs = ", ".join(f"{k}={setting_value(settings[k])}" for k in group.differing if k in settings)
         best = ' <span class="best" title="best validation accuracy of this cache">best</span>' \
             if run is group.best else ""
-        rows.append([str(i), thumbnail(run), f'<a href="#{esc(run.anchor)}">{esc(r.get("model"))}</a>',
+        rows.append([str(i), thumbnail(run), f'<a href="#{esc(run.anchor)}">{esc(r.model)}</a>',
                      esc(differs) or '<span class="muted">—</span>', number(run.val_accuracy, ".4f"),
-                     number(m.get("accuracy"), ".4f"),
+                     number(m.accuracy, ".4f"),
                      f"{ci[0]:.3f}&ndash;{ci[1]:.3f}" if (ci := interval(r)) else "", esc(standing[run.name]),
-                     number(m.get("ece"), ".3f"), number(m.get("clean_accuracy"), ".4f"), number(m.get("macro_f1"), ".4f"),
-                     number(m.get("train_time_s"), ".2f"),
-                     f'<a href="#{esc(run.anchor)}">{esc(r.get("run_id") or run.name)}</a> '
+                     number(m.ece, ".3f"), number(m.clean_accuracy, ".4f"), number(m.macro_f1, ".4f"),
+                     number(m.train_time_s, ".2f"),
+                     f'<a href="#{esc(run.anchor)}">{esc(r.run_id or run.name)}</a> '
                      f'({link(run.name, "record")}){best}'])
     return table(headers, rows, numeric={0, 4, 5, 6, 8, 9, 10, 11})
 
@@ -491,37 +461,44 @@ def figure_html(name: str, siblings: list[str]) -> str:
             f"<figcaption>{esc(name)}{' · ' + extra if extra else ''}</figcaption></figure>")
 
 
+def scores_html(r: RunRecord) -> str:
+    """The run's paragraph: test scores, clean-test accuracy, rows left out, row counts, timings."""
+    m = r.metrics
+    return (f"<p>test accuracy <b>{number(m.accuracy, '.4f')}</b>{interval_words(r)}, macro F1 {number(m.macro_f1, '.4f')}; "
+            + (f"clean test accuracy {number(m.clean_accuracy, '.4f')} on {esc(m.clean_n_test)} test rows with no "
+               f"near-duplicate in train; " if m.clean_accuracy is not None else "")
+            + (f"{esc(m.excluded_rows)} training rows left out ({esc(m.exclude)}); " if m.excluded_rows is not None else "")
+            + f"fit on {esc(m.n_fit)} rows in {number(m.train_time_s, '.2f')} s, validated on "
+            f"{esc(m.n_val)}, tested on {esc(m.n_test)} (predict {number(m.predict_time_s, '.3f')} s); "
+            f"written {esc(r.created)}</p>")
+
+
+def settings_rows(r: RunRecord) -> list[list[str]]:
+    """The run's settings, what training chose, and the identity of its cache, as table rows."""
+    shared = r.shared
+    settings = {**r.hyperparameters, **{k: getattr(shared, k) for k in ("seed", "val_fraction", "train_size")}}
+    chosen = {k: v for k, v in r.chosen.items() if not isinstance(v, (list, dict))}
+    rows = [[esc(k), f"<code>{esc(json.dumps(v))}</code>"] for k, v in settings.items()]
+    rows += [[f"chosen: {esc(k)}", f"<code>{esc(json.dumps(v))}</code>"] for k, v in chosen.items()]
+    ident = {"cache id": r.cache_id, "cache": r.cache.path}
+    attrs = r.cache.attrs
+    ident.update({label: attrs.get(key) for key, label in CACHE_FIELDS if attrs.get(key) not in (None, "")})
+    return rows + [[f"cache: {esc(k)}", f"<code>{esc(v)}</code>"] for k, v in ident.items()]
+
+
 def run_html(run: Run) -> str:
     r = run.record
-    m = r.get("metrics") or {}
-    cache = r.get("cache") or {}
-    title = f"{r.get('model')} on {Path(str(cache.get('path') or '?')).stem}"
+    title = f"{r.model} on {Path(r.cache.path or '?').stem}"
     out = [f'<section class="run" id="{esc(run.anchor)}">',
-           f"<h3>{esc(title)} <small class=\"muted\">run {esc(r.get('run_id'))}</small></h3>",
-           f"<p>test accuracy <b>{number(m.get('accuracy'), '.4f')}</b>{interval_words(r)}, macro F1 {number(m.get('macro_f1'), '.4f')}; "
-           + (f"clean test accuracy {number(m['clean_accuracy'], '.4f')} on {esc(m.get('clean_n_test'))} test rows with no "
-              f"near-duplicate in train; " if "clean_accuracy" in m else "")
-           + (f"{esc(m['excluded_rows'])} training rows left out ({esc(m.get('exclude'))}); " if "excluded_rows" in m else "")
-           + f"fit on {esc(m.get('n_fit'))} rows in {number(m.get('train_time_s'), '.2f')} s, validated on "
-           f"{esc(m.get('n_val'))}, tested on {esc(m.get('n_test'))} (predict {number(m.get('predict_time_s'), '.3f')} s); "
-           f"written {esc(r.get('created'))}</p>"]
+           f"<h3>{esc(title)} <small class=\"muted\">run {esc(r.run_id)}</small></h3>", scores_html(r)]
     for key in FIGURES:
         if key in run.files:
             name = run.files[key]
             out.append(f'<figure class="{esc(key)}"><a href="{esc(quote(name))}"><img src="{esc(quote(name))}" alt="{esc(key)}"></a>'
                        f"<figcaption>{esc(key)}</figcaption></figure>")
-    if r.get("gallery") not in (None, "written"):
-        out.append(f'<p class="muted">no gallery: {esc(r["gallery"])}</p>')
-    settings = {**(r.get("hyperparameters") or {}),
-                **{k: v for k, v in (r.get("config") or {}).items() if k in ("seed", "val_fraction", "train_size")}}
-    chosen = {k: v for k, v in (r.get("chosen") or {}).items() if not isinstance(v, (list, dict))}
-    rows = [[esc(k), f"<code>{esc(json.dumps(v))}</code>"] for k, v in settings.items()]
-    rows += [[f"chosen: {esc(k)}", f"<code>{esc(json.dumps(v))}</code>"] for k, v in chosen.items()]
-    ident = {"cache id": r.get("cache_id"), "cache": cache.get("path")}
-    attrs = cache.get("attrs") or {}
-    ident.update({label: attrs.get(key) for key, label in CACHE_FIELDS if attrs.get(key) not in (None, "")})
-    rows += [[f"cache: {esc(k)}", f"<code>{esc(v)}</code>"] for k, v in ident.items()]
-    out.append("<details open><summary>settings and cache identity</summary>" + table(["setting", "value"], rows)
+    if r.gallery not in (None, "written"):
+        out.append(f'<p class="muted">no gallery: {esc(r.gallery)}</p>')
+    out.append("<details open><summary>settings and cache identity</summary>" + table(["setting", "value"], settings_rows(r))
                + "</details>")
     if run.report_text:
         out.append(f"<details open><summary>classification report (test rows)</summary><pre>{esc(run.report_text)}</pre></details>")
@@ -557,7 +534,7 @@ def render(page: Page) -> str:
         parts.extend(run_html(run) for group in page.groups for run in group.runs)
     if page.skipped:
         parts.append('<p class="muted">not run records, skipped:</p><ul class="muted">'
-                     + "".join(f"<li>{esc(s)}</li>" for s in page.skipped) + "</ul>")
+                     + "".join(f"<li>skipped: {esc(s)}</li>" for s in page.skipped) + "</ul>")
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
 

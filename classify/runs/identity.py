@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from classify.runs.record import RunRecord
 from featurecache.cache import IDENTITY_ATTRS, CacheFile
 from featurecache.errors import UserError
 from featurecache.files import sha256
@@ -63,18 +64,18 @@ def identity(attrs: dict, path: str | os.PathLike, opened: CacheFile | None = No
     return ident
 
 
-def opened_cache(record: dict) -> tuple[CacheFile | None, str | None]:
+def opened_cache(record: RunRecord) -> tuple[CacheFile | None, str | None]:
     """(the cache at a run record's cache path, opened, or None; why it is not the cache the run was
     trained on, in a few words ("gone", "replaced: ..."), or None when it is). The id is taken from
     the file opened, so what a caller then reads through it is what was checked."""
-    path = Path(record["cache"]["path"])
+    path = Path(record.cache.path)
     if not path.is_file():
         return None, "gone"
     try:
         opened = CacheFile(path)
     except UserError as e:
         return None, f"unreadable: {e.message}"
-    found, want = digest(identity(opened.attrs, path, opened)), record.get("cache_id")
+    found, want = digest(identity(opened.attrs, path, opened)), record.cache_id
     if found != want:
         opened.close()
         return None, (f"replaced: its cache id is {found}, the run recorded {want} "
@@ -82,7 +83,7 @@ def opened_cache(record: dict) -> tuple[CacheFile | None, str | None]:
     return opened, None
 
 
-def run_cache_problem(record: dict) -> str | None:
+def run_cache_problem(record: RunRecord) -> str | None:
     """Why the cache at a run record's cache path is not the cache the run was trained on, or None."""
     opened, problem = opened_cache(record)
     if opened is not None:
@@ -90,10 +91,10 @@ def run_cache_problem(record: dict) -> str | None:
     return problem
 
 
-def run_cache(record: dict, run_path: str | os.PathLike) -> CacheFile:
+def run_cache(record: RunRecord, run_path: str | os.PathLike) -> CacheFile:
     """A run's cache, opened and checked to be the cache the run was trained on (read it through
     the `CacheFile` returned: `read_cache(run_cache(...))`); UserError otherwise."""
-    path = Path(record["cache"]["path"])
+    path = Path(record.cache.path)
     opened, problem = opened_cache(record)
     if problem == "gone":
         raise UserError(f"the feature cache {path} that {Path(run_path).name} was trained on is gone; "

@@ -1,18 +1,21 @@
 """Writing a run's files under reports/: names, atomic writes, the run record.
 
 A run's files are named after the cache, the model and a short digest of the run's identity
-(`<cache stem>-<model>-<8 hex>-run.json`, ...): the digest covers the model's settings, the seed,
-the validation share, the training-set size and the cache's identity attributes (not its file
-name), so a run with other settings, or on another cache that happens to share a file name,
-never replaces an earlier run's files; the same settings on the same cache replace only that
+(`<cache stem>-<model>-<8 hex>-run.json`, ...). The run record stays at the top of the reports
+folder; the run's figures, reports and model go into a folder of its own beside it, named like the
+record without "-run.json" (`reports/<name>/<name>-curves.png`, ...; the record's `folder`). The
+digest covers the model's settings, the seed, the validation share, the training-set size and the
+cache's identity attributes (not its file name), so a run with other settings, or on another cache
+that happens to share a file name, never replaces an earlier run's files; the same settings on the same cache replace only that
 run. `<cache stem>-<model>-latest.json` names the latest such run (a convenience for people;
-comparison tables never point at it). --plot-name / --report-name replace the default names.
+comparison tables never point at it). --plot-name / --report-name replace the default names, and the
+files then lie at the top of --out-dir, named as asked (no run folder).
 
 Every file is first written aside (`.<name>.<pid>.tmp<suffix>` in the same folder,
 `featurecache.files.Staged`) and renamed into place only when all of a run's files are written,
-so a run that fails or is interrupted part-way leaves the earlier files exactly as they were.
-Paths inside run records are absolute; `resolve` also reads relative ones (relative to the file
-that holds them).
+so a run that fails or is interrupted part-way leaves the earlier files exactly as they were (and
+no new run folder). Paths inside run records are absolute; readers find the files through
+`RunRecord.located`, and `resolve` reads the paths other files hold (relative to the file that holds them).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 from classify.reporting import plots
 
 from classify.runs import saved
+from classify.runs.record import Calibration, CacheRef, Metrics, RunRecord
 from classify.training.config import ClassifyConfig, has_views
 from classify.training.specs import SPECS
 from classify.runs.identity import digest, identity, json_default
@@ -97,13 +101,15 @@ def run_id(cache: Cache, cfg: ClassifyConfig, model: str | None = None) -> str:
 
 
 def run_paths(out_dir: Path, cache: Cache, cfg: ClassifyConfig, model: str | None = None) -> dict[str, Path]:
-    """Where each file of a run goes (absolute). Default names: <cache stem>-<model>-<run id>-{curves.png,
-    confusion.png, gallery.png, reliability.png, report.txt, report.json, run.json, model.<ext>}, plus the pointer
-    <cache stem>-<model>-latest.json.
+    """Where each file of a run goes (absolute). Default names: <base>-run.json and the pointer
+    <cache stem>-<model>-latest.json at the top of out_dir, and the run's folder <base>/ beside them holding
+    <base>-{curves.png, confusion.png, gallery.png, reliability.png, report.txt, report.json, model.<ext>},
+    where <base> is <cache stem>-<model>-<run id>.
 
     --plot-name NAME names the curves PNG (".png" added if missing); the confusion matrix and gallery
     become NAME-confusion.png, NAME-gallery.png and NAME-reliability.png. --report-name NAME gives NAME.txt and NAME.json;
-    the run record and model become NAME-run.json and NAME-model.<ext>, and no pointer is written.
+    the run record and model become NAME-run.json and NAME-model.<ext>, and no pointer is written. Named
+    files are not put in a run folder: they lie in out_dir under the names asked for.
     """
     model = model or cfg.model
     out_dir = Path(os.path.abspath(out_dir))
@@ -112,15 +118,16 @@ def run_paths(out_dir: Path, cache: Cache, cfg: ClassifyConfig, model: str | Non
     plot = Path(cfg.plot_name).stem if cfg.plot_name else None
     report = Path(cfg.report_name).stem if cfg.report_name and Path(cfg.report_name).suffix in (".txt", ".json") \
         else cfg.report_name
+    folder = out_dir if plot or report else out_dir / base   # the run's own folder, for default names
     paths = {
-        "curves": out_dir / (f"{plot}.png" if plot else f"{base}-curves.png"),
-        "confusion": out_dir / f"{plot or base}-confusion.png",
-        "gallery": out_dir / f"{plot or base}-gallery.png",
-        "reliability": out_dir / f"{plot or base}-reliability.png",
-        "report_txt": out_dir / f"{report or base + '-report'}.txt",
-        "report_json": out_dir / f"{report or base + '-report'}.json",
+        "curves": folder / (f"{plot}.png" if plot else f"{base}-curves.png"),
+        "confusion": folder / f"{plot or base}-confusion.png",
+        "gallery": folder / f"{plot or base}-gallery.png",
+        "reliability": folder / f"{plot or base}-reliability.png",
+        "report_txt": folder / f"{report or base + '-report'}.txt",
+        "report_json": folder / f"{report or base + '-report'}.json",
         "run": out_dir / f"{report or base}-run.json",
-        "model": out_dir / f"{report or base}-model{SPECS[model].suffix}",
+        "model": folder / f"{report or base}-model{SPECS[model].suffix}",
     }
     if not report:
         paths["latest"] = out_dir / f"{stem}-{model}-latest.json"
@@ -204,51 +211,56 @@ def write_json(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=1, default=json_default, allow_nan=False) + "\n")
 
 
-def run_record(cache: Cache, cfg: ClassifyConfig, result: RunResult, paths: dict[str, Path], gallery_note: str | None) -> dict:
+def run_record(cache: Cache, cfg: ClassifyConfig, result: RunResult, paths: dict[str, Path],
+               gallery_note: str | None) -> RunRecord:
     """Everything about a run: its identity, settings, chosen values, the cache it read, metrics, its files."""
-    return {
-        "format": saved.RUN_FORMAT,
-        "format_version": saved.FORMAT_VERSION,
-        "run_id": run_id(cache, cfg),
-        "cache_id": cache_id(cache),
-        "model": cfg.model,
-        "hyperparameters": cfg.hyperparameters(),
-        "chosen": result.trained.details,
-        "settings": cfg.settings(has_views(cache.attrs)),  # the summary: what applied to this run
-        "config": cfg.to_dict(),                           # the full effective configuration
-        "cache": {"path": os.path.abspath(cache.path), "attrs": cache.attrs},
-        "class_names": cache.class_names,
-        "metrics": result.metrics,
+    files = {k: str(p) for k, p in paths.items() if k != "latest" and (k != "gallery" or gallery_note is None)}
+    if not result.trained.history:
+        files.pop("curves")
+    folder = paths["model"].parent
+    return RunRecord(
+        run_id=run_id(cache, cfg),
+        cache_id=cache_id(cache),
+        model=cfg.model,
+        hyperparameters=cfg.hyperparameters(),
+        chosen=result.trained.details,
+        settings=cfg.settings(has_views(cache.attrs)),  # the summary: what applied to this run
+        config=cfg.to_dict(),                           # the full effective configuration
+        cache=CacheRef(os.path.abspath(cache.path), cache.attrs),
+        class_names=list(cache.class_names),
+        metrics=Metrics.from_json(json.loads(json.dumps(result.metrics, default=json_default)), "metrics"),
         # --calibrate: the temperature predict applies, and the test rows' calibration error before it
-        "calibration": result.calibration,
-        # the split is over images: fit_rows == fit_images * (K + 1) with K views, val_images never fitted
-        "fit_images": result.metrics["fit_images"],
-        "fit_rows": result.metrics["fit_rows"],
-        "val_images": result.rows.val.tolist(),
-        "history": result.trained.history,
-        "model_format": result.trained.format,
-        "model_file": paths["model"].name,
-        "files": {k: str(p) for k, p in paths.items() if k != "latest" and (k != "gallery" or gallery_note is None)},
-        "gallery": gallery_note or "written",
-        "versions": versions(),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+        calibration=Calibration(**result.calibration) if result.calibration else None,
+        fit_images=result.metrics["fit_images"],
+        fit_rows=result.metrics["fit_rows"],
+        val_images=result.rows.val.tolist(),
+        history=result.trained.history,
+        model_format=result.trained.format,
+        model_file=paths["model"].name,
+        files=files,
+        folder="" if folder == paths["run"].parent else folder.name,
+        gallery=gallery_note or "written",
+        versions=versions(),
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        path=paths["run"],
+    )
 
 
 def reliability_title(title: str, result: RunResult) -> str:
     ece = f"ECE {result.metrics['ece']:.3f}"
-    if result.calibration:
+    if result.calibration:   # the fresh result's own dict: {"temperature", "ece_before"}
         ece = (f"ECE {result.calibration['ece_before']:.3f} -> {result.metrics['ece']:.3f} "
                f"(T = {result.calibration['temperature']:.2f})")
     return f"{title}: {ece}"
 
 
 def stage_run(staged: Staged, cache: Cache, cfg: ClassifyConfig, result: RunResult,
-              paths: dict[str, Path]) -> tuple[dict, str | None]:
-    """Write every file of a run aside in `staged` (renamed into place when it commits).
-    Returns (run record, why no gallery or None)."""
+              paths: dict[str, Path]) -> tuple[RunRecord, str | None]:
+    """Write every file of a run aside in `staged` (renamed into place when it commits; a run folder
+    it makes is removed again if it does not). Returns (run record, why no gallery or None)."""
     import matplotlib
 
+    remove_stale_temps(paths["model"].parent)   # what a killed run left in this run's folder
     title = f"{cfg.model} on {cache.path.stem}"
     items, gallery_note = gallery_items(cache, result.proba)
     labels, families, names_note = drawable_names(cache.class_names)
@@ -269,14 +281,11 @@ def stage_run(staged: Staged, cache: Cache, cfg: ClassifyConfig, result: RunResu
     model_tmp = staged.aside(paths["model"])
     save_model(result.trained, model_tmp)
     record = run_record(cache, cfg, result, paths, gallery_note)
-    if not result.trained.history:
-        record["files"].pop("curves")
-    if names_note:
-        record["class_names_note"] = names_note
-    record["model_sha256"] = saved.sha256(model_tmp)
-    write_json(staged.aside(paths["run"]), record)
+    record.class_names_note = names_note
+    record.model_sha256 = saved.sha256(model_tmp)
+    staged.aside(paths["run"]).write_text(record.json())
     if "latest" in paths:
-        write_json(staged.aside(paths["latest"]), {"run": paths["run"].name, "run_id": record["run_id"]})
+        write_json(staged.aside(paths["latest"]), {"run": paths["run"].name, "run_id": record.run_id})
     return record, gallery_note
 
 
@@ -298,7 +307,7 @@ def write_error(e: BaseException, folder: Path) -> Exception | None:
     return None if os_err is None else room_error(os_err, folder)
 
 
-def write_run(cache: Cache, cfg: ClassifyConfig, result: RunResult, paths: dict[str, Path]) -> tuple[dict, str | None]:
+def write_run(cache: Cache, cfg: ClassifyConfig, result: RunResult, paths: dict[str, Path]) -> tuple[RunRecord, str | None]:
     """Write every file of a run, atomically as a set. Returns (run record, why no gallery or None)."""
     try:
         with Staged() as staged:

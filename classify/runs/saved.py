@@ -1,6 +1,6 @@
 """Saved classifiers: written in formats that load without running code, and read back for `predict`.
 
-A run writes its model beside its run record (`<name>-run.json`):
+A run writes its model in its folder beside its run record (`<name>-run.json`, classify.runs.record):
 
     lr   <name>-model.h5      HDF5 arrays: coef, intercept, classes, scaler mean and scale
     rf   <name>-model.h5      HDF5 arrays: every tree's nodes (children, feature, threshold, leaf
@@ -32,7 +32,6 @@ path: a fresh forest is converted to the same arrays and scored by the same
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +40,10 @@ from typing import Callable
 import h5py
 import numpy as np
 
+from classify.runs.record import RunRecord
 from featurecache.files import sha256
 from featurecache.errors import UserError, reason
 
-RUN_FORMAT = "featurecache-run"
 MODEL_FORMAT = "featurecache-model"
 FORMAT_VERSION = 1
 FOREST_ARRAYS = ("roots", "left", "right", "feature", "threshold", "value", "classes")
@@ -246,19 +245,18 @@ def load_keras_model(path: Path):
 # --------------------------------------------------------------------------- runs
 
 
-def calibrated_proba(proba: Callable, calibration: dict, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+def calibrated_proba(proba: Callable, t: float, path: Path) -> Callable[[np.ndarray], np.ndarray]:
     """A model's predict_proba followed by the run's temperature scaling (classify.training.evaluation.calibrated)."""
     from classify.training.evaluation import calibrated
 
-    t = calibration.get("temperature") if isinstance(calibration, dict) else None
-    if not isinstance(t, (int, float)) or not (0 < t < float("inf")):
+    if not (0 < t < float("inf")):
         raise UserError(f"{path} holds no usable calibration temperature ({t!r}); re-run classify --calibrate")
     return lambda x: calibrated(proba(x), float(t))
 
 
 @dataclass
 class SavedRun:
-    record: dict                   # the run record JSON
+    record: RunRecord              # the run record (classify.runs.record)
     class_names: list[str]
     cache_attrs: dict              # the source cache's attributes: backbone, pooling, image_size, weights, ...
     _proba: Callable[[np.ndarray], np.ndarray]
@@ -277,100 +275,29 @@ class SavedRun:
         return self._proba(features)
 
 
-# field -> the JSON type every reader of a run record relies on (the report, compare, robustness,
-# predict, tracking); `record_problem` checks them, so a reader never meets another type
-RECORD_TYPES = {
-    "format_version": int, "model": str, "run_id": str, "cache_id": str, "hyperparameters": dict, "chosen": dict,
-    "config": dict, "cache": dict, "class_names": list, "metrics": dict, "history": dict, "files": dict,
-    "model_format": str, "model_file": str, "model_sha256": str, "created": str,
-}
-RECORD_REQUIRED = ("model", "hyperparameters", "config", "cache", "class_names", "metrics", "files")
-SCORES = ("accuracy", "macro_f1")   # metrics that must be numbers in 0..1 (accuracy always there)
-
-
-class RecordError(UserError):
-    """A `*-run.json` that is not a run record classify can read: `problem` says what is wrong."""
-
-    def __init__(self, path: Path, problem: str):
-        self.path, self.problem = Path(path), problem
-        super().__init__(f"{path} is not a run record classify can read ({problem}); "
-                         "pass a <name>-run.json written by classify, or re-run classify to write it again")
-
-
-def kind_name(value) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
-
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
-
-
-def record_problem(record) -> str | None:
-    """What is wrong with a parsed run record, in a few words, or None when it has every field its
-    readers use, each of the right type. The one check of a run record's types."""
-    if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
-        return f"no format='{RUN_FORMAT}'"
-    missing = [k for k in RECORD_REQUIRED if k not in record]
-    if missing:
-        return f"no {', '.join(missing)}"
-    for key, kind in RECORD_TYPES.items():
-        if key in record and (type(record[key]) is bool or not isinstance(record[key], kind)):
-            return f"{key} is {kind_name(record[key])}, not {kind_name(kind())}"
-    if record.get("format_version", 0) > FORMAT_VERSION:
-        return f"format_version {record['format_version']}, from a newer featurecache: upgrade to read it"
-    for key, kind in (("path", str), ("attrs", dict)):
-        if not isinstance(record["cache"].get(key), kind):
-            return f"cache.{key} is {kind_name(record['cache'].get(key))}, not {kind_name(kind())}"
-    names = record["class_names"]
-    if not names or not all(isinstance(n, str) for n in names):
-        return "class_names is not a list of names"
-    for key in SCORES:
-        value = record["metrics"].get(key)
-        if (key == "accuracy" or key in record["metrics"]) and not (is_number(value) and 0 <= value <= 1):
-            return f"metrics.{key} is {json.dumps(value)}, not a number in 0..1"
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in record["files"].items()):
-        return "files is not an object of file names"
-    return None
-
-
-def read_record(path: str | os.PathLike) -> dict:
-    """A run record read from JSON and checked by `record_problem`; RecordError when it is not one."""
-    path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RecordError(path, f"not JSON: {reason(e, 60)}") from None
-    except OSError as e:
-        raise RecordError(path, f"unreadable: {reason(e, 60)}") from None
-    problem = record_problem(record)
-    if problem:
-        raise RecordError(path, problem)
-    return record
-
-
 def load_run(run_json_path: str | os.PathLike) -> SavedRun:
-    """Read a run record written by classify and the model beside it, refusing anything else."""
+    """Read a run record written by classify and the model in its folder, refusing anything else."""
     from classify.training.specs import spec_for_format   # the specs' modules import this one
 
     path = Path(run_json_path)
     if not path.is_file():
         raise UserError(f"no run record at {path}: pass a reports/<name>-run.json written by `python -m classify`")
-    record = read_record(path)
-    name = str(record.get("model_file", ""))
-    spec = spec_for_format(record.get("model_format"))   # the model table: its file's suffix and loader
+    record = RunRecord.load(path)
+    name = record.model_file
+    spec = spec_for_format(record.model_format)   # the model table: its file's suffix and loader
     if not name or Path(name).name != name or spec is None or not name.endswith(spec.suffix):
         raise UserError(f"{path} names no model file classify could have written; re-run classify")
-    model_path = path.parent / name
+    model_path = record.located(name)
     if not model_path.is_file():
-        raise UserError(f"the model file {model_path} named by {path} is missing; keep it beside the run record or re-run classify")
-    if sha256(model_path) != record.get("model_sha256"):
+        raise UserError(f"the model file {model_path} named by {path} is missing; keep the run's files as classify "
+                        "wrote them (beside the run record, or in its folder) or re-run classify")
+    if sha256(model_path) != record.model_sha256:
         raise UserError(
             f"{model_path} is not the model its run record {path.name} describes (its checksum differs: the file "
             "was changed, truncated or replaced since classify wrote it); re-run classify to write it again"
         )
-    class_names = list(record["class_names"])
+    class_names = list(record.class_names)
     proba = spec.load(model_path, len(class_names))
-    if record.get("calibration"):   # --calibrate: predict gives the calibrated probabilities the run reported
-        proba = calibrated_proba(proba, record["calibration"], path)
-    return SavedRun(record, class_names, dict(record["cache"]["attrs"]), proba, model_path, path)
+    if record.calibration:   # --calibrate: predict gives the calibrated probabilities the run reported
+        proba = calibrated_proba(proba, record.calibration.temperature, path)
+    return SavedRun(record, class_names, dict(record.cache.attrs), proba, model_path, path)

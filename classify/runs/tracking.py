@@ -32,10 +32,10 @@ changes what is written under the reports folder. MLflow is an extra
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import click
 
+from classify.runs.record import RunRecord
 from featurecache.errors import UserError, reason
 
 TRACKERS = ("mlflow",)
@@ -74,43 +74,42 @@ def require(track: str | None) -> None:
         raise UserError(f"--track mlflow needs MLflow, which is not installed: {INSTALL}") from None
 
 
-def applied(record: dict) -> dict:
+def applied(record: RunRecord) -> dict:
     """The settings that applied to a run: its record's `settings` summary; for a record written before
     there was one, its config without the other models' hyperparameters and the file names."""
     from classify.training.specs import MODEL_PARAMS
 
-    if isinstance(record.get("settings"), dict):
-        return record["settings"]
-    others = {k for model, keys in MODEL_PARAMS.items() if model != record.get("model") for k in keys}
-    own = set(MODEL_PARAMS.get(record.get("model"), ()))
-    return {k: v for k, v in (record.get("config") or {}).items() if k in own or k not in others}
+    if record.settings is not None:
+        return record.settings
+    others = {k for model, keys in MODEL_PARAMS.items() if model != record.model for k in keys}
+    own = set(MODEL_PARAMS.get(record.model, ()))
+    return {k: v for k, v in record.config.items() if k in own or k not in others}
 
 
-def params_of(record: dict) -> dict[str, str]:
+def params_of(record: RunRecord) -> dict[str, str]:
     """MLflow parameters of a run record: the settings that applied, chosen values and the cache's
     identity, as strings."""
     out = {}
     for key, value in applied(record).items():
         if key not in PARAM_SKIP and value is not None:
             out[key] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-    for key, value in (record.get("chosen") or {}).items():
+    for key, value in record.chosen.items():
         if not isinstance(value, (list, dict)) and value is not None:
             out[f"chosen.{key}"] = str(value)
-    attrs = (record.get("cache") or {}).get("attrs") or {}
+    attrs = record.cache.attrs
     for key in CACHE_PARAMS:
         if attrs.get(key) not in (None, ""):
             out[f"cache.{key}"] = str(attrs[key])
-    out["cache_id"] = str(record.get("cache_id"))
-    out["run_id"] = str(record.get("run_id"))
+    out["cache_id"] = str(record.cache_id)
+    out["run_id"] = str(record.run_id)
     return out
 
 
-def metrics_of(record: dict) -> list[tuple[str, float, int]]:
+def metrics_of(record: RunRecord) -> list[tuple[str, float, int]]:
     """(name, value, step) of a run: final metrics at step 0, then the training curves per step
     (epoch for the MLP, trees for the forest; LR's curve is over C, not steps, and is left out)."""
-    out = [(k, float(v), 0) for k, v in (record.get("metrics") or {}).items()
-           if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    history = record.get("history") or {}
+    out = [(k, v, 0) for k, v in record.metrics.numbers().items()]
+    history = record.history
     if history.get("x_label") in ("epoch", "trees"):
         for name in CURVES:
             out += [(name, float(v), int(x)) for x, v in zip(history["x"], history.get(name, []))]
@@ -146,7 +145,7 @@ def experiment_id(client) -> str:
         return client.get_experiment_by_name(name).experiment_id
 
 
-def log_run(record: dict) -> str:
+def log_run(record: RunRecord) -> str:
     """Log one written run to MLflow; returns MLflow's run id. Any failure of the tracking server
     is one line that says the run's own files are kept."""
     import time
@@ -159,14 +158,14 @@ def log_run(record: dict) -> str:
     from featurecache.files import locked
 
     fail_fast()
-    run_file = Path(record["files"]["run"])
-    stem = run_file.name.removesuffix("-run.json")
+    run_file = record.path
+    stem = record.name
     try:
         with locked(run_file.parent / LOCK, f"the reports folder {run_file.parent}"):
             client = MlflowClient()   # a new store's tables are created here, one run at a time
             experiment = experiment_id(client)
-        tags = {"featurecache.run_record": record["files"]["run"], "featurecache.run_id": str(record.get("run_id")),
-                "featurecache.cache_path": str((record.get("cache") or {}).get("path")), "model": str(record.get("model"))}
+        tags = {"featurecache.run_record": record.files["run"], "featurecache.run_id": str(record.run_id),
+                "featurecache.cache_path": str(record.cache.path), "model": str(record.model)}
         run = client.create_run(experiment, run_name=stem, tags=tags)
         run_id = run.info.run_id
         now = int(time.time() * 1000)
@@ -174,9 +173,9 @@ def log_run(record: dict) -> str:
         params = [Param(k, v) for k, v in params_of(record).items()]
         for start in range(0, max(len(metrics), len(params)), 100):  # MLflow takes at most 100 params per batch
             client.log_batch(run_id, metrics=metrics[start:start + 100], params=params[start:start + 100])
-        for key, path in record["files"].items():
-            if Path(path).is_file():
-                client.log_artifact(run_id, path, ARTIFACT_DIRS.get(key, "files"))
+        for key in record.files:
+            if record.located(key).is_file():
+                client.log_artifact(run_id, str(record.located(key)), ARTIFACT_DIRS.get(key, "files"))
         client.set_terminated(run_id)
     except UserError:
         raise

@@ -38,6 +38,7 @@ from classify.options import CONTEXT, cache_path, echo_config, make_config, note
 from classify.training.config import has_views
 from classify.training.specs import DEFAULT_MODELS, SPECS
 from classify.runs.tracking import track_option
+from classify.runs.record import RunRecord
 from featurecache.errors import UserError
 from featurecache.files import interruptible
 
@@ -141,11 +142,11 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def row_for(cache, cfg, metrics: dict, record: dict) -> dict:
+def row_for(cache, cfg, metrics: dict, record: RunRecord) -> dict:
     """The table row of one run: its numbers are the run record's, and it points at that record."""
     a = cache.attrs
     return {
-        "cache": cache.path.stem, "model": cfg.model, "run_id": record["run_id"],
+        "cache": cache.path.stem, "model": cfg.model, "run_id": record.run_id,
         "accuracy": f"{metrics['accuracy']:.4f}", "accuracy_low": f"{metrics['accuracy_ci'][0]:.4f}",
         "accuracy_high": f"{metrics['accuracy_ci'][1]:.4f}", "ece": f"{metrics['ece']:.4f}", "macro_f1": f"{metrics['macro_f1']:.4f}",
         # accuracy on the test rows with no near-duplicate in train, once the cache has an audit here
@@ -153,10 +154,10 @@ def row_for(cache, cfg, metrics: dict, record: dict) -> dict:
         "train_time_s": f"{metrics['train_time_s']:.2f}", "predict_time_s": f"{metrics['predict_time_s']:.3f}",
         "n_fit": metrics["n_fit"], "n_test": metrics["n_test"],
         "backbone": a.get("backbone"), "pooling": a.get("pooling"), "image_size": a.get("image_size"),
-        "weights": a.get("weights"), "cache_id": record["cache_id"], "cache_path": record["cache"]["path"],
+        "weights": a.get("weights"), "cache_id": record.cache_id, "cache_path": record.cache.path,
         "hyperparameters": json.dumps(cfg.hyperparameters(), allow_nan=False), "seed": cfg.seed, "val_fraction": cfg.val_fraction,
         "train_size": "" if cfg.train_size is None else cfg.train_size, "views": cfg.views, "tta": cfg.tta,
-        "run_record": record["files"]["run"],
+        "run_record": record.files["run"],
         "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -194,7 +195,7 @@ def run_and_record(cache, cfg, out_dir: Path, table: dict[str, Path], track: str
         if error is None:
             raise
         raise error from None
-    for line in summary_lines(cfg.model, cache.path.stem, result.metrics, {"run": record["files"]["run"]}):
+    for line in summary_lines(cfg.model, cache.path.stem, result.metrics, {"run": record.files["run"]}):
         click.echo(line)
     write_index(out_dir)  # after each run: a compare stopped part-way still shows the runs it finished
     if track:
