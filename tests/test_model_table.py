@@ -103,8 +103,8 @@ def test_the_table_drives_fit_save_and_load_of_every_model(model, streamed, tiny
     paths = run_paths(tmp_path, cache, cfg)
     record, _ = write_run(cache, cfg, result, paths)
     assert paths["model"].name.endswith(f"-model{spec.suffix}") and paths["model"].is_file()
-    assert record["model_format"] == spec.format and spec_for_format(record["model_format"]) is spec
-    assert record["hyperparameters"] == json.loads(json.dumps(cfg.hyperparameters()))
+    assert record.model_format == spec.format and spec_for_format(record.model_format) is spec
+    assert record.hyperparameters == json.loads(json.dumps(cfg.hyperparameters()))
     run = load_run(paths["run"])
     if cache.test.features is None:
         from featurecache.cache import read_cache
@@ -120,5 +120,5 @@ def test_the_table_drives_fit_save_and_load_of_every_model(model, streamed, tiny
         logits = np.asarray(head.predict(cache.test.features, verbose=0), np.float64)
         softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
         np.testing.assert_allclose(softmax / softmax.sum(axis=1, keepdims=True), result.proba, atol=1e-5)
-    refusal = spec.refusal("x-run.json", record["chosen"])
+    refusal = spec.refusal("x-run.json", record.chosen)
     assert (refusal is None) == (spec.keras_head is not None), model   # what exports has a Keras head
