@@ -72,6 +72,14 @@ def val_accuracy(proba: np.ndarray, labels: np.ndarray) -> float | None:
     return float(accuracy_score(labels, proba.argmax(axis=1))) if len(labels) else None
 
 
+def split_note(rows: Rows, trained: Trained) -> str:
+    """What the validation split was drawn over ("rows", or "source images" where the cache records
+    each row's source image); a grouped split is noted in the model's details too, so the run says so."""
+    if rows.split_by != "rows":
+        trained.details["val_split"] = rows.split_by
+    return rows.split_by
+
+
 def load_for_training(path: str | os.PathLike, cfg: ClassifyConfig) -> Cache:
     """The cache, whole when the classifier's copies of its feature matrices fit --max-memory
     (`classify.training.data.in_memory_bytes`); labels and sources only when they do not, and then
@@ -142,7 +150,7 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
                    n_fit=len(y_fit), n_val=len(rows.val), n_test=len(cache.test.labels),
                    fit_images=len(rows.fit), fit_rows=len(y_fit), val_accuracy=val_accuracy(val_proba, y[rows.val]),
-                   **audit_metrics(cache, cfg, proba))
+                   val_split=split_note(rows, trained), **audit_metrics(cache, cfg, proba))
     if curve_time:
         metrics["curve_time_s"] = round(curve_time, 3)
     return RunResult(trained, rows, proba, metrics, text, report, confusion, calibration)
@@ -186,7 +194,8 @@ def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) 
     fit_images, n_fit = (sub["images"], sub["rows"]) if sub else (len(rows.fit), len(rows.fit) * (1 + k))
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
                    n_fit=n_fit, n_val=sub["val_rows"] if sub else len(rows.val), n_test=len(cache.test.labels),
-                   fit_images=fit_images, fit_rows=n_fit, **audit_metrics(cache, cfg, proba))
+                   fit_images=fit_images, fit_rows=n_fit, val_split=split_note(rows, trained),
+                   **audit_metrics(cache, cfg, proba))
     metrics["val_accuracy"] = val_accuracy(val_proba, val_y) if val_proba is not None else None
     return RunResult(trained, rows, proba, metrics, text, report, confusion, calibration)
 
