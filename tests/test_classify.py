@@ -282,6 +282,8 @@ def test_saved_linear_model_is_plain_arrays(blobs, tmp_path):
 def test_forest_curve_scores_the_forest_of_its_first_trees(tiny_cache):
     from sklearn.ensemble import RandomForestClassifier
 
+    from classify.training.config import RF_MAX_FEATURES
+
     cache = read_cache(tiny_cache)
     cfg = ClassifyConfig(model="rf", n_estimators=20, val_fraction=0.2)
     rows = split_rows(cache.train.labels, cfg.val_fraction, cfg.seed)
@@ -291,7 +293,8 @@ def test_forest_curve_scores_the_forest_of_its_first_trees(tiny_cache):
     assert h["x"] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
     # each point is exactly what a forest of that many trees with the same seed scores
     for k in (4, 20):
-        forest = RandomForestClassifier(n_estimators=k, random_state=cfg.seed, n_jobs=-1).fit(X[rows.fit], y[rows.fit])
+        forest = RandomForestClassifier(n_estimators=k, random_state=cfg.seed, n_jobs=-1,
+                                        max_features=RF_MAX_FEATURES).fit(X[rows.fit], y[rows.fit])
         p = np.zeros((len(rows.val), 10))
         p[:, forest.classes_] = forest.predict_proba(X[rows.val])
         i = h["x"].index(k)
@@ -349,6 +352,8 @@ def test_mlp_learning_rate_defaults_to_the_optimizers_own():
 def test_forest_trees_draw_bootstrap_samples_of_part_of_the_rows(tiny_cache):
     from sklearn.ensemble import RandomForestClassifier
 
+    from classify.training.config import RF_MAX_FEATURES
+
     assert [models.bootstrap_rows(n, None) for n in (100, 2_500, 24_000, 45_000)] == [100, 2_500, 2_500, 4_500]
     assert models.bootstrap_rows(45_000, 0.5) == 22_500 and models.bootstrap_rows(3, 0.01) == 1
     cache = read_cache(tiny_cache)
@@ -358,7 +363,8 @@ def test_forest_trees_draw_bootstrap_samples_of_part_of_the_rows(tiny_cache):
     trained = models.fit_rf(X[rows.fit], y[rows.fit], X[rows.val], y[rows.val], 10, cfg, curves=False)
     half = round(0.5 * len(rows.fit))
     assert trained.details["bootstrap_rows"] == half
-    forest = RandomForestClassifier(n_estimators=8, random_state=0, n_jobs=-1, max_samples=half).fit(X[rows.fit], y[rows.fit])
+    forest = RandomForestClassifier(n_estimators=8, random_state=0, n_jobs=-1, max_samples=half,
+                                    max_features=RF_MAX_FEATURES).fit(X[rows.fit], y[rows.fit])
     want = np.zeros((len(cache.test.labels), 10))
     want[:, forest.classes_] = forest.predict_proba(cache.test.features)
     np.testing.assert_allclose(trained.predict_proba(cache.test.features), want, atol=1e-12)

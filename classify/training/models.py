@@ -128,6 +128,7 @@ def fit_lr(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curv
 
 
 NEIGHBOURS = (-1.0, -0.5, 0.5, 1.0)  # a given C's curve: C * 10**k for these k, beside C itself
+NEIGHBOUR_TOL = 1e-3   # lbfgs tolerance of those fits (the model's own keeps 1e-4): they draw a figure only
 
 
 def neighbour_curve(history: dict, fit: tuple, train_rows: tuple, val: tuple, n_classes: int,
@@ -142,7 +143,7 @@ def neighbour_curve(history: dict, fit: tuple, train_rows: tuple, val: tuple, n_
         # solution first, when `start` has it): a few lbfgs steps each instead of a cold start
         pipe = copy.deepcopy(start) if start is not None else lr_pipeline(given, cfg.max_iter)
         for C in (given * 10.0 ** k for k in side):
-            pipe.set_params(lr__C=C)
+            pipe.set_params(lr__C=C, lr__tol=NEIGHBOUR_TOL)
             with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 pipe.fit(*fit)
