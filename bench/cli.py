@@ -206,6 +206,10 @@ def cli(data_dir: Path, sizes: list[int], limit: int | None, epochs: int, memory
     steps = Recorder(work)
     try:
         extraction_steps(steps, data, sizes, memory_sizes, memory_limit, lim, quick, full_limit, precision)
+        if full and (work / f"cifar10-{sizes[0]}px-auto.h5").exists():
+            from bench.tiled import group_cache
+
+            group_cache(work / f"cifar10-{sizes[0]}px-auto.h5", data)   # validation holds out whole source images
         training_steps(steps, data, sizes[0], epochs, lim, full=bool(full))
     except StepFailed as e:
         raise click.ClickException(str(e)) from None

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from featurecache.cache import read_cache, write_cache
+from featurecache.cache import read_cache, write_cache, write_groups
 
 NOISE = 0.1       # Gaussian noise on each copy, in units of each feature's standard deviation
 MIX = (0.2, 0.5)  # share of a copy that is its own row; the rest is another row of its class
@@ -61,7 +61,10 @@ def tile_cache(src: str | Path, out: str | Path, n_train: int, n_test: int, nois
         X = data.features[:, :dim] if dim else data.features
         splits[name] = list(tiled_parts(X, data.labels, data.sources, n, noise, rng))
     attrs["feature_dim"] = int(dim or cache.train.features.shape[1])
-    return write_cache(out, attrs, splits)
+    path = write_cache(out, attrs, splits)
+    for name, n in (("train", n_train), ("test", n_test)):   # row r copies row r % n of the source: its group
+        write_groups(path, name, np.arange(n) % len(getattr(cache, name).labels))
+    return path
 
 
 @click.command()

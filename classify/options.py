@@ -222,6 +222,9 @@ def notes(cfg: ClassifyConfig, details: dict) -> list[str]:
         out.append(f"warning: streaming held up to {o['held_bytes']:,} bytes of features, more than --max-memory "
                    f"{o['budget_bytes']:,}: the smallest chunk ({o['chunk_rows']} rows){batch} do not fit in it; "
                    "pass a larger --max-memory" + (" or a smaller --batch-size" if batch else ""))
+    if details.get("val_split"):
+        out.append(f"validation split: whole {details['val_split']} (the cache's /train/groups), so no copy of a "
+                   "fitted image is validated on")
     if details.get("cache_replaced"):
         out.append(f"note: {cfg.features} was replaced while this run read it; every row came from the cache "
                    "opened at the start, which the run record names (cache_id), not the file now at that path")

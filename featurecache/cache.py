@@ -9,6 +9,10 @@ Layout (format_version 1):
     /train/view_features  (N, K, D) float32, only with --augment: K augmented views of each training
                      row, in the order of /train/features (which stays the un-augmented features)
     /test/view_features   (N, K', D), only with --test-views K': views for test-time augmentation
+    /train/groups    (N,)   int64, optional (`write_groups`): the source image each row was made from,
+                     where a data set holds several copies of one image (a tiled set's flips and
+                     shifts); classify draws its validation split by these groups. Caches without it
+                     read as before (`SplitData.groups` is None).
     root attributes: format="featurecache", format_version, dataset, data_kind, data_location,
     data_fingerprint, backbone, pooling, image_size, model_size, weights, seed, precision,
     runtime (tensorflow | openvino: what computed it), precision_runtime (the runtime where the
@@ -74,6 +78,7 @@ class SplitData:
     labels: np.ndarray      # (N,) int64
     sources: np.ndarray     # (N,) str
     views: np.ndarray | None = None  # (N, K, D) float32 augmented views of each row, when the cache has them
+    groups: np.ndarray | None = None  # (N,) int64 source-image id of each row, when the cache records one
 
 
 @dataclass
@@ -183,6 +188,36 @@ def update_text_attrs(path: str | os.PathLike, values: dict[str, str]) -> None:
             if key in f.attrs:
                 del f.attrs[key]
             f.attrs.create(key, encoded, dtype=encoded.dtype)
+
+
+def write_groups(path: str | os.PathLike, split: str, groups) -> None:
+    """Record, in a finished cache, the source image of each row of `split` as an int64 id (rows
+    with one id are copies of one image): /<split>/groups, checksummed, replacing any there."""
+    groups = np.asarray(groups)
+    if groups.ndim != 1 or (groups.size and groups.dtype.kind not in "iu"):
+        raise UserError(f"groups for /{split} must be one integer id per row, not an array of shape {groups.shape} "
+                        f"and dtype {groups.dtype}")
+    with h5py.File(path, "r+") as f:
+        if split not in f or len(f[split]["labels"]) != len(groups):
+            have = len(f[split]["labels"]) if split in f else 0
+            raise UserError(f"{path} has {have} rows in /{split}, not the {len(groups)} the groups are given for")
+        if "groups" in f[split]:
+            del f[split]["groups"]
+        _dataset(f[split], "groups", groups.shape, np.int64, 65536)[...] = groups.astype(np.int64)
+
+
+def read_groups(g: h5py.Group, n: int, where: str) -> np.ndarray | None:
+    """A split's /groups (int64, one per row), or None when the cache has none."""
+    if "groups" not in g:
+        return None
+    try:
+        groups = g["groups"][()]
+    except _DAMAGE as e:
+        raise UserError(f"{where} is damaged (cannot read its groups: {str(e)[:80]}); delete it and run extract again") from None
+    if groups.shape != (n,) or not np.issubdtype(groups.dtype, np.integer):
+        raise UserError(f"{where} has groups of shape {groups.shape}, not one integer per row ({n}); "
+                        "the file is damaged: delete it and run extract again")
+    return groups.astype(np.int64)
 
 
 def _fixed_utf8(values, width: int | None = None) -> np.ndarray:
@@ -444,8 +479,9 @@ def _read_split(f: h5py.File, split: str, path: Path, n_classes: int, load: bool
             f"{path} /{split}/features hold NaN or infinite values (float16 overflow or a broken run); "
             "re-run extract with --force (and --precision float32)"
         )
+    groups = read_groups(g, len(labels), f"{path} /{split}")
     if not load:
-        return SplitData(None, labels.astype(np.int64), np.asarray(sources), None)
+        return SplitData(None, labels.astype(np.int64), np.asarray(sources), None, groups)
     views = None
     if "view_features" in g:
         try:
@@ -460,7 +496,7 @@ def _read_split(f: h5py.File, split: str, path: Path, n_classes: int, load: bool
             raise UserError(f"{path} /{split}/view_features hold NaN or infinite values; "
                             "re-run extract with --force (and --precision float32)")
         views = views.astype(np.float32, copy=False)
-    return SplitData(feats.astype(np.float32, copy=False), labels.astype(np.int64), np.asarray(sources), views)
+    return SplitData(feats.astype(np.float32, copy=False), labels.astype(np.int64), np.asarray(sources), views, groups)
 
 
 def inside(folder: str | os.PathLike, path: str | os.PathLike) -> bool:

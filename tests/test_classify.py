@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sklearn.metrics import accuracy_score, log_loss
 
-from classify.training.forest import bootstrap_rows, fit_rf
+from classify.training.forest import RF_MAX_FEATURES, bootstrap_rows, fit_rf
 
 from classify.runs import saved
 from classify.cli import cli
@@ -299,7 +299,8 @@ def test_forest_curve_scores_the_forest_of_its_first_trees(tiny_cache):
     assert h["x"] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
     # each point is exactly what a forest of that many trees with the same seed scores
     for k in (4, 20):
-        forest = RandomForestClassifier(n_estimators=k, random_state=cfg.seed, n_jobs=-1).fit(X[rows.fit], y[rows.fit])
+        forest = RandomForestClassifier(n_estimators=k, random_state=cfg.seed, n_jobs=-1,
+                                        max_features=RF_MAX_FEATURES).fit(X[rows.fit], y[rows.fit])
         p = np.zeros((len(rows.val), 10))
         p[:, forest.classes_] = forest.predict_proba(X[rows.val])
         i = h["x"].index(k)
@@ -366,7 +367,8 @@ def test_forest_trees_draw_bootstrap_samples_of_part_of_the_rows(tiny_cache):
     trained = fit_rf(X[rows.fit], y[rows.fit], X[rows.val], y[rows.val], 10, cfg, curves=False)
     half = round(0.5 * len(rows.fit))
     assert trained.details["bootstrap_rows"] == half
-    forest = RandomForestClassifier(n_estimators=8, random_state=0, n_jobs=-1, max_samples=half).fit(X[rows.fit], y[rows.fit])
+    forest = RandomForestClassifier(n_estimators=8, random_state=0, n_jobs=-1, max_samples=half,
+                                    max_features=RF_MAX_FEATURES).fit(X[rows.fit], y[rows.fit])
     want = np.zeros((len(cache.test.labels), 10))
     want[:, forest.classes_] = forest.predict_proba(cache.test.features)
     np.testing.assert_allclose(trained.predict_proba(cache.test.features), want, atol=1e-12)

@@ -24,6 +24,7 @@ class Rows:
 
     fit: np.ndarray   # (n_fit,) images the model is trained on (their original rows plus their views)
     val: np.ndarray   # (n_val,) images used to choose C, stop early and draw validation curves (originals only)
+    split_by: str = "rows"   # "rows", or "source images" where the cache records each row's source (groups)
 
 
 def n_validation(val_fraction: float, n: int) -> int:
@@ -81,8 +82,30 @@ def fit_rows(features: np.ndarray, labels: np.ndarray, images: np.ndarray,
     return np.concatenate([X, X_views]), np.concatenate([y, np.repeat(y, k)])
 
 
-def split_rows(labels: np.ndarray, val_fraction: float, seed: int, train_size: int | None = None) -> Rows:
-    """Take `train_size` rows (stratified), then hold out `val_fraction` of them (stratified, seeded).
+def grouped_split(pool: np.ndarray, y: np.ndarray, groups: np.ndarray, val_fraction: float,
+                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, val) of the rows `pool` (labels `y`), holding out `val_fraction` of their source images
+    (`groups`, one id per row) whole, stratified by each image's label and seeded: no image has rows
+    on both sides, so a copy of a fitted image (a flip, a shift) never stands in for unseen data."""
+    ids, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    label = y[first]                     # a group's rows are copies of one image: its first row's label stands for it
+    counts = np.bincount(label)
+    counts = counts[counts > 0]
+    n_val = n_validation(val_fraction, len(ids))
+    if counts.min() < 2 or n_val < len(counts) or len(ids) - n_val < len(counts):
+        raise UserError(
+            f"the {len(pool)} training rows come from {len(ids)} source images (the cache's /train/groups), too few "
+            f"to hold out {val_fraction:g} of them whole with every one of {len(counts)} classes on both sides; "
+            "pass a --val-fraction nearer 0.5 or a larger --train-size")
+    _, val_groups = train_test_split(np.arange(len(ids)), test_size=n_val, stratify=label, random_state=seed)
+    held = np.isin(inverse.ravel(), val_groups)
+    return pool[~held], pool[held]
+
+
+def split_rows(labels: np.ndarray, val_fraction: float, seed: int, train_size: int | None = None,
+               groups: np.ndarray | None = None) -> Rows:
+    """Take `train_size` rows (stratified), then hold out `val_fraction` of them (stratified, seeded);
+    with `groups` (the source image of each row), of their source images, whole (`grouped_split`).
 
     Refuses, before anything is fitted, training rows no classifier can learn from: none, or all of
     one class."""
@@ -114,6 +137,9 @@ def split_rows(labels: np.ndarray, val_fraction: float, seed: int, train_size: i
             f"--val-fraction {val_fraction:g} of {len(pool)} rows leaves too few rows for {n_classes} classes "
             "in training or validation; pass a fraction nearer 0.5 or use more rows"
         )
+    if groups is not None:
+        fit, val = grouped_split(pool, y, np.asarray(groups)[pool], val_fraction, seed)
+        return Rows(np.sort(fit), np.sort(val), "source images")
     fit, val = train_test_split(pool, test_size=n_val, stratify=y, random_state=seed)
     return Rows(np.sort(fit), np.sort(val))
 

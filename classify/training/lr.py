@@ -105,29 +105,33 @@ def fit_lr(X_fit, y_fit, X_val, y_val, n_classes: int, cfg: ClassifyConfig, curv
         history["chosen"] = chosen["C"]
     if curves and not sweep:
         start = time.perf_counter()
-        history = neighbour_curve(history, (X_fit, y_fit), train_rows, (X_val, y_val), n_classes, cfg)
+        history = neighbour_curve(history, (X_fit, y_fit), train_rows, (X_val, y_val), n_classes, cfg, kept)
         history["curve_seconds"] = round(time.perf_counter() - start, 3)   # not part of the model's fit time
     return linear_trained(lr_weights(kept), n_classes, history if curves else {}, details)
 
 
 NEIGHBOURS = (-1.0, -0.5, 0.5, 1.0)  # a given C's curve: C * 10**k for these k, beside C itself
+NEIGHBOUR_TOL = 1e-3   # lbfgs tolerance of those fits (the model's own keeps 1e-4): they draw a figure only
 
 
 def neighbour_curve(history: dict, fit: tuple, train_rows: tuple, val: tuple, n_classes: int,
-                    cfg: ClassifyConfig) -> dict:
+                    cfg: ClassifyConfig, start: Pipeline | None = None) -> dict:
     """The curve of a given C: `history` (its one point) with the fits of C * 10**k (k in NEIGHBOURS)
     on the same fit rows, scored on the same training sample and validation rows; the given C stays
     the marked point. The extra fits serve the figure only: the model kept is the given C's."""
     given = history["chosen"]
     points = {given: (history["train_loss"][0], history["train_acc"][0], history["val_loss"][0], history["val_acc"][0])}
-    pipe = lr_pipeline(given, cfg.max_iter)
-    for C in sorted(given * 10.0 ** k for k in NEIGHBOURS):
-        pipe.set_params(lr__C=C)
-        with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            pipe.fit(*fit)
-        proba_of = lambda X: saved.linear_proba(np.asarray(X, np.float64), lr_weights(pipe), n_classes)  # noqa: E731
-        points[C] = (*scores(train_rows[1], proba_of(train_rows[0])), *scores(val[1], proba_of(val[0])))
+    for side in (sorted(k for k in NEIGHBOURS if k < 0)[::-1], sorted(k for k in NEIGHBOURS if k > 0)):
+        # each side walks away from the given C, every fit starting from the last (the given C's
+        # solution first, when `start` has it): a few lbfgs steps each instead of a cold start
+        pipe = copy.deepcopy(start) if start is not None else lr_pipeline(given, cfg.max_iter)
+        for C in (given * 10.0 ** k for k in side):
+            pipe.set_params(lr__C=C, lr__tol=NEIGHBOUR_TOL)
+            with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                pipe.fit(*fit)
+            proba_of = lambda X: saved.linear_proba(np.asarray(X, np.float64), lr_weights(pipe), n_classes)  # noqa: E731
+            points[C] = (*scores(train_rows[1], proba_of(train_rows[0])), *scores(val[1], proba_of(val[0])))
     out = new_history("C")
     for C in sorted(points):
         add_point(out, float(C), points[C][:2], points[C][2:])

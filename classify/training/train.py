@@ -74,6 +74,14 @@ def val_accuracy(proba: np.ndarray, labels: np.ndarray) -> float | None:
     return float(accuracy_score(labels, proba.argmax(axis=1))) if len(labels) else None
 
 
+def split_note(rows: Rows, trained: Trained) -> str:
+    """What the validation split was drawn over ("rows", or "source images" where the cache records
+    each row's source image); a grouped split is noted in the model's details too, so the run says so."""
+    if rows.split_by != "rows":
+        trained.details["val_split"] = rows.split_by
+    return rows.split_by
+
+
 def load_for_training(path: str | os.PathLike, cfg: ClassifyConfig) -> Cache:
     """The cache, whole when the classifier's copies of its feature matrices fit --max-memory
     (`classify.training.data.in_memory_bytes`); labels and sources only when they do not, and then
@@ -215,7 +223,7 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
         proba, calibration = calibrate(cache.test.labels, proba, val_y, val_proba)
     metrics, text, report, confusion = evaluate(cache.test.labels, proba, cache.class_names)
     metrics.update(train_time_s=round(train_time, 3), predict_time_s=round(predict_time, 3),
-                   n_test=len(cache.test.labels), **rows.counts(trained),
+                   n_test=len(cache.test.labels), **rows.counts(trained), val_split=split_note(rows.rows, trained),
                    val_accuracy=val_accuracy(val_proba, val_y) if val_proba is not None else None,
                    **audit_metrics(cache, cfg, proba))
     if curve_time:

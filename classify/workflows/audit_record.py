@@ -159,12 +159,14 @@ def training_rows(cache, cfg):
     from classify.training.data import Rows, split_rows
     from classify.runs.outputs import cache_id
 
+    groups = cache.train.groups   # the source image of each row, where the cache records it: split by those
     if not cfg.exclude:
-        return split_rows(cache.train.labels, cfg.val_fraction, cfg.seed, cfg.train_size)
+        return split_rows(cache.train.labels, cfg.val_fraction, cfg.seed, cfg.train_size, groups)
     drop = excluded_rows(cfg.exclude, cache_id(cache), cache.path)
     keep = np.setdiff1d(np.arange(len(cache.train.labels)), drop)   # (n_kept,) ascending
-    rows = split_rows(cache.train.labels[keep], cfg.val_fraction, cfg.seed, cfg.train_size)
-    return Rows(keep[rows.fit], keep[rows.val])
+    rows = split_rows(cache.train.labels[keep], cfg.val_fraction, cfg.seed, cfg.train_size,
+                      None if groups is None else groups[keep])
+    return Rows(keep[rows.fit], keep[rows.val], rows.split_by)
 
 
 def audit_metrics(cache, cfg, proba: np.ndarray) -> dict:

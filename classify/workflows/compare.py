@@ -28,6 +28,9 @@ import csv
 import datetime as dt
 import io
 import json
+import os
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import click
@@ -169,8 +172,49 @@ def stage_table(staged, table: dict[str, Path], rows: list[dict]) -> None:
     plots.comparison(labelled(rows), staged.aside(table["png"]))
 
 
-def run_and_record(cache, cfg, out_dir: Path, table: dict[str, Path], track: str | None) -> None:
-    """Train one run, then write its files and its table row together, and the index page."""
+IN_MAIN_THREAD = ("mlp",)   # Keras trains in the main thread, where Ctrl-C and SIGTERM stop it
+
+
+def fits_twice(cache, cfg) -> bool:
+    """Whether two runs' copies of the cache's feature matrices fit --max-memory at once (a run on a
+    streamed cache holds a memory budget of its own, so it never trains beside another)."""
+    from classify.training.data import IN_MEMORY_COPIES, memory_budget
+
+    if cache.train.features is None:
+        return False
+    held = sum(a.nbytes for s in (cache.train, cache.test) for a in (s.features, s.views) if a is not None)
+    return 2 * IN_MEMORY_COPIES * held <= memory_budget(cfg.max_memory)
+
+
+def train_ahead(runs: list[tuple]) -> dict[int, Future]:
+    """Train the runs (cache, cfg) that may go beside the main thread's (not IN_MAIN_THREAD, in-memory,
+    on a machine of two cores or more) one after another, in their order, in a daemon thread: a
+    compare stopped part-way exits without waiting for it. Returns their futures by index in `runs`;
+    the main thread still writes every run's files and row in order, as they come."""
+    from classify.training.train import train_and_evaluate
+
+    if (os.cpu_count() or 1) < 2 or len(runs) < 2:
+        return {}
+    ahead = {i: Future() for i, (cache, cfg) in enumerate(runs)
+             if cfg.model not in IN_MAIN_THREAD and fits_twice(cache, cfg)}
+
+    def work() -> None:
+        for i, future in ahead.items():
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(train_and_evaluate(*runs[i]))
+            except BaseException as e:   # raised where the main thread takes this run's result
+                future.set_exception(e)
+
+    if ahead:
+        threading.Thread(target=work, name="compare-train-ahead", daemon=True).start()
+    return ahead
+
+
+def run_and_record(cache, cfg, out_dir: Path, table: dict[str, Path], track: str | None,
+                   trained: Future | None = None) -> None:
+    """Train one run (or take it from `trained`, where `train_ahead` trains it), then write its files
+    and its table row together, and the index page."""
     from classify.runs.outputs import Staged, run_paths, stage_run, write_error
     from classify.reporting.report import write_index
     from classify.runs.tracking import log_run
@@ -179,7 +223,7 @@ def run_and_record(cache, cfg, out_dir: Path, table: dict[str, Path], track: str
 
     click.echo(f"compare: {cfg.model} on {cache.path} (seed {cfg.seed}) ...", err=True)
     echo_config(cfg, has_views(cache.attrs))
-    result = train_and_evaluate(cache, cfg)
+    result = trained.result() if trained is not None else train_and_evaluate(cache, cfg)
     for line in notes(cfg, result.trained.details):
         click.echo(line)
     try:
@@ -228,11 +272,16 @@ def cli(features: tuple[str, ...], models: tuple[str, ...], seeds: int, track: s
     require(track)
     # all checked before any training; each read once (labels only where it is streamed: --max-memory)
     caches = [load_for_training(p, make_config(**options)) for p in paths]
-    for cache in caches:
-        for model in models:
-            for seed in range(options["seed"], options["seed"] + seeds):   # --seeds N: N runs, seeds S..S+N-1
-                cfg = make_config(**{**options, "model": model, "features": str(cache.path), "seed": seed})
-                run_and_record(cache, cfg, out_dir, table, track)
+    runs = [(cache, make_config(**{**options, "model": model, "features": str(cache.path), "seed": seed}))
+            for cache in caches for model in models
+            for seed in range(options["seed"], options["seed"] + seeds)]   # --seeds N: N runs, seeds S..S+N-1
+    ahead = train_ahead(runs)
+    if ahead and any(cfg.model in IN_MAIN_THREAD for _, cfg in runs):
+        from featurecache.tfimport import tensorflow
+
+        tensorflow()   # imported while the runs ahead train, not after them
+    for i, (cache, cfg) in enumerate(runs):
+        run_and_record(cache, cfg, out_dir, table, track, ahead.get(i))
     click.echo(to_markdown(read_rows(table["csv"])), nl=False)
     for ext, p in table.items():
         click.echo(f"  {ext}: {p}")

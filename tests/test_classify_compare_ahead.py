@@ -1,0 +1,36 @@
+"""compare trains the runs other than the MLP ahead, in a thread beside the main one: the same results as
+one run at a time, and the main thread still writes every run's files and row in order."""
+
+from __future__ import annotations
+
+import json
+
+from classify.cli import cli as classify_cli
+from classify.options import make_config
+from classify.training.train import load_for_training
+from classify.workflows import compare
+from test_classify_data import blob_cache, invoke
+
+
+def test_runs_trained_ahead_equal_runs_trained_alone(tmp_path):
+    cache = blob_cache(tmp_path / "blobs.h5", n_train=400, n_test=120, spread=1.0)
+    runs = [(load_for_training(cache, make_config(model=m)), make_config(model=m, features=str(cache)))
+            for m in ("lr", "mlp", "rf")]
+    ahead = compare.train_ahead(runs)
+    assert sorted(ahead) == [0, 2]   # lr and rf beside the main thread; the MLP in it
+    assert (ahead[0].result().trained.format, ahead[2].result().trained.format) == ("linear", "forest")
+
+    out = tmp_path / "compare"
+    result = invoke(compare.cli, ["--features", cache, "--model", "lr", "--model", "rf", "--out-dir", out,
+                                  "--n-estimators", "50"])
+    assert result.exit_code == 0, result.output
+    assert result.output.index("compare: lr on") < result.output.index("compare: rf on")   # recorded in order
+    for model in ("lr", "rf"):
+        alone = tmp_path / f"alone-{model}"
+        args = ["--model", model, "--features", cache, "--out-dir", alone] + (["--n-estimators", "50"] if model == "rf" else [])
+        assert invoke(classify_cli, args).exit_code == 0
+        a = json.loads(next(out.glob(f"*-{model}-*-run.json")).read_text())
+        b = json.loads(next(alone.glob(f"*-{model}-*-run.json")).read_text())
+        assert a["run_id"] == b["run_id"] and a["val_images"] == b["val_images"]
+        for key in ("accuracy", "accuracy_ci", "macro_f1", "ece", "val_accuracy"):
+            assert a["metrics"][key] == b["metrics"][key], (model, key)
