@@ -63,3 +63,55 @@ def test_functions_stay_short():
                 if lines > limit:
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} is {lines} lines")
     assert not found, "\n".join(found)
+
+
+STAGES = ("extract", "classify", "bench")
+# the modules of featurecache that sit above the stages: the Python API and the one command
+ABOVE_THE_STAGES = ("featurecache/api.py", "featurecache/cli.py")
+
+
+def imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
+    """Every absolute module an AST imports, at any depth (inside functions too), with its line;
+    `importlib.import_module("...")` with a literal name counts."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.lineno, node.module))
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            found.append((node.lineno, node.args[0].value))
+    return found
+
+
+def test_the_shared_core_imports_no_stage():
+    """featurecache is the bottom layer: none of its modules imports extract, classify or bench, at module
+    level or inside a function; only the API and the command above the stages do."""
+    found = []
+    for path in sorted((ROOT / "featurecache").rglob("*.py")):
+        if path.relative_to(ROOT).as_posix() in ABOVE_THE_STAGES:
+            continue
+        for line, module in imported_modules(ast.parse(path.read_text())):
+            if module.split(".")[0] in STAGES:
+                found.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert not found, "\n".join(found)
+
+
+def test_the_core_check_sees_an_import_inside_a_function():
+    tree = ast.parse("def f():\n    from classify.training import train\n    import importlib\n"
+                     "    importlib.import_module('extract.cli')\n")
+    assert [m for _, m in imported_modules(tree)] == ["classify.training", "importlib", "extract.cli"]
+
+
+def test_importing_featurecache_and_its_api_names_imports_no_tensorflow_and_no_stage():
+    import subprocess
+    import sys
+
+    probe = ("import sys, featurecache; featurecache.extract, featurecache.load, featurecache.train, "
+             "featurecache.load_run, featurecache.Run; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'extract', 'classify', "
+             "'bench'}))")
+    r = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
