@@ -23,7 +23,7 @@ from typing import Iterable
 
 import numpy as np
 
-from featurecache.cache import Cache, features_dir, read_cache, set_latest
+from featurecache.cache import Cache, features_dir, inside, read_cache, set_latest
 from featurecache.errors import UserError
 
 PathLike = str | os.PathLike
@@ -69,14 +69,15 @@ def extract(data_dir: PathLike | None, backbone: str = "vgg16", out: PathLike | 
     if data_dir is not None and not Path(data_dir).exists():
         raise UserError(f"data_dir={str(data_dir)!r} does not exist; pass a folder of photos with one "
                         "subfolder per class, or a cifar-10-batches-py folder")
-    if out is not None and Path(out).name in ("", ".", ".."):
+    if out is not None and (os.path.basename(str(out)) in ("", ".", "..") or Path(out).is_dir()):
         raise UserError(f"out={str(out)!r} names no file; pass the cache's file path, e.g. out='features/x.h5'")
     cfg = ExtractConfig(data_dir=None if data_dir is None else str(data_dir), backbone=backbone,
                         out=None if out is None else str(out), **settings)
     path = extract_cache(cfg)
-    note = set_latest(features_dir(), path)
-    if note:
-        _say(note)
+    if inside(features_dir(), path):   # a cache in features/ becomes the default one, as the command makes it
+        note = set_latest(features_dir(), path)   # a note only where LATEST could not be written
+        if note:
+            _say(note)
     return read_cache(path)
 
 

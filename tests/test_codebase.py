@@ -115,3 +115,22 @@ def test_importing_featurecache_and_its_api_names_imports_no_tensorflow_and_no_s
     r = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_no_test_file_imports_another_and_the_shared_helpers_are_defined_once():
+    """Helpers several test files use live in tests/conftest.py: no test file imports from another
+    test file, and none defines again a helper function conftest holds."""
+    tests = ROOT / "tests"
+    conftest = ast.parse((tests / "conftest.py").read_text())
+    shared = {node.name for node in conftest.body if isinstance(node, ast.FunctionDef)
+              and not any("fixture" in ast.unparse(d) for d in node.decorator_list)}
+    found = []
+    for path in sorted(tests.glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        for line, module in imported_modules(tree):
+            if module.split(".")[0].startswith("test_"):
+                found.append(f"tests/{path.name}:{line} imports {module}")
+        found += [f"tests/{path.name}:{node.lineno} defines {node.name} again" for node in tree.body
+                  if isinstance(node, ast.FunctionDef) and node.name in shared]
+    assert shared >= {"invoke", "blob_cache", "snapshot", "assert_clean_failure"}
+    assert not found, "\n".join(found)
