@@ -120,9 +120,14 @@ def load(path: PathLike) -> Cache:
     """A feature cache read into memory: `cache.train.features` (N, D) float32, `.labels` (N,) int64,
     `.sources`; the same for `cache.test` (and `cache.val` where the data set has one); `cache.class_names`,
     `cache.attrs` (backbone, pooling, image size, weights, ...), `cache.path`."""
-    if not Path(path).exists() and not Path(f"{path}.partial").is_dir():   # read_cache names an interrupted one
-        raise UserError(f"no feature cache at {path}: pass the path of an .h5 file that featurecache.extract wrote")
+    check_cache_path(path)
     return read_cache(path)
+
+
+def check_cache_path(path: PathLike) -> None:
+    """A missing cache, in Python's terms (read_cache names an interrupted one, a folder, a damaged file)."""
+    if not Path(path).exists() and not Path(f"{path}.partial").is_dir():
+        raise UserError(f"no feature cache at {path}: pass the path of an .h5 file that featurecache.extract wrote")
 
 
 # --------------------------------------------------------------------------- runs
@@ -133,6 +138,7 @@ def train(cache: Cache | PathLike, model: str = "lr", out: PathLike = "reports",
     training rows, the test rows scored once; the run (record, model, plots, report) is saved under
     `out` and returned as a `Run`. `params`: any other field of `classify.training.config.ClassifyConfig`
     (C, max_iter, n_estimators, hidden, epochs, k, seed, val_fraction, train_size, calibrate, ...)."""
+    from classify.reporting.report import write_index
     from classify.runs.outputs import check_out_dir, run_paths, write_run
     from classify.training.config import ClassifyConfig
     from classify.training.models import MODELS
@@ -143,6 +149,7 @@ def train(cache: Cache | PathLike, model: str = "lr", out: PathLike = "reports",
     _check_names("train", params, _fields(ClassifyConfig, TRAIN_NOT_PARAMS))
     cfg = ClassifyConfig(model=model, **params)
     if not isinstance(cache, Cache):
+        check_cache_path(cache)
         cache = load_for_training(Path(cache), cfg)   # streamed from the file where it exceeds max_memory
     cfg.features = str(cache.path)
     if cfg.exclude:
@@ -152,14 +159,10 @@ def train(cache: Cache | PathLike, model: str = "lr", out: PathLike = "reports",
     out_dir = check_out_dir(out)
     paths = run_paths(out_dir, cache, cfg)
     write_run(cache, cfg, train_and_evaluate(cache, cfg), paths)
-    _write_index(out_dir)
-    return Run.load(paths["run"])
-
-
-def _write_index(out_dir: Path) -> None:
-    from classify.reporting.report import write_index
-
-    write_index(out_dir)
+    write_index(out_dir)   # the report page shows every run in the folder, this one too
+    run = Run.load(paths["run"])
+    _say(f"train: {model} on {cache.path}: test accuracy {run.accuracy:.4f}; saved {run.path}")
+    return run
 
 
 def load_run(path: PathLike, reports: PathLike = "reports", features: Cache | PathLike | None = None) -> Run:

@@ -55,7 +55,7 @@ def test_train_takes_a_cache_path_and_load_reads_one(two_runs, tmp_path):
     assert isinstance(loaded, Cache) and loaded.train.features.shape == (300, 16)
     assert "train 300, test 90 rows x 16, 3 classes" in repr(loaded)
     run = fc.train(cache.path, model="knn", out=tmp_path)
-    assert run.model == "knn" and run.path.parent == tmp_path
+    assert run.model == "knn" and run.path.parent == tmp_path and (tmp_path / "index.html").is_file()
 
 
 @pytest.mark.parametrize("call, words", [
@@ -65,6 +65,7 @@ def test_train_takes_a_cache_path_and_load_reads_one(two_runs, tmp_path):
     (lambda c, t: fc.extract(PHOTOS_FIXTURE, polling="max"), ["extract()", "'polling'", "pooling"]),
     (lambda c, t: fc.extract(PHOTOS_FIXTURE, out=t / "."), ["out=", "names no file"]),
     (lambda c, t: fc.load(t / "none.h5"), ["no feature cache at", "featurecache.extract"]),
+    (lambda c, t: fc.train(t / "none.h5"), ["no feature cache at", "featurecache.extract"]),
     (lambda c, t: fc.load_run(t / "none-run.json"), ["no run record at", "'best'"]),
 ])
 def test_mistakes_are_one_user_error_in_python_terms(two_runs, tmp_path, call, words):
