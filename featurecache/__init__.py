@@ -22,7 +22,13 @@
 and `bench` import these and nothing private of each other. Importing this
 package, `errors`, `files` or `cache` never imports TensorFlow.
 
-From Python (a notebook), see the README's "Use from Python".
+From Python (a notebook), the API (featurecache.api, docs/python-api.md), loaded at first use:
+
+    featurecache.extract(data_dir, backbone=..., out=..., **settings) -> Cache
+    featurecache.load(path) -> Cache
+    featurecache.train(cache, model="lr", **params) -> Run
+    featurecache.load_run(path or "best", reports=..., features=...) -> Run
+    run.predict(images), run.export(folder)
 """
 
 import os
@@ -30,3 +36,18 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's Python-side info logs; see featurecache.tfimport
 
 __version__ = "0.2.0"
+
+# the API's names, imported from featurecache.api at first use: importing this package stays cheap
+API = ("extract", "load", "train", "load_run", "Run", "Predictions")
+
+
+def __getattr__(name: str):
+    if name in API:
+        from featurecache import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'featurecache' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(API))

@@ -94,6 +94,14 @@ class Cache:
     def class_names(self) -> list[str]:
         return list(self.attrs["class_names"])
 
+    def __repr__(self) -> str:
+        """One line for a notebook: the file, each split's rows, the classes and the backbone (not the arrays)."""
+        splits = ", ".join(f"{name} {len(split.labels):,}" for name, split in
+                           (("train", self.train), ("test", self.test), ("val", self.val)) if split is not None)
+        return (f"Cache('{self.path}', {splits} rows x {self.attrs.get('feature_dim', '?')}, "
+                f"{len(self.class_names)} classes, {self.attrs.get('backbone')} {self.attrs.get('pooling')} "
+                f"{self.attrs.get('image_size')}px)")
+
 
 def partial_dir(path: str | os.PathLike) -> Path:
     """Where an unfinished extraction of `path` keeps its checkpoints."""

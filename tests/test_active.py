@@ -19,10 +19,8 @@ from sklearn.preprocessing import StandardScaler
 
 from classify.workflows import active
 from classify.training.config import ClassifyConfig
-from conftest import ROOT
+from conftest import ROOT, assert_clean_failure, blob_cache, invoke, snapshot
 from featurecache.cache import read_cache
-from test_classify_data import blob_cache, invoke, snapshot
-from test_classify_errors import assert_clean_failure
 
 SMALL = ["--initial", "30", "--batch", "10", "--budget", "55"]  # labelled 30, 40, 50, 55 of the 100 pool rows
 

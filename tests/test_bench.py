@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from bench.report import build_report, format_table, read_classify_runs, write_report
 from bench.runner import StepFailed, run_step
 from conftest import ROOT
+from conftest import bench_steps as _steps
 
 # VGG16 convolutions at 32 px: (map side, in channels, out channels), all 3x3, 'same' padding
 VGG16_CONVS_32 = (
@@ -45,31 +46,6 @@ def test_dense_layers_count_inputs_times_units():
     k = keras()
     model = k.Sequential([k.Input((512,)), k.layers.Dense(10)])
     assert model_flops(model) == 2 * 512 * 10
-
-
-def _steps(speed64: float = 150.0) -> dict:
-    """Measured steps as the bench gathers them, with made-up numbers."""
-    e = {"precision": "bfloat16", "batch_size": 128, "peak_rss_mb": 800.0, "wall_s": 20.0, "load_before": 0.1}
-    s = {"prepare_s": 1.0, "array_mb": 70.0, "peak_rss_mb": 1200.0, "wall_s": 30.0, "load_before": 0.1}
-    return {
-        "peak": {"cpu": "test cpu", "cores": 2, "cpu_bf16": True, "gpu_capability": None, "tensorflow": "x",
-                 "peak": {"float32": {"gflops": 200.0, "n": 4096}, "bfloat16": {"gflops": 400.0, "n": 4096}},
-                 "vgg16_flops": {"32": 626_000_000, "64": 2_504_000_000, "128": 10_016_000_000}},
-        "seed_predict_32": {**s, "images": 6000, "predict_s": 20.0},       # 300 img/s
-        "extract_32": {**e, "images": 6000, "seconds": 10.0},              # 600 img/s: 2x
-        "seed_predict_64": {**s, "images": 6000, "predict_s": 60.0},       # 100 img/s
-        "extract_64": {**e, "images": 6000, "seconds": 6000 / speed64},
-        "extract_32_float32": {**e, "precision": "float32", "images": 6000, "seconds": 18.0},
-        "memory_extract_32": {**e, "images": 1000, "seconds": 2.0, "peak_rss_mb": 800.0},
-        "memory_extract_128": {**e, "images": 1000, "seconds": 30.0, "peak_rss_mb": 960.0},
-        "seed_train_32": {"prepare_s": 1.0, "fit_s": 300.0, "evaluate_s": 4.0, "test_accuracy": 0.3,
-                          "wall_s": 310.0, "load_before": 0.1},
-        "classify_auto": {"wall_s": 10.0, "load_before": 0.1, "models": {
-            "lr": {"test_accuracy": 0.40, "train_seconds": 1.0, "predict_seconds": 0.1},
-            "rf": {"test_accuracy": 0.35, "train_seconds": 3.0, "predict_seconds": 0.1},
-            "mlp": {"test_accuracy": 0.42, "train_seconds": 5.0, "predict_seconds": 0.1}}},
-        "classify_lr_float32": {"wall_s": 5.0, "models": {"lr": {"test_accuracy": 0.403, "train_seconds": 1.0}}},
-    }
 
 
 def test_report_ratios_and_verdicts():

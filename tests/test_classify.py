@@ -25,9 +25,10 @@ from classify.training.specs import FORMATS
 from classify.training.data import split_rows
 from classify.runs.saved import load_run
 from classify.training.train import train_and_evaluate
-from conftest import ROOT
+from conftest import ROOT, blob_cache, invoke
 from featurecache.cache import read_cache
-from test_classify_data import blob_cache, invoke
+
+BLOBS_FILE = "blobs-none-gap-1px.h5"   # the `blobs` fixture's file: the runs' names below start with its stem
 
 
 def run_base(out_dir, stem: str, model: str) -> str:
@@ -52,11 +53,6 @@ def png_size(path) -> tuple[int, int]:
     with Image.open(path) as im:
         assert im.format == "PNG"
         return im.size
-
-
-@pytest.fixture(scope="module")
-def blobs(tmp_path_factory):
-    return blob_cache(tmp_path_factory.mktemp("blobs") / "blobs-none-gap-1px.h5")
 
 
 # --------------------------------------------------------------------------- each model

@@ -12,13 +12,7 @@ from PIL import Image
 import featurecache.cache
 from classify.workflows import compare, learning_curve
 from classify.cli import cli
-from classify.runs.outputs import resolve
-from test_classify_data import blob_cache, invoke, snapshot
-
-
-def table_rows(out_dir) -> list[dict]:
-    with open(out_dir / "comparison.csv") as f:
-        return list(csv.DictReader(f))
+from conftest import assert_rows_match_their_runs, blob_cache, invoke, latest_run, snapshot, table_rows
 
 
 def rows(out_dir) -> dict[tuple[str, str], dict]:
@@ -27,25 +21,6 @@ def rows(out_dir) -> dict[tuple[str, str], dict]:
     by_key = {(r["cache"], r["model"]): r for r in found}
     assert len(by_key) == len(found), found
     return by_key
-
-
-def latest_run(out_dir, stem: str, model: str) -> dict:
-    """The run record that <stem>-<model>-latest.json names."""
-    pointer = json.loads((out_dir / f"{stem}-{model}-latest.json").read_text())
-    return json.loads((out_dir / pointer["run"]).read_text())
-
-
-def assert_rows_match_their_runs(out_dir) -> None:
-    """Every row points at an existing run record, whose model file exists and whose numbers are the row's."""
-    table = out_dir / "comparison.csv"
-    for row in table_rows(out_dir):
-        run_json = resolve(table, row["run_record"])
-        assert run_json.is_absolute() and run_json.parent == out_dir, row["run_record"]
-        record = json.loads(run_json.read_text())
-        assert (run_json.parent / record["folder"] / record["model_file"]).is_file()
-        assert (record["run_id"], record["cache_id"], record["model"]) == (row["run_id"], row["cache_id"], row["model"])
-        assert record["metrics"]["accuracy"] == pytest.approx(float(row["accuracy"]), abs=1e-4)
-        assert record["hyperparameters"] == json.loads(row["hyperparameters"])
 
 
 @pytest.fixture(scope="module")

@@ -1,48 +1,12 @@
-"""classify.training.data (training subsets, validation splits), plus the helpers the other classify tests import:
-small caches with known structure and a CLI runner."""
+"""classify.training.data: training subsets and validation splits."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from classify.training.data import split_rows, stratified_subset
-from featurecache.cache import write_cache
 from featurecache.errors import UserError
-
-
-def blob_cache(path: Path, n_train: int = 300, n_test: int = 90, dim: int = 16, classes: int = 3,
-               spread: float = 4.0, seed: int = 0, test_labels=None, test_features=None, train_labels=None) -> Path:
-    """Gaussian clusters, one per class: well separated with the default spread, so accuracy must be high.
-    test_labels / test_features / train_labels replace those arrays (the training rows stay the same
-    for a seed whatever the test split holds)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0, spread, (classes, dim))
-
-    def split(n: int, labels=None, features=None) -> dict:
-        y = np.arange(n) % classes
-        x = centres[y] + rng.normal(size=(n, dim))
-        y = y if labels is None else np.asarray(labels)
-        x = x if features is None else np.asarray(features)
-        return {"features": x.astype(np.float32), "labels": y.astype(np.int64),
-                "sources": np.asarray([str(i) for i in range(n)], dtype=object)}
-
-    attrs = {"dataset": "blobs", "backbone": "none", "pooling": "gap", "image_size": 1, "weights": "none",
-             "seed": seed, "precision": "float32", "feature_dim": dim,
-             "class_names": [f"class{k}" for k in range(classes)]}
-    return write_cache(path, attrs, {"train": [split(n_train, train_labels)], "test": [split(n_test, test_labels, test_features)]})
-
-
-def invoke(command, args: list[str]):
-    """Run a click command in-process; exceptions stay in result.exception for the test to inspect."""
-    return CliRunner().invoke(command, [str(a) for a in args])
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 # --------------------------------------------------------------------------- classify.training.data

@@ -13,7 +13,7 @@ import pytest
 from classify.cli import cli
 from classify.runs.saved import load_run, sha256
 from featurecache.errors import UserError
-from test_classify_data import blob_cache, invoke, snapshot
+from conftest import assert_clean_failure, blob_cache, invoke, snapshot
 
 NAMES = ["--plot-name", "p", "--report-name", "r"]  # every run below aims at the same files
 
@@ -29,17 +29,6 @@ def earlier(tmp_path_factory):
     files = snapshot(out)
     assert {"p.png", "p-confusion.png", "r.txt", "r.json", "r-run.json", "r-model.h5"} <= set(files)
     return cache, out, files
-
-
-def assert_clean_failure(result, *words, code: int = 1):
-    """One "Error:" line naming `words`, and a SystemExit: code 1 from a UserError (a ClickException),
-    2 from click's own parse-time check of an option; any other exception is a crash."""
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.exit_code == code, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1, result.output
-    for word in words:
-        assert word in errors[0], (word, errors[0])
 
 
 def run_bad(earlier, args, *words, code: int = 1):

@@ -9,13 +9,7 @@ import pytest
 from featurecache.errors import UserError
 
 from classify.workflows import learning_curve
-from test_classify_data import blob_cache, invoke
-from test_classify_errors import assert_clean_failure
-
-
-@pytest.fixture(scope="module")
-def blobs(tmp_path_factory):
-    return blob_cache(tmp_path_factory.mktemp("lc") / "blobs.h5")  # 300 training rows, 3 classes
+from conftest import assert_clean_failure, invoke
 
 
 def run(blobs, out, *args):

@@ -12,10 +12,8 @@ from classify.workflows import active
 from classify.cli import cli as classify_cli
 from classify.training.data import smallest_train_size
 from classify.pixel.robustness import cli as robustness_cli
-from conftest import classify_run
+from conftest import assert_clean_failure, blob_cache, classify_run
 from featurecache.cache import read_cache
-from test_classify_data import blob_cache
-from test_classify_errors import assert_clean_failure
 
 
 def run_active(cache, out, *args):

@@ -13,29 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from classify.cli import cli as classify_cli
-from featurecache.cache import iter_rows, read_cache, split_shapes, write_cache
+from conftest import synthetic_cache
+from featurecache.cache import iter_rows, read_cache, split_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def synthetic_cache(path: Path, n: int, dim: int = 2048, n_test: int = 200, views: int = 0, seed: int = 0) -> Path:
-    """A Flatten-wide (64 px VGG16: 2,048 values) cache of n training rows in 10 overlapping classes,
-    written in parts of 4,000 rows by write_cache, as extract writes one."""
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(10, dim)).astype(np.float32)
-
-    def part(m):
-        y = rng.integers(0, 10, m)
-        X = (centers[y] * 0.05 + rng.normal(size=(m, dim))).astype(np.float32)
-        p = {"features": X, "labels": y.astype(np.int64), "sources": np.array([f"r/{i}" for i in range(m)])}
-        if views:
-            p["view_features"] = (X[:, None, :] + rng.normal(size=(m, views, dim)) * 0.1).astype(np.float32)
-        return p
-
-    attrs = {"dataset": "synthetic", "backbone": "vgg16", "pooling": "flatten", "image_size": 64, "weights": "none",
-             "class_names": [f"c{i}" for i in range(10)], "feature_dim": dim}
-    return write_cache(path, attrs, {"train": [part(min(4000, n - i)) for i in range(0, n, 4000)],
-                                     "test": [part(n_test)]})
 
 
 def test_iter_rows_gives_the_rows_and_views_read_cache_gives(tmp_path):

@@ -12,7 +12,7 @@ from classify.cli import cli as classify_cli
 from classify.training.config import ClassifyConfig
 from classify.training.data import Stream, split_rows
 from featurecache.cache import read_cache
-from test_classify_stream import synthetic_cache
+from conftest import synthetic_cache
 
 
 def run_record(out) -> dict:

@@ -65,28 +65,11 @@ def test_functions_stay_short():
     assert not found, "\n".join(found)
 
 
-def imported_modules(path: Path) -> list[tuple[int, str]]:
-    """(line, module) for every import in a file, at any level (inside functions too); relative ones resolved."""
-    package = module_name(path).split(".")
-    package = package if path.name == "__init__.py" else package[:-1]
-    found = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = ".".join(package[: len(package) - node.level + 1] if node.level else [])
-            module = ".".join(p for p in (base, node.module or "") if p)
-            # `from .. import x` names the module x itself; `from a.b import c` imports from a.b
-            found += [(node.lineno, module if node.module else ".".join(p for p in (module, alias.name) if p))
-                      for alias in node.names]
-    return found
-
-
 def test_classify_imports_nothing_from_extract():
     """classify (pixel work and predict included) reads caches and images through featurecache, never extract."""
     found = [f"{path.relative_to(ROOT)}:{line} imports {module}"
              for path in sorted((ROOT / "classify").rglob("*.py"))
-             for line, module in imported_modules(path) if module == "extract" or module.startswith("extract.")]
+             for line, module in imported_modules(ast.parse(path.read_text())) if module == "extract" or module.startswith("extract.")]
     assert not found, "\n".join(found)
 
 
@@ -106,4 +89,72 @@ def test_the_shared_image_modules_import_no_stage_and_no_tensorflow():
                     found.append(f"{name}.py:{node.lineno} imports the stage {module}")
                 if root in ("tensorflow", "keras") or module == "featurecache.tfimport":
                     found.append(f"{name}.py:{node.lineno} imports {module}")
+STAGES = ("extract", "classify", "bench")
+# the modules of featurecache that sit above the stages: the Python API and the one command
+ABOVE_THE_STAGES = ("featurecache/api.py", "featurecache/cli.py")
+
+
+def imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
+    """Every absolute module an AST imports, at any depth (inside functions too), with its line;
+    `importlib.import_module("...")` with a literal name counts."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.lineno, node.module))
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            found.append((node.lineno, node.args[0].value))
+    return found
+
+
+def test_the_shared_core_imports_no_stage():
+    """featurecache is the bottom layer: none of its modules imports extract, classify or bench, at module
+    level or inside a function; only the API and the command above the stages do."""
+    found = []
+    for path in sorted((ROOT / "featurecache").rglob("*.py")):
+        if path.relative_to(ROOT).as_posix() in ABOVE_THE_STAGES:
+            continue
+        for line, module in imported_modules(ast.parse(path.read_text())):
+            if module.split(".")[0] in STAGES:
+                found.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert not found, "\n".join(found)
+
+
+def test_the_core_check_sees_an_import_inside_a_function():
+    tree = ast.parse("def f():\n    from classify.training import train\n    import importlib\n"
+                     "    importlib.import_module('extract.cli')\n")
+    assert [m for _, m in imported_modules(tree)] == ["classify.training", "importlib", "extract.cli"]
+
+
+def test_importing_featurecache_and_its_api_names_imports_no_tensorflow_and_no_stage():
+    import subprocess
+    import sys
+
+    probe = ("import sys, featurecache; featurecache.extract, featurecache.load, featurecache.train, "
+             "featurecache.load_run, featurecache.Run; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'extract', 'classify', "
+             "'bench'}))")
+    r = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_no_test_file_imports_another_and_the_shared_helpers_are_defined_once():
+    """Helpers several test files use live in tests/conftest.py: no test file imports from another
+    test file, and none defines again a helper function conftest holds."""
+    tests = ROOT / "tests"
+    conftest = ast.parse((tests / "conftest.py").read_text())
+    shared = {node.name for node in conftest.body if isinstance(node, ast.FunctionDef)
+              and not any("fixture" in ast.unparse(d) for d in node.decorator_list)}
+    found = []
+    for path in sorted(tests.glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        for line, module in imported_modules(tree):
+            if module.split(".")[0].startswith("test_"):
+                found.append(f"tests/{path.name}:{line} imports {module}")
+        found += [f"tests/{path.name}:{node.lineno} defines {node.name} again" for node in tree.body
+                  if isinstance(node, ast.FunctionDef) and node.name in shared]
+    assert shared >= {"invoke", "blob_cache", "snapshot", "assert_clean_failure"}
     assert not found, "\n".join(found)

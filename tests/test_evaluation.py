@@ -15,7 +15,7 @@ from classify.runs.record import Metrics, RunRecord
 from classify.runs.saved import load_run
 from classify.training.train import train_and_evaluate
 from featurecache.cache import read_cache
-from test_classify_data import blob_cache, invoke
+from conftest import blob_cache, invoke
 
 
 def test_bootstrap_interval_of_a_known_vector_matches_a_reference():

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from conftest import PHOTOS_FIXTURE, classify_run, error_line, photo_cache
+from conftest import PHOTOS_FIXTURE, classify_run, error_line, invoker, photo_cache
+from conftest import tree_snapshot as snapshot
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +29,7 @@ def fixture_files():
     return [str(f) for f in collect_images((PHOTOS_FIXTURE / "test",))[0]]
 
 
-def invoke(*args):
-    from classify.pixel.predict_cli import cli
-
-    return CliRunner().invoke(cli, [str(a) for a in args])
+invoke = invoker("classify.pixel.predict_cli")   # invoke(*args): the predict command in-process
 
 
 def test_end_to_end_model_agrees_with_predict(photo_runs):
@@ -104,11 +101,6 @@ def test_export_refuses_a_forest_and_a_file_as_folder(photo_runs, tmp_path):
     (tmp_path / "f").write_text("")
     assert "is a file" in error_line(invoke("--run", photo_runs["lr"], "--export", tmp_path / "f"), 2)
     assert "no IMAGES" in error_line(invoke("--run", photo_runs["lr"]), 1)
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file and folder under `folder`, with the bytes of each file."""
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"<dir>") for p in folder.rglob("*")}
 
 
 def test_export_force_never_removes_a_folder_that_holds_other_files(photo_runs, tmp_path):

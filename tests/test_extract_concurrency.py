@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from featurecache.cache import partial_dir, read_cache
-from test_extract_resume import (  # noqa: F401 - big_cifar and reference are fixtures used below
-    ROOT, assert_same_cache, big_cifar, command, env, reference, run,
-)
+from conftest import ROOT
+from conftest import assert_identical_cache as assert_same_cache
+from conftest import big_cifar_command as command
+from conftest import process_env as env
+from conftest import run_process as run
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,6 @@ Broken inputs are made in tmp_path from the real fixture files.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import shutil
@@ -21,16 +20,12 @@ import pytest
 
 from conftest import error_line
 from conftest import invoke_extract as invoke
+from conftest import tree_digests as snapshot
 from featurecache.cache import partial_dir, read_cache
 from featurecache.errors import UserError
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cifar-10-batches-py"
 DEFAULT_NAME = "cifar10-vgg16-gap-32px.h5"
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

@@ -8,66 +8,26 @@ every row differs), big enough that a run takes several seconds.
 
 from __future__ import annotations
 
-import os
-import pickle
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from click.testing import CliRunner
 
+from conftest import BIG_CIFAR_PER_BATCH as PER_BATCH
+from conftest import ROOT
+from conftest import assert_identical_cache as assert_same_cache
+from conftest import big_cifar_command as command
+from conftest import process_env as env
+from conftest import run_process as run
 from featurecache.cache import partial_dir, read_cache
 from extract.cli import cli
 from featurecache.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cifar-10-batches-py"
-PER_BATCH = 100  # 500 train rows, 100 test rows: ~60 checkpoint parts, a few seconds of work
-
 pytestmark = pytest.mark.slow
-
-
-def _load(name):
-    with open(FIXTURE / name, "rb") as f:
-        return pickle.load(f, encoding="bytes")
-
-
-@pytest.fixture(scope="module")
-def big_cifar(tmp_path_factory) -> Path:
-    """A CIFAR-10 folder in the original format with PER_BATCH rows per batch, cut from the fixture images."""
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    rows = np.concatenate([_load(n)[b"data"] for n in names])  # (120, 3072) uint8
-    labels = np.concatenate([_load(n)[b"labels"] for n in names])
-    folder = tmp_path_factory.mktemp("big") / "cifar-10-batches-py"
-    folder.mkdir()
-    for b, name in enumerate(names):
-        idx = np.arange(b * PER_BATCH, (b + 1) * PER_BATCH)
-        # image i is fixture image i % 120, shifted by i // 120 pixels: every row is different
-        data = np.stack([np.roll(rows[i % len(rows)], 97 * (i // len(rows))) for i in idx])
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"labels": [int(labels[i % len(labels)]) for i in idx],
-                         b"data": data}, f, protocol=2)
-    return folder
-
-
-def command(data: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "extract", "--data-dir", str(data), "--weights", "none", "--out", str(out),
-            "--batch-size", "8", "--checkpoint-every", "16", "--precision", "float32"]
-
-
-def env(tmp_path: Path) -> dict:
-    e = {**os.environ, "KERAS_HOME": str(tmp_path / "keras-home"), "PYTHONUNBUFFERED": "1"}
-    e.pop("FEATURECACHE_TF_LOGS", None)
-    return e
-
-
-def run(cmd, tmp_path) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=ROOT, env=env(tmp_path), capture_output=True, text=True, timeout=300)
 
 
 def start_and_stop(cmd, tmp_path, out: Path, sig: int) -> subprocess.CompletedProcess:
@@ -91,25 +51,6 @@ def start_and_stop(cmd, tmp_path, out: Path, sig: int) -> subprocess.CompletedPr
             proc.kill()
             proc.wait()
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
-
-
-@pytest.fixture(scope="module")
-def reference(big_cifar, tmp_path_factory):
-    """An uninterrupted run of the same command."""
-    tmp = tmp_path_factory.mktemp("reference")
-    out = tmp / "ref.h5"
-    r = run(command(big_cifar, out), tmp)
-    assert r.returncode == 0, r.stderr
-    assert "resuming" not in r.stderr
-    return read_cache(out)
-
-
-def assert_same_cache(a, b):
-    for split in ("train", "test"):
-        x, y = getattr(a, split), getattr(b, split)
-        np.testing.assert_array_equal(x.labels, y.labels)
-        np.testing.assert_array_equal(x.sources, y.sources)
-        np.testing.assert_array_equal(x.features, y.features)  # bit for bit: same weights, same batches
 
 
 def test_sigkill_then_the_same_command_resumes_to_the_uninterrupted_cache(big_cifar, reference, tmp_path):

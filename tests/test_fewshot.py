@@ -11,7 +11,7 @@ import pytest
 from classify.workflows.fewshot import cli, draw_shots
 from featurecache.cache import read_cache
 from featurecache.errors import UserError
-from test_classify_data import invoke
+from conftest import invoke
 
 
 def test_draws_are_stratified_seeded_and_refuse_too_many_shots():

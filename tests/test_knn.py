@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import error_line
+from conftest import blob_cache, error_line, invoke
 
 from classify.cli import cli
 from classify.training.config import ClassifyConfig
@@ -15,7 +15,6 @@ from classify.training.knn import K_GRID
 from classify.runs.saved import load_run
 from classify.training.train import load_for_training, train_and_evaluate
 from featurecache.cache import read_cache
-from test_classify_data import blob_cache, invoke
 
 
 def brute_force(X_train, y_train, X, k, T, n_classes):

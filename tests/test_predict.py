@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from conftest import PHOTOS_FIXTURE, classify_run, photo_cache
+from conftest import PHOTOS_FIXTURE, classify_run, invoker, photo_cache
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +22,7 @@ def photo_run(tmp_path_factory):
     return cache, run
 
 
-def invoke(args):
-    from classify.pixel.predict_cli import cli
-
-    return CliRunner().invoke(cli, args)
+invoke = invoker("classify.pixel.predict_cli")   # invoke(args): the predict command in-process
 
 
 def test_predict_agrees_with_the_classify_run_on_its_test_images(photo_run):

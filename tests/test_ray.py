@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from conftest import CIFAR_FIXTURE, PHOTOS_FIXTURE, ROOT, error_line, invoke_extract
-from test_shards import assert_same_cache
+from conftest import CIFAR_FIXTURE, PHOTOS_FIXTURE, ROOT, assert_same_cache, error_line, invoke_extract
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")

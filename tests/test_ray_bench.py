@@ -3,7 +3,7 @@
 import pytest
 
 from bench.report import build_report, format_table
-from test_bench import _steps
+from conftest import bench_steps as _steps
 
 
 def test_ray_row_excludes_start_up_and_checks_80_percent():

@@ -18,14 +18,11 @@ from click.testing import CliRunner
 from classify.reporting import report
 from classify.runs.record import Metrics, RunRecord
 from conftest import CIFAR_FIXTURE, PHOTOS_FIXTURE, ROOT, error_line, photo_cache, run_extract
+from conftest import invoke_ok as invoke
 
 LONG = "cifar10-subset-efficientnet-lite0-imagenet-gap-224px-bfloat16-a-long-descriptive-file-name-of-a-copy.h5"
 
 
-def invoke(module, args):
-    r = CliRunner().invoke(module.cli, [str(a) for a in args])
-    assert r.exit_code == 0, (r.output, r.exception)
-    return r
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,8 @@ import shutil
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from conftest import CIFAR_FIXTURE, classify_run, error_line, run_extract
+from conftest import CIFAR_FIXTURE, classify_run, error_line, invoker, run_extract
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +17,7 @@ def lr_run(tiny_cache, tmp_path_factory):
     return classify_run(tiny_cache, tmp_path_factory.mktemp("rob-reports"))
 
 
-def invoke(*args):
-    from classify.pixel.robustness import cli
-
-    return CliRunner().invoke(cli, [str(a) for a in args])
+invoke = invoker("classify.pixel.robustness")   # invoke(*args): the robustness command in-process
 
 
 def test_attacked_images_stay_in_the_eps_ball_and_in_0_255(lr_run):

@@ -13,15 +13,9 @@ import sys
 import pytest
 
 from classify.cli import cli
-from conftest import ROOT
-from test_classify_data import blob_cache, invoke, snapshot
+from conftest import ROOT, invoke, snapshot
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def blobs(tmp_path_factory):
-    return blob_cache(tmp_path_factory.mktemp("disk") / "blobs.h5")
 
 
 def limited(max_bytes: int):

@@ -16,9 +16,7 @@ import pytest
 
 from classify.workflows import compare
 from classify.cli import cli
-from conftest import ROOT
-from test_classify_compare import assert_rows_match_their_runs, table_rows
-from test_classify_data import invoke, snapshot
+from conftest import ROOT, assert_rows_match_their_runs, invoke, snapshot, table_rows
 
 pytestmark = pytest.mark.slow
 LONG_MLP = ["--epochs", "2000", "--patience", "2000", "--hidden", "64"]  # minutes of epochs: stopped long before the end

@@ -7,9 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
-from test_classify_compare import assert_rows_match_their_runs, table_rows
-from test_classify_data import blob_cache
+from conftest import ROOT, assert_rows_match_their_runs, blob_cache, table_rows
 
 pytestmark = pytest.mark.slow
 

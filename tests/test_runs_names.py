@@ -12,8 +12,7 @@ from PIL import Image
 from classify.cli import cli
 from classify.runs.outputs import drawable_names
 from featurecache.cache import write_cache
-from test_classify_compare import latest_run
-from test_classify_data import invoke
+from conftest import invoke, latest_run
 
 NAMES = ["猫", "犬", unicodedata.normalize("NFD", "café")]  # cat, dog (CJK), and "café" with a combining accent
 

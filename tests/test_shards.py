@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import CIFAR_FIXTURE, PHOTOS_FIXTURE, error_line, invoke_extract
+from conftest import CIFAR_FIXTURE, PHOTOS_FIXTURE, assert_same_cache, error_line, invoke_extract
 from featurecache.cache import read_cache
 from featurecache.errors import UserError
 
@@ -21,17 +21,6 @@ def merge(*args):
     from extract.cli import merge_cli
 
     return CliRunner().invoke(merge_cli, [str(a) for a in args])
-
-
-def assert_same_cache(a: Path, b: Path, atol: float = 1e-5) -> None:
-    x, y = read_cache(a), read_cache(b)
-    for split in ("train", "test"):
-        p, q = getattr(x, split), getattr(y, split)
-        assert (p.labels == q.labels).all() and (p.sources == q.sources).all(), split
-        np.testing.assert_allclose(p.features, q.features, atol=atol, rtol=1e-4)
-    for key in ("data_fingerprint", "backbone", "image_size", "class_names", "feature_dim", "n_train", "n_test"):
-        assert x.attrs[key] == y.attrs[key], key
-    assert sorted(x.attrs["skipped"]) == sorted(y.attrs["skipped"])
 
 
 @pytest.fixture(scope="module")
