@@ -9,7 +9,7 @@ from classify.cli import cli as classify_cli
 from classify.options import make_config
 from classify.training.train import load_for_training
 from classify.workflows import compare
-from test_classify_data import blob_cache, invoke
+from conftest import blob_cache, invoke
 
 
 def test_runs_trained_ahead_equal_runs_trained_alone(tmp_path):

@@ -16,7 +16,7 @@ from classify.workflows.audit_record import training_rows
 from extract.datasets import load_cifar10
 from featurecache.cache import read_cache, write_cache, write_groups
 from featurecache.errors import UserError
-from test_classify_data import blob_cache, invoke
+from conftest import blob_cache, invoke
 
 COPIES = 4
 
