@@ -52,7 +52,7 @@ def extract(data: Path, model: Path, out: Path, log: Path, precision: str) -> di
 
 def classify(cache: Path, out_dir: Path, log: Path, models: tuple[str, ...], *extra: str) -> dict:
     args = [a for m in models for a in ("--model", m)]
-    run_step([sys.executable, "-m", "classify.workflows.compare", "--features", str(cache), "--out-dir", str(out_dir),
+    run_step([sys.executable, "-m", "featurecache", "compare", "--features", str(cache), "--out-dir", str(out_dir),
               "--C", "auto", *args, *extra], log)
     return read_classify_runs(out_dir)
 

@@ -40,7 +40,7 @@ def _sizes(ctx, param, value: str) -> list[int]:
 def classifiers(cache: Path, work: Path, tag: str) -> dict:
     """Time `python -m classify.workflows.compare` (LR, RF, MLP) on a cache in a fresh process."""
     out_dir = work / f"{tag}-reports"
-    step = run_step([sys.executable, "-m", "classify.workflows.compare", "--features", str(cache), "--out-dir", str(out_dir)],
+    step = run_step([sys.executable, "-m", "featurecache", "compare", "--features", str(cache), "--out-dir", str(out_dir)],
                     work / f"{tag}.log")
     from bench.report import read_classify_runs
 
@@ -49,7 +49,7 @@ def classifiers(cache: Path, work: Path, tag: str) -> dict:
 
 def lr_only(cache: Path, work: Path, tag: str) -> dict:
     out_dir = work / f"{tag}-reports"
-    step = run_step([sys.executable, "-m", "classify.workflows.compare", "--model", "lr", "--features", str(cache),
+    step = run_step([sys.executable, "-m", "featurecache", "compare", "--model", "lr", "--features", str(cache),
                      "--out-dir", str(out_dir)],
                     work / f"{tag}.log")
     from bench.report import read_classify_runs

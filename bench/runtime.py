@@ -76,7 +76,7 @@ def lr_accuracy(cache: Path, work: Path, tag: str) -> float | None:
 
     out = work / f"{tag}-lr"
     try:
-        run_step([sys.executable, "-m", "classify.workflows.compare", "--model", "lr", "--features", str(cache),
+        run_step([sys.executable, "-m", "featurecache", "compare", "--model", "lr", "--features", str(cache),
                   "--out-dir", str(out)], work / f"{tag}-lr.log")
     except StepFailed as e:
         click.echo(f"bench.runtime: LR on {cache} failed: {e}", err=True)

@@ -22,6 +22,7 @@ import click
 from extract.config import ExtractConfig
 from featurecache.backbones import BACKBONES, POOLINGS, PRECISIONS
 from featurecache.cache import features_dir, partial_dir, set_latest
+from featurecache.command import Command
 from featurecache.errors import UserError
 from featurecache.runtime import RUNTIMES
 
@@ -55,7 +56,7 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--data-dir", type=click.Path(path_type=str), default=None,
               help="Local data: a cifar-10-batches-py folder, cifar-10-python.tar.gz, or a folder of photos "
                    "with one subfolder per class (optionally under train/ and test/). "
@@ -247,7 +248,7 @@ def _extract(cfg: ExtractConfig, where: dict):
     return out, result
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--out", type=click.Path(dir_okay=False), callback=out_file, required=True,
               help="The merged cache, e.g. features/cifar10-vgg16-gap-32px.h5.")
 @click.option("--force", is_flag=True, help="Merge again even if --out already holds these shards' cache.")

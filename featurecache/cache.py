@@ -235,7 +235,7 @@ def _check_exists(path: Path) -> None:
         )
     if path.is_dir():
         raise UserError(f"{path} is a folder, not a feature cache; pass an .h5 file made by extract")
-    raise UserError(f"no features at {path}: run `make features` first (or pass --features PATH)")
+    raise UserError(f"no features at {path}: run `make features` first (or pass features=PATH)")
 
 
 def _open(path: Path) -> h5py.File:
@@ -442,7 +442,7 @@ def _read_split(f: h5py.File, split: str, path: Path, n_classes: int, load: bool
     if not np.isfinite(feats).all():
         raise UserError(
             f"{path} /{split}/features hold NaN or infinite values (float16 overflow or a broken run); "
-            "re-run extract with --force (and --precision float32)"
+            "re-run extract with force=True (and precision='float32')"
         )
     if not load:
         return SplitData(None, labels.astype(np.int64), np.asarray(sources), None)
@@ -458,7 +458,7 @@ def _read_split(f: h5py.File, split: str, path: Path, n_classes: int, load: bool
                             f"{feats.shape[1]}); the file is damaged: delete it and run extract again")
         if not np.isfinite(views).all():
             raise UserError(f"{path} /{split}/view_features hold NaN or infinite values; "
-                            "re-run extract with --force (and --precision float32)")
+                            "re-run extract with force=True (and precision='float32')")
         views = views.astype(np.float32, copy=False)
     return SplitData(feats.astype(np.float32, copy=False), labels.astype(np.int64), np.asarray(sources), views)
 
@@ -502,12 +502,12 @@ def caches_in(folder: str | os.PathLike) -> list[Path]:
 
 
 def _no_default(where: Path, problem: str) -> UserError:
-    """One line: what is wrong with LATEST, and the --features to pass for each cache in the folder."""
+    """One line: what is wrong with LATEST, and the `features` to pass for each cache in the folder."""
     found = caches_in(where)
     if not found:
         return UserError(f"{problem}; run `make features` again (there are no caches in {where}/), "
-                         "or pass --features PATH")
-    listed = ", ".join(f"--features {p}" for p in found[:6]) + (" ..." if len(found) > 6 else "")
+                         "or pass features=PATH")
+    listed = ", ".join(f"features={str(p)!r}" for p in found[:6]) + (" ..." if len(found) > 6 else "")
     return UserError(f"{problem}; run `make features` again to record one, or pass one of the caches in "
                      f"{where}/: {listed}")
 
@@ -517,14 +517,14 @@ def default_cache(folder: str | os.PathLike | None = None) -> tuple[Path, str]:
     (features/x.h5, "features/LATEST → features/x.h5, written 2026-12-04 17:10").
 
     A missing, empty or dangling LATEST is one UserError that names it and lists the caches in the
-    folder with the --features to pass."""
+    folder with the `features` to pass."""
     import datetime as dt
 
     where = Path(folder) if folder is not None else features_dir()
     pointer = where / LATEST
     if not pointer.is_file():
         if not caches_in(where):
-            raise UserError(f"no feature cache in {where}/: run `make features` first (or pass --features PATH)")
+            raise UserError(f"no feature cache in {where}/: run `make features` first (or pass features=PATH)")
         raise _no_default(where, f"{pointer} does not exist, so there is no default cache")
     name = pointer.read_text().strip()
     if not name:
@@ -628,7 +628,7 @@ def iter_rows(path: str | os.PathLike | CacheFile, split: str, rows: np.ndarray 
                 v = v[local] if v is not None else None
             if not np.isfinite(block).all() or (v is not None and not np.isfinite(v).all()):
                 raise UserError(f"{path} /{split}/features hold NaN or infinite values (float16 overflow or a "
-                                "broken run); re-run extract with --force (and --precision float32)")
+                                "broken run); re-run extract with force=True (and precision='float32')")
             if len(y) and (y.min() < 0 or y.max() >= n_classes):
                 raise UserError(f"{path} /{split}/labels are not class indices 0..{n_classes - 1}; "
                                 "delete it and run extract again")

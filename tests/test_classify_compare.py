@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import featurecache.cache
-from classify.workflows import compare, learning_curve
+from classify.commands import compare, learning_curve
 from classify.cli import cli
 from classify.runs.outputs import resolve
 from test_classify_data import blob_cache, invoke, snapshot

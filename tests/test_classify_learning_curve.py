@@ -8,7 +8,7 @@ import pytest
 
 from featurecache.errors import UserError
 
-from classify.workflows import learning_curve
+from classify.commands import learning_curve
 from test_classify_data import blob_cache, invoke
 from test_classify_errors import assert_clean_failure
 

@@ -24,7 +24,7 @@ def photo_run(tmp_path_factory):
 
 
 def invoke(args):
-    from classify.pixel.predict_cli import cli
+    from classify.commands.predict import cli
 
     return CliRunner().invoke(cli, args)
 
@@ -109,7 +109,7 @@ def test_predict_lists_every_skipped_file_with_its_reason(photo_run, tmp_path):
     (folder / "notes.txt").write_text("not a picture\n")
     png_of_zeros(folder / "big-10k.png", 10_000, 10_000)     # over the warning limit
     png_of_zeros(folder / "huge-20k.png", 20_000, 20_000)    # over the error limit
-    proc = subprocess.run([sys.executable, "-m", "classify.pixel.predict_cli", "--run", str(run_path), str(folder), "--json"],
+    proc = subprocess.run([sys.executable, "-m", "featurecache", "predict", "--run", str(run_path), str(folder), "--json"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "DecompressionBomb" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

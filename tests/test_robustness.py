@@ -19,7 +19,7 @@ def lr_run(tiny_cache, tmp_path_factory):
 
 
 def invoke(*args):
-    from classify.pixel.robustness import cli
+    from classify.commands.robustness import cli
 
     return CliRunner().invoke(cli, [str(a) for a in args])
 

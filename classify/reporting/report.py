@@ -23,7 +23,7 @@ is a file name beside it (or an anchor in it), so the folder can be zipped, move
 from disk. `classify`, `compare` and `learning_curve` rewrite it after each run through
 `write_index`; this command rebuilds it by hand, e.g. after deleting a run's files.
 
-    python -m classify.reporting.report --out-dir reports
+    featurecache report --out-dir reports
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
-
-import click
 
 from classify.reporting.audit_page import FIGURE_ENDINGS as AUDIT_FIGURES, audits_html
 from featurecache.errors import UserError
@@ -579,27 +577,3 @@ def write_index(out_dir: str | os.PathLike) -> Path:
     except OSError as e:
         raise room_error(os_error(e) or e, folder) from None
     return target
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=str), default="reports", show_default=True,
-              help="Reports folder to index (where classify and compare wrote their runs).")
-def cli(out_dir: str) -> None:
-    """Rebuild <out-dir>/index.html from the runs and figures in the folder: a table of runs sorted by
-    test accuracy, and per run its curves, confusion matrix, gallery, report, settings and cache.
-    Runs whose files were deleted drop out. Open the page in any browser; it needs no network."""
-    if not Path(out_dir).is_dir():
-        raise UserError(f"no reports folder at {out_dir}: run `make classify` or `make compare` first, or pass --out-dir")
-    path = write_index(out_dir)
-    page_runs, skipped = read_runs(path.parent)
-    for line in skipped:
-        click.echo(f"skipped: {path.parent / line}", err=True)
-    click.echo(f"wrote {path} ({len(page_runs)} run(s)); open it in a browser: file://{quote(str(path))}")
-
-
-def main() -> None:
-    cli(prog_name="python -m classify.reporting.report")
-
-
-if __name__ == "__main__":
-    main()

@@ -25,7 +25,7 @@ from classify.training.data import Stream
 from classify.training.knn import fit_knn, fit_knn_stream
 from classify.runs.trained import Trained
 from featurecache.cache import iter_rows
-from featurecache.errors import UserError
+from featurecache.errors import SettingError
 
 CURVE_ROWS = 5000  # training rows scored at each curve point (all of them when fewer)
 RF_CURVE_ROWS = 1000  # the forest's: every point walks them through every tree
@@ -40,10 +40,10 @@ def scores(y: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
 def check_training_rows(y_fit: np.ndarray) -> None:
     """Refuse, before fitting, training rows no classifier can learn from."""
     if len(y_fit) == 0:
-        raise UserError("there are no training rows to fit; use a cache with a training split or a larger --train-size")
+        raise SettingError("there are no training rows to fit; use a cache with a training split or a larger `train_size`")
     if len(np.unique(y_fit)) < 2:
-        raise UserError(f"the {len(y_fit)} training rows are all of one class; a classifier needs at least two: "
-                        "use a cache (or a --train-size) with rows of two or more classes")
+        raise SettingError(f"the {len(y_fit)} training rows are all of one class; a classifier needs at least two: "
+                           "use a cache (or a `train_size`) with rows of two or more classes")
 
 
 def curve_rows(X_fit, y_fit, seed: int, limit: int = CURVE_ROWS):

@@ -20,7 +20,7 @@ from classify.workflows.audit_record import audit_metrics, training_rows
 from classify.training.models import MODELS, STREAMING
 from classify.runs.trained import Trained
 from featurecache.cache import Cache, CacheFile, iter_rows, split_shapes
-from featurecache.errors import UserError
+from featurecache.errors import SettingError, UserError
 
 GALLERY_SIZE = 24
 
@@ -55,8 +55,8 @@ def evaluate(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> t
 
 def check_calibrate(cfg: ClassifyConfig) -> None:
     if cfg.calibrate and cfg.model not in CALIBRATED_MODELS:
-        raise UserError(f"--calibrate fits a temperature for {', '.join(CALIBRATED_MODELS)}, not for --model {cfg.model}; "
-                        "leave out --calibrate")
+        raise SettingError(f"calibrate=True fits a temperature for {', '.join(CALIBRATED_MODELS)}, not for "
+                           f"model={cfg.model!r}; leave out `calibrate`")
 
 
 def calibrate(y_test: np.ndarray, proba: np.ndarray, y_val: np.ndarray, val_proba: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -114,8 +114,8 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
     if len(cache.test.labels) == 0:
         raise UserError(f"{cache.path} has no test rows to report on; extract a cache with a test split")
     if cfg.tta and cache.test.views is None:
-        raise UserError(f"--tta needs test views, and {cache.path} has none; re-extract with --augment SPEC "
-                        "--views K --test-views K, or leave out --tta")
+        raise SettingError(f"tta=True needs test views, and {cache.path} has none; re-extract with augment=SPEC "
+                           "views=K test_views=K, or leave out `tta`")
     # the split is over images: an image and all its views land on the same side
     rows = training_rows(cache, cfg)   # less the rows --exclude names
     X, y = cache.train.features, cache.train.labels   # (N, D) float32, (N,)
@@ -155,8 +155,8 @@ def stream_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) 
     if len(cache.test.labels) == 0:
         raise UserError(f"{cache.path} has no test rows to report on; extract a cache with a test split")
     if cfg.tta and not shapes["test"].views:
-        raise UserError(f"--tta needs test views, and {cache.path} has none; re-extract with --augment SPEC "
-                        "--views K --test-views K, or leave out --tta")
+        raise SettingError(f"tta=True needs test views, and {cache.path} has none; re-extract with augment=SPEC "
+                           "views=K test_views=K, or leave out `tta`")
     rows = training_rows(cache, cfg)   # less the rows --exclude names
     budget = memory_budget(cfg.max_memory)
     train = shapes["train"]

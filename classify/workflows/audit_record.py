@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurecache.errors import UserError
+from featurecache.errors import SettingError, UserError
 
 FORMAT = "featurecache-audit"
 FORMAT_VERSION = 1
@@ -96,18 +96,15 @@ def parse_exclude(spec: str) -> tuple[Path, tuple[str, ...]]:
     path, sep, kinds = spec.rpartition(":")
     chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
     if not sep or not path or not chosen or not set(chosen) <= set(EXCLUDE_KINDS):
-        raise UserError(f"exclude={spec!r} must be AUDIT.json:KIND with KIND one of {', '.join(EXCLUDE_KINDS)} "
+        raise SettingError(f"exclude={spec!r} must be AUDIT.json:KIND with KIND one of {', '.join(EXCLUDE_KINDS)} "
                         "(or both, comma-separated), e.g. reports/x-audit.json:duplicates")
     return Path(path), chosen
 
 
 def check_exclude(spec: str) -> None:
-    """--exclude's form and file, before anything is trained: one line naming the flag when wrong."""
-    try:
-        path, _ = parse_exclude(spec)
-        Audit.load(path)
-    except UserError as e:
-        raise UserError(e.message.replace(f"exclude={spec!r}", f"--exclude {spec}")) from None
+    """`exclude`'s form and file, before anything is trained."""
+    path, _ = parse_exclude(spec)
+    Audit.load(path)
 
 
 def check_for(audit: Audit, path: Path, cache_id: str, cache_path) -> None:
