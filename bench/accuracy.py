@@ -23,6 +23,7 @@ import click
 
 from bench.report import read_classify_runs
 from bench.runner import StepFailed, run_step
+from featurecache.command import Command
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -119,7 +120,7 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--sets", default="cifar10,cats-vs-dogs", show_default=True,
               help="Comma-separated data sets: cifar10 (the 6,000-image subset), cats-vs-dogs.")
 @click.option("--model", "model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=MODEL,

@@ -1,7 +1,7 @@
 """Options, parameter types and config helpers shared by the classify commands.
 
-`classify.cli`, `classify.workflows.compare` and `classify.workflows.learning_curve` build their
-command lines from these; none of them imports from another command module.
+`classify.cli` and the modules of `classify.commands` build their command lines from these; none of
+them imports from another command module.
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ import click
 from classify.options import CONTEXT, cache_path, echo_config, make_config, training_options
 from classify.training.config import has_views
 from classify.training.models import MODELS
-from classify.workflows.active import active_learning, check_plan, csv_rows, DEFAULT_STRATEGIES, Plan, plot, STRATEGIES, table
+from classify.workflows.active import (DEFAULT_STRATEGIES, STRATEGIES, Plan, active_learning, check_plan, csv_rows, plot,
+                                      table)
 from featurecache.command import Command
 from featurecache.errors import UserError
 from featurecache.files import Staged, interruptible

@@ -30,7 +30,7 @@ from __future__ import annotations
 import click
 
 from classify.options import CONTEXT, Finite, cache_path
-from classify.workflows.audit import run_audit, summary, THRESHOLD, write_audit
+from classify.workflows.audit import THRESHOLD, run_audit, summary, write_audit
 from classify.workflows.neighbours import K_NEIGHBOURS
 from featurecache.cache import read_cache
 from featurecache.command import Command

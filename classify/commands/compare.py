@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options, track_option
+from classify.options import (CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, track_option,
+                              training_options)
 from classify.training.config import has_views
 from classify.training.models import DEFAULT_MODELS, MODELS
 from classify.workflows.compare import LOCK, TABLE, merge_rows, read_rows, row_for, stage_table, to_markdown

@@ -23,7 +23,7 @@ import click
 
 from classify.options import CONTEXT, CValue, Finite, cache_path
 from classify.training.config import ClassifyConfig
-from classify.workflows.fewshot import fewshot, FEWSHOT_MODELS
+from classify.workflows.fewshot import FEWSHOT_MODELS, fewshot
 from featurecache.command import Command
 from featurecache.errors import UserError
 from featurecache.files import interruptible

@@ -1,5 +1,5 @@
 """Adversarial attacks on a saved run's end-to-end model: FGSM and PGD in pixel space, and the evaluation
-that `python -m classify.pixel.robustness` runs (see that module for the outputs).
+that `featurecache robustness` runs (see that module for the outputs).
 
 eps is in pixel values out of 255 (L-infinity). Gradients come from the float32 twin of the model
 (classify.pixel.endtoend); every attacked image is projected into the eps-ball and [0, 255], rounded to whole

@@ -1,4 +1,4 @@
-"""Export a saved run for deployment: `python -m classify.pixel.predict_cli --run RUN.json --export DIR`.
+"""Export a saved run for deployment: `featurecache export --run RUN.json --out DIR`.
 
 Writes, into DIR (written aside and renamed into place, so a failed export leaves nothing half-made):
 

@@ -1,4 +1,4 @@
-"""`python -m classify.reporting.report --out-dir DIR` / `make report`: one offline page over every run in a reports folder.
+"""`featurecache report --out-dir DIR` / `make report`: one offline page over every run in a reports folder.
 
 Reads what is on disk in --out-dir (default reports/): every run record
 (`*-run.json`, written by `python -m classify` or `classify.workflows.compare`) and the
@@ -539,11 +539,11 @@ def render(page: Page) -> str:
              f"<title>featurecache: {esc(page.folder.name)}</title>", f"<style>{STYLE}</style>", "</head>", "<body>",
              f"<h1>featurecache runs in <code>{esc(page.folder.name)}</code></h1>",
              f'<p class="muted">{len(page.runs)} run(s), written {esc(now)} from the files in {esc(page.folder)}; '
-             f"rebuild with <code>python -m classify.reporting.report --out-dir {esc(page.folder.name)}</code>.</p>"]
+             f"rebuild with <code>featurecache report --out-dir {esc(page.folder.name)}</code>.</p>"]
     parts.append("<h2>Runs, by cache</h2>")
     parts.append(groups_html(page) if page.runs else
                  '<p class="muted">no run records here: run <code>python -m classify</code> or '
-                 "<code>python -m classify.workflows.compare</code>.</p>")
+                 "<code>featurecache compare</code>.</p>")
     parts.append(audits_html(page.folder))
     for heading, figures in figure_sections(page.figures):
         parts.append(f"<h2>{esc(heading)}</h2>")

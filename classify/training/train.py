@@ -1,7 +1,7 @@
 """One training run on a loaded cache: split, fit, score on the test rows. Returns plain data.
 
-Nothing here prints or writes files; `classify.cli`, `classify.workflows.compare` and
-`classify.workflows.learning_curve` do that with what these functions return.
+Nothing here prints or writes files; `classify.cli`, `classify.commands.compare` and
+`classify.commands.learning_curve` do that with what these functions return.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ files and its row land together, under an exclusive lock on
 a compare stopped part-way keeps the runs it finished, each with its row, and
 nothing of the run it was in. It never re-extracts features.
 
-    python -m classify.workflows.compare --features features/a.h5 --features features/b.h5
+    featurecache compare --features features/a.h5 --features features/b.h5
 """
 
 from __future__ import annotations
