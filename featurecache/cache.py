@@ -442,7 +442,7 @@ def _read_split(f: h5py.File, split: str, path: Path, n_classes: int, load: bool
     if not np.isfinite(feats).all():
         raise UserError(
             f"{path} /{split}/features hold NaN or infinite values (float16 overflow or a broken run); "
-            "re-run extract with force=True (and precision='float32')"
+            "re-run extract with --force (and --precision float32)"
         )
     if not load:
         return SplitData(None, labels.astype(np.int64), np.asarray(sources), None)
@@ -458,7 +458,7 @@ def _read_split(f: h5py.File, split: str, path: Path, n_classes: int, load: bool
                             f"{feats.shape[1]}); the file is damaged: delete it and run extract again")
         if not np.isfinite(views).all():
             raise UserError(f"{path} /{split}/view_features hold NaN or infinite values; "
-                            "re-run extract with force=True (and precision='float32')")
+                            "re-run extract with --force (and --precision float32)")
         views = views.astype(np.float32, copy=False)
     return SplitData(feats.astype(np.float32, copy=False), labels.astype(np.int64), np.asarray(sources), views)
 
@@ -628,7 +628,7 @@ def iter_rows(path: str | os.PathLike | CacheFile, split: str, rows: np.ndarray 
                 v = v[local] if v is not None else None
             if not np.isfinite(block).all() or (v is not None and not np.isfinite(v).all()):
                 raise UserError(f"{path} /{split}/features hold NaN or infinite values (float16 overflow or a "
-                                "broken run); re-run extract with force=True (and precision='float32')")
+                                "broken run); re-run extract with --force (and --precision float32)")
             if len(y) and (y.min() < 0 or y.max() >= n_classes):
                 raise UserError(f"{path} /{split}/labels are not class indices 0..{n_classes - 1}; "
                                 "delete it and run extract again")
