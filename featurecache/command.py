@@ -18,8 +18,8 @@ import click
 
 from featurecache.errors import UserError
 
-# name=value: a quoted Python repr or a plain token; the name not inside a word, path or flag
-SETTING_VALUE = re.compile(r"(?<![\w.\-/])([A-Za-z][A-Za-z0-9_]*)=('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s,;()]+)")
+# name=value: a quoted Python repr or a plain token; the name not inside a word, path, URL query or flag
+SETTING_VALUE = re.compile(r"(?<![\w.\-/?&:=])([A-Za-z][A-Za-z0-9_]*)=('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s,;()]+)")
 SETTING_NAME = re.compile(r"`([A-Za-z][A-Za-z0-9_]*)`")  # a setting named without a value: `train_size`
 
 
@@ -42,6 +42,8 @@ def flagged(message: str, flags: dict[str, str]) -> str:
 
     def one(match: re.Match) -> str:
         name, value = match.groups()
+        if name not in flags and not name.islower():
+            return match[0]   # MLFLOW_ALLOW_FILE_STORE=true: an environment variable, not a setting
         flag = flags.get(name, "--" + name.replace("_", "-"))
         if value == "True":
             return flag

@@ -80,6 +80,9 @@ def test_flags_replace_settings_by_the_commands_own_names():
         "pass a larger --train-size (see features/a=b.h5)"
     assert flagged("re-extract with augment=SPEC views=K, or leave out `tta`", flags) == \
         "re-extract with --augment SPEC --views K, or leave out `tta`"   # tta: no flag of this command
+    text = "set MLFLOW_ALLOW_FILE_STORE=true, or use http://host/x?run=3 (C=1 is ok)"   # not settings
+    assert flagged(text, flags) == text
+    assert flagged(text, {"C": "--C"}).endswith("(--C 1 is ok)")
 
 
 def test_export_is_a_subcommand_naming_its_own_flags(tiny_cache, tmp_path):
