@@ -48,42 +48,42 @@ classify: $(STAMP)
 
 ## Train lr, rf and mlp on the same cache and write a comparison table and chart
 compare: $(STAMP)
-	$(BIN)/python -m classify.workflows.compare $(CLASSIFY_OPTS)
+	$(BIN)/python -m featurecache compare $(CLASSIFY_OPTS)
 
 ## Test accuracy against training-set size: MODEL=lr|rf|mlp
 learning-curve: $(STAMP)
-	$(BIN)/python -m classify.workflows.learning_curve --model $(or $(MODEL),lr) $(CLASSIFY_OPTS)
+	$(BIN)/python -m featurecache learning-curve --model $(or $(MODEL),lr) $(CLASSIFY_OPTS)
 
 ## Few-shot test accuracy: SHOTS per class (default 1,5,10,20) drawn from the train split, SEEDS draws (default 5), MODEL=lr|knn|mlp (FEATURES, OUT_DIR, FEWSHOT_ARGS)
 .PHONY: fewshot
 fewshot: $(STAMP)
-	$(BIN)/python -m classify.workflows.fewshot $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(call opt,SHOTS,--shots) $(call opt,SEEDS,--seeds) $(call opt,MODEL,--model) $(FEWSHOT_ARGS)
+	$(BIN)/python -m featurecache fewshot $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(call opt,SHOTS,--shots) $(call opt,SEEDS,--seeds) $(call opt,MODEL,--model) $(FEWSHOT_ARGS)
 
 ## Active learning: which training images to label next, per strategy: MODEL=lr|rf|mlp (FEATURES, OUT_DIR, SEED, ACTIVE_ARGS="--strategy entropy --budget 1500")
 .PHONY: active-learning
 active-learning: $(STAMP)
-	$(BIN)/python -m classify.workflows.active --model $(or $(MODEL),lr) $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(call opt,SEED,--seed) $(ACTIVE_ARGS)
+	$(BIN)/python -m featurecache active --model $(or $(MODEL),lr) $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(call opt,SEED,--seed) $(ACTIVE_ARGS)
 
 ## Audit a cache: near-duplicates and train/test leaks, likely label errors, outliers (FEATURES, OUT_DIR, AUDIT_ARGS="--threshold 0.9")
 .PHONY: audit
 audit: $(STAMP)
-	$(BIN)/python -m classify.workflows.audit $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(AUDIT_ARGS)
+	$(BIN)/python -m featurecache audit $(call opt,FEATURES,--features) $(call opt,OUT_DIR,--out-dir) $(AUDIT_ARGS)
 
 ## Rebuild OUT_DIR/index.html (default reports/): every run's table, curves, confusion matrix, gallery, report
 report: $(STAMP)
-	$(BIN)/python -m classify.reporting.report $(call opt,OUT_DIR,--out-dir)
+	$(BIN)/python -m featurecache report $(call opt,OUT_DIR,--out-dir)
 
 ## Predict the class of new images with a saved run: RUN=reports/<run>-run.json or RUN=best (FEATURES=cache, OUT_DIR=reports) IMAGES="photo or folder"
 predict: $(STAMP)
-	$(BIN)/python -m classify.pixel.predict_cli $(call opt,RUN,--run) $(if $(filter best,$(RUN)),$(call opt,OUT_DIR,--reports) $(call opt,FEATURES,--features)) $(if $(IMAGES),"$(IMAGES)") $(PREDICT_ARGS)
+	$(BIN)/python -m featurecache predict $(call opt,RUN,--run) $(if $(filter best,$(RUN)),$(call opt,OUT_DIR,--reports) $(call opt,FEATURES,--features)) $(if $(IMAGES),"$(IMAGES)") $(PREDICT_ARGS)
 
 ## Accuracy of a saved run under attack: RUN=reports/<run>-run.json (ROBUSTNESS_ARGS="--attack fgsm --attack pgd --limit 1000")
 robustness: $(STAMP)
-	$(BIN)/python -m classify.pixel.robustness $(call opt,RUN,--run) $(ROBUSTNESS_ARGS)
+	$(BIN)/python -m featurecache robustness $(call opt,RUN,--run) $(ROBUSTNESS_ARGS)
 
 ## Export a saved run for deployment: RUN=reports/<run>-run.json EXPORT_DIR=export/ (model.keras, saved_model/, labels.json)
 export: $(STAMP)
-	$(BIN)/python -m classify.pixel.predict_cli $(call opt,RUN,--run) $(call opt,EXPORT_DIR,--export) $(if $(FORCE),--force)
+	$(BIN)/python -m featurecache export $(call opt,RUN,--run) $(call opt,EXPORT_DIR,--out) $(if $(FORCE),--force)
 
 ## Benchmark: the classic way (a frozen VGG16 and its head trained end to end, the backbone re-run every epoch) vs this project, side by side, on ../shared/data (writes reports/bench/); SCALE=full: 60,000 synthetic images (reports/bench-full/)
 bench: $(STAMP)

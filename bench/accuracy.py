@@ -23,6 +23,7 @@ import click
 
 from bench.report import read_classify_runs
 from bench.runner import StepFailed, run_step
+from featurecache.command import Command
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -52,7 +53,7 @@ def extract(data: Path, model: Path, out: Path, log: Path, precision: str) -> di
 
 def classify(cache: Path, out_dir: Path, log: Path, models: tuple[str, ...], *extra: str) -> dict:
     args = [a for m in models for a in ("--model", m)]
-    run_step([sys.executable, "-m", "classify.workflows.compare", "--features", str(cache), "--out-dir", str(out_dir),
+    run_step([sys.executable, "-m", "featurecache", "compare", "--features", str(cache), "--out-dir", str(out_dir),
               "--C", "auto", *args, *extra], log)
     return read_classify_runs(out_dir)
 
@@ -121,7 +122,7 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--sets", default="cifar10,cats-vs-dogs", show_default=True,
               help="Comma-separated data sets: cifar10 (the 6,000-image subset), cats-vs-dogs.")
 @click.option("--model", "model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=MODEL,

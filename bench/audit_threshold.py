@@ -23,6 +23,7 @@ import numpy as np
 from classify.workflows.audit import THRESHOLD
 from classify.reporting.audit_plots import similarity_histogram
 from featurecache.cache import read_cache
+from featurecache.command import Command
 
 RANDOM_PAIRS = 20_000
 
@@ -54,7 +55,7 @@ def planted_pairs(planted: dict, path: Path) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--planted", "planted_json", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 @click.option("--planted-cache", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 @click.option("--cache", "caches", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),

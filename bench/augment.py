@@ -25,6 +25,8 @@ from pathlib import Path
 
 import click
 
+from featurecache.command import Command
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 DEFAULT_DATA = SHARED / "data" / "cats-vs-dogs-subset"
@@ -116,7 +118,7 @@ def _views(ctx, param, value: str) -> list[int]:
     return views
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--data-dir", type=click.Path(exists=True, path_type=str), default=str(DEFAULT_DATA), show_default=True,
               help="Images: a photo folder or a CIFAR-10 python folder.")
 @click.option("--backbone", default=str(DEFAULT_BACKBONE) if DEFAULT_BACKBONE.exists() else "vgg16",

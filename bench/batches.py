@@ -13,8 +13,10 @@ import time
 import click
 import numpy as np
 
+from featurecache.command import Command
 
-@click.command()
+
+@click.command(cls=Command)
 @click.option("--backbone", default="vgg16", show_default=True)
 @click.option("--size", type=int, default=224, show_default=True)
 @click.option("--batches", default="8,16,32,64", show_default=True)

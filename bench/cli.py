@@ -22,6 +22,7 @@ import click
 from bench.report import build_report, format_table, write_report
 from bench.decode import DEFAULT_PHOTOS
 from bench.runner import StepFailed, job, run_step
+from featurecache.command import Command
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-subset" / "cifar-10-batches-py"
@@ -38,9 +39,9 @@ def _sizes(ctx, param, value: str) -> list[int]:
 
 
 def classifiers(cache: Path, work: Path, tag: str) -> dict:
-    """Time `python -m classify.workflows.compare` (LR, RF, MLP) on a cache in a fresh process."""
+    """Time `featurecache compare` (LR, RF, MLP) on a cache in a fresh process."""
     out_dir = work / f"{tag}-reports"
-    step = run_step([sys.executable, "-m", "classify.workflows.compare", "--features", str(cache), "--out-dir", str(out_dir)],
+    step = run_step([sys.executable, "-m", "featurecache", "compare", "--features", str(cache), "--out-dir", str(out_dir)],
                     work / f"{tag}.log")
     from bench.report import read_classify_runs
 
@@ -49,7 +50,7 @@ def classifiers(cache: Path, work: Path, tag: str) -> dict:
 
 def lr_only(cache: Path, work: Path, tag: str) -> dict:
     out_dir = work / f"{tag}-reports"
-    step = run_step([sys.executable, "-m", "classify.workflows.compare", "--model", "lr", "--features", str(cache),
+    step = run_step([sys.executable, "-m", "featurecache", "compare", "--model", "lr", "--features", str(cache),
                      "--out-dir", str(out_dir)],
                     work / f"{tag}.log")
     from bench.report import read_classify_runs
@@ -143,7 +144,7 @@ def training_steps(step: Recorder, data: str, base: int, epochs: int, lim: list[
         click.echo(f"bench: the classifiers could not run, reported as missing: {e}", err=True)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--data-dir", type=click.Path(exists=True, path_type=Path), default=DEFAULT_DATA, show_default=True,
               help="CIFAR-10 python-layout folder (cifar-10-batches-py).")
 @click.option("--sizes", default="32,64", show_default=True, callback=_sizes,

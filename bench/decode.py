@@ -20,6 +20,7 @@ import click
 from extract.datasets import load_dataset
 
 from extract.folders import decode_workers
+from featurecache.command import Command
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PHOTOS = ROOT.parent / "shared" / "data" / "cats-vs-dogs-subset"
@@ -113,7 +114,7 @@ def decode_table(rows: list[DecodeRow], size: int) -> str:
     return "\n".join(lines)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=str(DEFAULT_PHOTOS),
               show_default=True, help="A folder of photos in class subfolders.")
 @click.option("--size", type=click.IntRange(min=8), default=224, show_default=True, help="Decode to SIZE px.")

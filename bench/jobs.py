@@ -20,6 +20,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from featurecache.command import Group
+
 
 def _write(path: str, result: dict) -> None:
     from bench.runner import peak_rss_mb
@@ -72,7 +74,7 @@ def _seed_vgg16(size: int, seed: int):
     return base
 
 
-@click.group()
+@click.group(cls=Group)
 def cli() -> None:
     """Single bench steps; `python -m bench` runs them all."""
 

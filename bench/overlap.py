@@ -19,12 +19,14 @@ from pathlib import Path
 import click
 import numpy as np
 
+from featurecache.command import Command
+
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "cats-vs-dogs-subset"
 LITE0 = ROOT.parent / "shared" / "models" / "efficientnet_lite0_imagenet_notop.keras"
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--data-dir", type=click.Path(exists=True, path_type=Path), default=PHOTOS, show_default=True)
 @click.option("--backbone", default=str(LITE0), show_default=True)
 @click.option("--rounds", type=click.IntRange(min=1), default=2, show_default=True)

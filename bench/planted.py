@@ -25,6 +25,8 @@ import click
 import numpy as np
 from PIL import Image
 
+from featurecache.command import Command
+
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 ALTERATIONS = ("resized", "cropped", "jpeg70")
 
@@ -91,7 +93,7 @@ def build_planted(src: str | Path, dest: str | Path, exact: int = 10, altered: i
     return planted
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--src", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="A photo folder with train/<class>/ and test/<class>/.")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path), required=True,

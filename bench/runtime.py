@@ -25,6 +25,7 @@ import click
 import numpy as np
 
 from bench.runner import StepFailed, job, run_step
+from featurecache.command import Command
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-subset" / "cifar-10-batches-py"
@@ -76,7 +77,7 @@ def lr_accuracy(cache: Path, work: Path, tag: str) -> float | None:
 
     out = work / f"{tag}-lr"
     try:
-        run_step([sys.executable, "-m", "classify.workflows.compare", "--model", "lr", "--features", str(cache),
+        run_step([sys.executable, "-m", "featurecache", "compare", "--model", "lr", "--features", str(cache),
                   "--out-dir", str(out)], work / f"{tag}-lr.log")
     except StepFailed as e:
         click.echo(f"bench.runtime: LR on {cache} failed: {e}", err=True)
@@ -151,7 +152,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--data-dir", type=click.Path(exists=True, path_type=Path), default=DEFAULT_DATA, show_default=True)
 @click.option("--rows", default="lite0,resnet50,vgg16", show_default=True, help="Comma list of lite0, resnet50, vgg16.")
 @click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,

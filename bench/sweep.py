@@ -16,6 +16,8 @@ import time
 import click
 import numpy as np
 
+from featurecache.command import Command
+
 
 def variants(extractor, input_size: int, names: list[str]) -> dict:
     from featurecache.tfimport import tensorflow
@@ -33,7 +35,7 @@ def variants(extractor, input_size: int, names: list[str]) -> dict:
     return out
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--sizes", default="32,64")
 @click.option("--precisions", default="bfloat16,float32")
 @click.option("--batches", default="32,64,128,256")

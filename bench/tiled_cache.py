@@ -19,6 +19,7 @@ import click
 import numpy as np
 
 from featurecache.cache import read_cache, write_cache, write_groups
+from featurecache.command import Command
 
 NOISE = 0.1       # Gaussian noise on each copy, in units of each feature's standard deviation
 MIX = (0.2, 0.5)  # share of a copy that is its own row; the rest is another row of its class
@@ -67,7 +68,7 @@ def tile_cache(src: str | Path, out: str | Path, n_train: int, n_test: int, nois
     return path
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--src", type=click.Path(exists=True, dir_okay=False), required=True, help="A cache made by extract.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="The tiled cache to write.")
 @click.option("--train", "n_train", type=click.IntRange(1), default=50_000, show_default=True)

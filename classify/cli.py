@@ -27,12 +27,13 @@ import click
 
 from classify.training.config import has_views
 from classify.training.specs import SPECS
-from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
-from classify.runs.tracking import track_option
+from classify.options import (CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, track_option,
+                              training_options)
+from featurecache.command import Command
 from featurecache.files import interruptible
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(cls=Command, context_settings=CONTEXT)
 @click.option("--model", type=click.Choice(sorted(SPECS)), default="lr", show_default=True,
               help="Classifier: lr (logistic regression), rf (random forest), mlp (Keras), knn (weighted k nearest neighbours).")
 @click.option("--features", type=click.Path(path_type=str), default=None,
@@ -41,7 +42,7 @@ from featurecache.files import interruptible
 @click.option("--report-name", default=None,
               help="Base name of the report: NAME.txt, NAME.json, NAME-run.json, NAME-model.<ext>.")
 @click.option("--exclude", default=None, metavar="AUDIT.json:KIND",
-              help="Leave out the training rows an audit (python -m classify.workflows.audit) flags: KIND is duplicates, "
+              help="Leave out the training rows an audit (featurecache audit) flags: KIND is duplicates, "
                    "label-issues, or both comma-separated, e.g. reports/x-audit.json:duplicates.")
 @training_options
 @track_option
@@ -61,8 +62,8 @@ def cli(**options) -> None:
     cfg = make_config(**options)
     if cfg.exclude:
         check_exclude(cfg.exclude)
-    check_name("--plot-name", cfg.plot_name)
-    check_name("--report-name", cfg.report_name)
+    check_name("plot_name", cfg.plot_name)
+    check_name("report_name", cfg.report_name)
     path = cache_path(cfg.features)
     cfg.features = str(path)
     out_dir = check_out_dir(cfg.out_dir)

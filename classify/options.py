@@ -1,7 +1,7 @@
 """Options, parameter types and config helpers shared by the classify commands.
 
-`classify.cli`, `classify.workflows.compare` and `classify.workflows.learning_curve` build their
-command lines from these; none of them imports from another command module.
+`classify.cli` and the modules of `classify.commands` build their command lines from these; none of
+them imports from another command module.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from classify.runs.tracking import ENV, INSTALL, TRACKERS
 from classify.training.config import ClassifyConfig
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -234,3 +235,10 @@ def notes(cfg: ClassifyConfig, details: dict) -> list[str]:
     if "epochs_run" in details and details.get("solver") != "sgd":
         out.append(f"MLP ran {details['epochs_run']} epoch(s); best validation loss at epoch {details['best_epoch']}")
     return out
+
+
+def track_option(command):
+    """`--track mlflow` (default: FEATURECACHE_TRACK), for the commands that train runs."""
+    return click.option("--track", type=click.Choice(TRACKERS), envvar=ENV, default=None,
+                        help=f"Also log each run (parameters, metrics, PNGs, model) to MLflow at MLFLOW_TRACKING_URI. "
+                             f"Default: ${ENV}. Needs the tracking extra: {INSTALL}.")(command)

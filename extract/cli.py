@@ -12,8 +12,6 @@ cache under features/ and points features/LATEST at it for `classify`.
 
 from __future__ import annotations
 
-import ast
-import re
 import signal
 import sys
 from contextlib import contextmanager
@@ -25,6 +23,7 @@ from extract.api import run_extraction
 from extract.config import ExtractConfig
 from featurecache.backbones import BACKBONES, POOLINGS, PRECISIONS
 from featurecache.cache import features_dir, partial_dir, set_latest
+from featurecache.command import Command, flagged
 from featurecache.errors import UserError
 from featurecache.runtime import RUNTIMES
 
@@ -54,31 +53,6 @@ def out_file(ctx, param, value):
     return Path(value)
 
 
-# a setting as the library writes it: name=True, name='text', name="text" or name=value; or `name` alone
-SETTING_VALUE = re.compile(r"""(?<![\w.\-/])([A-Za-z][A-Za-z0-9_]*)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s,;()]+)""")
-SETTING_NAME = re.compile(r"`([A-Za-z][A-Za-z0-9_]*)`")
-
-
-def flag_message(message: str, flags: dict[str, str]) -> str:
-    """The library's message with each setting in `flags` written as the flag that sets it:
-    `test_fraction=0.5` -> `--test-fraction 0.5`, `out='x.h5'` -> `--out x.h5`, `force=True` -> `--force`,
-    and a setting in backquotes (`out`) -> `--out`. Any other `name=` (in a library's cause) stays."""
-
-    def flag(m: re.Match) -> str:
-        name, value = m.groups()
-        option = flags.get(name)
-        if option is None:  # not a setting of this command (a library's own `name=` in a cause): as it is
-            return m.group(0)
-        if value == "True":
-            return option
-        if value[0] in "'\"" and len(value) > 1 and value[-1] == value[0]:
-            value = str(ast.literal_eval(value))
-        return f"{option} {value}"
-
-    message = SETTING_VALUE.sub(flag, message)
-    return SETTING_NAME.sub(lambda m: flags.get(m[1], m[0]), message)
-
-
 @contextmanager
 def flags_named():
     """The library's errors, worded in Python's terms, as one line naming the current command's flags."""
@@ -88,14 +62,14 @@ def flags_named():
         # the command's own flags first; merge's messages may name extract's (`shard='0/4'`: re-run that shard)
         command = click.get_current_context().command
         flags = {p.name: p.opts[0] for c in (cli, command) for p in c.params if isinstance(p, click.Option)}
-        raise click.ClickException(flag_message(e.message, flags)) from None
+        raise click.ClickException(flagged(e.message, flags)) from None
 
 
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--data-dir", type=click.Path(path_type=str), default=None,
               help="Local data: a cifar-10-batches-py folder, cifar-10-python.tar.gz, or a folder of photos "
                    "with one subfolder per class (optionally under train/ and test/). "
@@ -215,7 +189,7 @@ def report(cfg: ExtractConfig, result) -> None:
                    f"{out.name.split('.shard-')[0]}.shard-*-of-{n}{out.suffix}")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--out", type=click.Path(dir_okay=False), callback=out_file, required=True,
               help="The merged cache, e.g. features/cifar10-vgg16-gap-32px.h5.")
 @click.option("--force", is_flag=True, help="Merge again even if --out already holds these shards' cache.")

@@ -1,6 +1,9 @@
 """featurecache: the contract every stage shares.
 
-    featurecache.errors     UserError (one line, exit 1) and `reason` (a short cause)
+    featurecache.errors     UserError (one line, exit 1), SettingError (a setting, in Python's terms)
+                            and `reason` (a short cause)
+    featurecache.command    the command layer's click classes: a library error -> one line naming the flag
+    featurecache.cli        `featurecache` / `python -m featurecache`: every stage as a subcommand
     featurecache.files      Staged / atomic_path / write_text (atomic writes), sha256,
                             check_writable, versions
     featurecache.cache      the HDF5 feature cache: format, `write_cache`, `read_cache`,

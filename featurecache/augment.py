@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featurecache.errors import UserError
+from featurecache.errors import SettingError
 
 AUGMENTATIONS = ("flip", "crop", "rotate", "color", "zoom")
 CROP_FRACTION = 0.125   # `crop` shifts by up to 12.5% of the size, reflected back to size
@@ -62,8 +62,8 @@ def parse_ops(spec: str | None) -> tuple[str, ...]:
     names = [s.strip().lower() for s in spec.split(",") if s.strip()]
     unknown = [n for n in names if n not in AUGMENTATIONS]
     if unknown:
-        raise UserError(f"--augment {spec}: unknown augmentation {unknown[0]!r}; "
-                        f"pass a comma list of {', '.join(AUGMENTATIONS)}")
+        raise SettingError(f"augment={spec!r}: unknown augmentation {unknown[0]!r}; "
+                           f"pass a comma list of {', '.join(AUGMENTATIONS)}")
     return tuple(a for a in AUGMENTATIONS if a in names)
 
 
@@ -73,21 +73,21 @@ def check_settings(augment: str | None, views: int | None, rotate_degrees: float
     ops = parse_ops(augment)
     if rotate_degrees is not None:
         if not np.isfinite(rotate_degrees) or not 0 <= rotate_degrees <= MAX_ROTATE:
-            raise UserError(f"--rotate-degrees {rotate_degrees:g} is outside 0..{MAX_ROTATE:g}; "
-                            "pass a number of degrees from 0 to 180 (default 15)")
+            raise SettingError(f"rotate_degrees={rotate_degrees:g} is outside 0..{MAX_ROTATE:g}; "
+                               "pass a number of degrees from 0 to 180 (default 15)")
         if "rotate" not in ops:
-            raise UserError("--rotate-degrees needs rotate in --augment, e.g. --augment flip,rotate")
-    for option, value in (("--views", views), ("--test-views", test_views)):
+            raise SettingError("`rotate_degrees` needs rotate in `augment`, e.g. augment='flip,rotate'")
+    for option, value in (("views", views), ("test_views", test_views)):
         if value is None:
             continue
         if not 1 <= value <= MAX_VIEWS:
-            raise UserError(f"{option} {value} is outside 1..{MAX_VIEWS}; pass the number of augmented views "
-                            "per image (e.g. 4), or leave it out")
+            raise SettingError(f"{option}={value} is outside 1..{MAX_VIEWS}; pass the number of augmented views "
+                               "per image (e.g. 4), or leave it out")
         if not ops:
-            raise UserError(f"{option} needs --augment to say how views differ; add e.g. --augment flip,crop")
+            raise SettingError(f"`{option}` needs `augment` to say how views differ; add e.g. augment='flip,crop'")
     if ops and views is None:
-        raise UserError(f"--augment {augment} needs --views K, the number of augmented views per training image "
-                        "(e.g. --views 4)")
+        raise SettingError(f"augment={augment!r} needs views=K, the number of augmented views per training image "
+                           "(e.g. views=4)")
     return AugmentSettings(ops, int(views or 0), 15.0 if rotate_degrees is None else float(rotate_degrees),
                            int(test_views or 0))
 

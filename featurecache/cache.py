@@ -278,7 +278,7 @@ def _check_exists(path: Path) -> None:
         )
     if path.is_dir():
         raise UserError(f"{path} is a folder, not a feature cache; pass an .h5 file made by extract")
-    raise UserError(f"no features at {path}: run `make features` first (or pass --features PATH)")
+    raise UserError(f"no features at {path}: run `make features` first (or pass features=PATH)")
 
 
 def _open(path: Path) -> h5py.File:
@@ -546,12 +546,12 @@ def caches_in(folder: str | os.PathLike) -> list[Path]:
 
 
 def _no_default(where: Path, problem: str) -> UserError:
-    """One line: what is wrong with LATEST, and the --features to pass for each cache in the folder."""
+    """One line: what is wrong with LATEST, and the `features` to pass for each cache in the folder."""
     found = caches_in(where)
     if not found:
         return UserError(f"{problem}; run `make features` again (there are no caches in {where}/), "
-                         "or pass --features PATH")
-    listed = ", ".join(f"--features {p}" for p in found[:6]) + (" ..." if len(found) > 6 else "")
+                         "or pass features=PATH")
+    listed = ", ".join(f"features={str(p)!r}" for p in found[:6]) + (" ..." if len(found) > 6 else "")
     return UserError(f"{problem}; run `make features` again to record one, or pass one of the caches in "
                      f"{where}/: {listed}")
 
@@ -561,14 +561,14 @@ def default_cache(folder: str | os.PathLike | None = None) -> tuple[Path, str]:
     (features/x.h5, "features/LATEST → features/x.h5, written 2026-12-04 17:10").
 
     A missing, empty or dangling LATEST is one UserError that names it and lists the caches in the
-    folder with the --features to pass."""
+    folder with the `features` to pass."""
     import datetime as dt
 
     where = Path(folder) if folder is not None else features_dir()
     pointer = where / LATEST
     if not pointer.is_file():
         if not caches_in(where):
-            raise UserError(f"no feature cache in {where}/: run `make features` first (or pass --features PATH)")
+            raise UserError(f"no feature cache in {where}/: run `make features` first (or pass features=PATH)")
         raise _no_default(where, f"{pointer} does not exist, so there is no default cache")
     name = pointer.read_text().strip()
     if not name:

@@ -1,29 +1,30 @@
-"""The one exception type for mistakes a user can fix.
+"""The project's own exceptions, for mistakes a user can fix; the library raises only these.
 
-It is a `click.ClickException`, so the command line prints its message on one
-line ("Error: ...") and exits 1 without a traceback. Anything else that goes
-wrong is a bug and keeps its traceback.
+    UserError     bad input: the message names the problem and the fix, in one line
+    SettingError  a UserError (and a ValueError) about a setting, worded in Python's terms
+                  (`train_size=5000 is more than ...`); `.setting` names it
+
+Neither knows about the command line. The command layer (featurecache.command) turns them
+into one "Error: ..." line that names the flag (`--train-size 5000 is more than ...`) and
+exit status `exit_code`. Anything else that goes wrong is a bug and keeps its traceback.
 """
 
 import re
 
-import click
-
 SETTING = re.compile(r"(?<![\w.\-/])([A-Za-z][A-Za-z0-9_]*)=")  # `train_size=` in a message
 
 
-class UserError(click.ClickException):
+class UserError(Exception):
     """Bad input: the message names the problem and the fix, in one line."""
 
+    exit_code = 1
+
     def __init__(self, message: str):
-        super().__init__(" ".join(message.split()))  # always one line
+        self.message = " ".join(str(message).split())  # always one line
+        super().__init__(self.message)
 
-
-def reason(exc: BaseException, limit: int = 100) -> str:
-    """A short, one-line cause for an error message ("[Errno -2] Name or service not known")."""
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    text = text.rsplit(" -- ", 1)[-1]  # Keras' "URL fetch failure on URL: None -- <cause>"
-    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
+    def __str__(self) -> str:
+        return self.message
 
 
 class SettingError(UserError, ValueError):
@@ -37,3 +38,10 @@ class SettingError(UserError, ValueError):
         super().__init__(message)
         named = SETTING.findall(self.message)
         self.setting = setting or (named[0] if named else None)
+
+
+def reason(exc: BaseException, limit: int = 100) -> str:
+    """A short, one-line cause for an error message ("[Errno -2] Name or service not known")."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    text = text.rsplit(" -- ", 1)[-1]  # Keras' "URL fetch failure on URL: None -- <cause>"
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."

@@ -31,7 +31,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from featurecache.errors import UserError, reason
+from featurecache.errors import SettingError, UserError, reason
 
 # errors that mean "no room": a full disk, a file-size limit, a quota
 NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
@@ -168,8 +168,8 @@ def room_error(e: OSError, where: str | os.PathLike, need: int | None = None) ->
     return UserError(f"could not write in {where} ({reason(e, 80)}); check the folder and its permissions")
 
 
-def check_writable(folder: str | os.PathLike, option: str = "--out") -> Path:
-    """Create `folder` if needed and prove a file can be written there."""
+def check_writable(folder: str | os.PathLike, setting: str = "out") -> Path:
+    """Create `folder` if needed and prove a file can be written there (`setting` names it in errors)."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -177,7 +177,7 @@ def check_writable(folder: str | os.PathLike, option: str = "--out") -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise UserError(f"cannot write to {option} {folder} ({reason(e, 60)}); pass a folder you can write to") from None
+        raise SettingError(f"cannot write to {setting}={str(folder)!r} ({reason(e, 60)}); pass a folder you can write to") from None
     return folder
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurecache.errors import UserError
+from featurecache.errors import SettingError
 
 RUNTIMES = ("auto", "tensorflow", "openvino")
 INSTALL = "pip install -e '.[runtime]' (or pip install 'openvino>=2025.0')"
@@ -50,11 +50,11 @@ def resolve_runtime(runtime: str) -> str:
     from featurecache.precision import gpu_device_present
 
     if runtime not in RUNTIMES:
-        raise UserError(f"--runtime {runtime} is not one of {', '.join(RUNTIMES)}")
+        raise SettingError(f"runtime={runtime!r} is not one of {', '.join(RUNTIMES)}")
     if runtime == "auto":
         return "openvino" if not gpu_device_present() and openvino_module() is not None else "tensorflow"
     if runtime == "openvino" and openvino_module() is None:
-        raise UserError(f"--runtime openvino needs the openvino package, which is not installed: {INSTALL}")
+        raise SettingError(f"runtime='openvino' needs the openvino package, which is not installed: {INSTALL}")
     return runtime
 
 
@@ -136,8 +136,8 @@ class OpenVinoRunner:
     def __init__(self, model, precision: str, batch_size: int, threads: int | None = None):
         ov = openvino_module()
         if precision not in OV_PRECISIONS:
-            raise UserError(f"--precision {precision} runs on TensorFlow only; pass --runtime tensorflow "
-                            f"or --precision {' or '.join(OV_PRECISIONS)}")
+            raise SettingError(f"precision={precision!r} runs on TensorFlow only; pass runtime='tensorflow' "
+                               f"or precision={' or '.join(OV_PRECISIONS)}")
         self.model, self.core = model, ov.Core()
         self.config = {"INFERENCE_PRECISION_HINT": OV_PRECISIONS[precision], "PERFORMANCE_HINT": "THROUGHPUT"}
         if threads:

@@ -17,6 +17,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from classify.commands.active import cli as active_cli
 from classify.workflows import active
 from classify.training.config import ClassifyConfig
 from conftest import ROOT, assert_clean_failure, blob_cache, invoke, snapshot
@@ -26,7 +27,7 @@ SMALL = ["--initial", "30", "--batch", "10", "--budget", "55"]  # labelled 30, 4
 
 
 def run(cache, out, *args):
-    return invoke(active.cli, ["--features", cache, "--out-dir", out, *args])
+    return invoke(active_cli, ["--features", cache, "--out-dir", out, *args])
 
 
 def outputs(out):
@@ -194,7 +195,7 @@ def test_a_cache_without_test_rows_is_refused(earlier, tmp_path):
 @pytest.mark.slow
 def test_lr_and_rf_runs_never_import_tensorflow(tmp_path):
     cache = blob_cache(tmp_path / "blobs.h5")
-    code = ("import sys; from classify.workflows.active import main\n"
+    code = ("import sys; from classify.commands.active import main\n"
             "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
             "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')], 'TensorFlow imported'\n")
     for model in ("lr", "rf"):

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from classify.workflows.audit import THRESHOLD, cli as audit_cli
+from classify.commands.audit import cli as audit_cli
+from classify.workflows.audit import THRESHOLD
 from classify.workflows.audit_record import Audit, parse_exclude
 from classify.workflows.neighbours import merge_top, search
 from conftest import ROOT, SHARED_DATA, error_line
@@ -105,7 +106,7 @@ def test_audit_cli_writes_record_and_runs_report_clean_accuracy(tmp_path):
     record = json.loads(next(out.glob("c-lr-*-run.json")).read_text())
     assert record["metrics"]["clean_n_test"] == 94 and 0 <= record["metrics"]["clean_accuracy"] <= 1
     assert "clean test" in (out / "index.html").read_text()
-    from classify.workflows.compare import cli as compare_cli
+    from classify.commands.compare import cli as compare_cli
 
     r = CliRunner().invoke(compare_cli, ["--features", str(path), "--out-dir", str(out), "--model", "lr"])
     assert r.exit_code == 0, r.output
@@ -163,7 +164,7 @@ def planted(tmp_path_factory):
                         "--image-size", "224", "--out", str(cache)], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     out = root / "reports"
-    r = subprocess.run([sys.executable, "-m", "classify.workflows.audit", "--features", str(cache), "--out-dir", str(out)],
+    r = subprocess.run([sys.executable, "-m", "featurecache", "audit", "--features", str(cache), "--out-dir", str(out)],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     return facts, Audit.load(out / "planted-audit.json"), out
@@ -213,7 +214,7 @@ def test_duplicate_search_memory_does_not_grow_with_the_cache(tmp_path):
     peaks = {}
     for n_train, n_test in ((5_000, 1_000), (50_000, 10_000)):
         path = tile_cache(src, tmp_path / f"tiled-{n_train}.h5", n_train, n_test, noise=1.0)
-        peaks[n_train] = peak_rss(["-m", "classify.workflows.audit", "--features", str(path), "--out-dir",
+        peaks[n_train] = peak_rss(["-m", "featurecache", "audit", "--features", str(path), "--out-dir",
                                    str(tmp_path / f"out-{n_train}"), "--no-labels"])
     assert peaks[50_000] <= 1.5 * peaks[5_000], peaks
     print(f"peak resident memory: {peaks}")

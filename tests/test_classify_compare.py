@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import featurecache.cache
-from classify.workflows import compare, learning_curve
+from classify.commands import compare, learning_curve
 from classify.cli import cli
 from conftest import assert_rows_match_their_runs, blob_cache, invoke, latest_run, snapshot, table_rows
 

@@ -50,7 +50,7 @@ def test_smallest_train_size_counts_the_validation_split():
     rows = split_rows(labels, 0.1, seed=0, train_size=need)
     assert len(rows.fit) + len(rows.val) == need
     assert set(labels[rows.fit]) == set(labels[rows.val]) == {0, 1, 2}
-    with pytest.raises(UserError, match=f"--train-size {need - 1} is too small.*pass --train-size {need} or more"):
+    with pytest.raises(UserError, match=f"train_size={need - 1} is too small.*pass train_size={need} or more"):
         split_rows(labels, 0.1, seed=0, train_size=need - 1)
     # unbalanced classes and other fractions: the number given always splits, for any seed
     for seed in range(4):

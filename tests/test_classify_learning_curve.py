@@ -8,7 +8,7 @@ import pytest
 
 from featurecache.errors import UserError
 
-from classify.workflows import learning_curve
+from classify.commands import learning_curve
 from conftest import assert_clean_failure, invoke
 
 

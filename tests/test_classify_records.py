@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from classify.reporting import report
+from classify.commands import report
 from classify.cli import cli as classify_cli
 from classify.runs.identity import run_cache, run_cache_problem
 from classify.runs.record import RunRecord, RunRecordError as RecordError
@@ -60,7 +60,7 @@ def broken_copy(one_run: Path, folder: Path, change) -> tuple[Path, Path]:
 @pytest.mark.parametrize("change, words", BREAKAGES, ids=[w for _, w in BREAKAGES])
 def test_a_record_of_the_wrong_types_is_skipped_with_its_path_and_what_is_wrong(one_run, tmp_path, change, words):
     good, bad = broken_copy(one_run, tmp_path / "reports", change)
-    r = subprocess.run([sys.executable, "-m", "classify.reporting.report", "--out-dir", str(tmp_path / "reports")], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "featurecache", "report", "--out-dir", str(tmp_path / "reports")], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert "(1 run(s))" in r.stdout
@@ -82,7 +82,7 @@ def test_a_later_classify_in_a_folder_with_a_broken_record_still_writes_its_page
 
 def test_loading_a_broken_record_is_one_line(one_run, tmp_path):
     _, bad = broken_copy(one_run, tmp_path / "reports", ("cache", "attrs", "x"))
-    r = subprocess.run([sys.executable, "-m", "classify.pixel.predict_cli", "--run", str(bad), str(ROOT / "tests" / "fixtures")],
+    r = subprocess.run([sys.executable, "-m", "featurecache", "predict", "--run", str(bad), str(ROOT / "tests" / "fixtures")],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
@@ -117,7 +117,7 @@ def run_on_a_replaced_cache(tiny_cache, tmp_path) -> tuple[Path, Path]:
 
 def test_robustness_refuses_a_run_whose_cache_was_re_extracted(run_on_a_replaced_cache):
     record, cache = run_on_a_replaced_cache
-    r = subprocess.run([sys.executable, "-m", "classify.pixel.robustness", "--run", str(record), "--limit", "4"], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "featurecache", "robustness", "--run", str(record), "--limit", "4"], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
     lines = [line for line in r.stderr.strip().splitlines() if not line.startswith("robustness: ")]
     assert r.returncode == 1 and len(lines) == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr

@@ -8,10 +8,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from classify.workflows import active
+from classify.commands import active
 from classify.cli import cli as classify_cli
 from classify.training.data import smallest_train_size
-from classify.pixel.robustness import cli as robustness_cli
+from classify.commands.robustness import cli as robustness_cli
 from conftest import assert_clean_failure, blob_cache, classify_run
 from featurecache.cache import read_cache
 

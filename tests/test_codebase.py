@@ -89,6 +89,9 @@ def test_the_shared_image_modules_import_no_stage_and_no_tensorflow():
                     found.append(f"{name}.py:{node.lineno} imports the stage {module}")
                 if root in ("tensorflow", "keras") or module == "featurecache.tfimport":
                     found.append(f"{name}.py:{node.lineno} imports {module}")
+    assert not found, "\n".join(found)
+
+
 STAGES = ("extract", "classify", "bench")
 # the modules of featurecache that sit above the stages: the Python API and the one command
 ABOVE_THE_STAGES = ("featurecache/api.py", "featurecache/cli.py")
@@ -158,3 +161,70 @@ def test_no_test_file_imports_another_and_the_shared_helpers_are_defined_once():
                   if isinstance(node, ast.FunctionDef) and node.name in shared]
     assert shared >= {"invoke", "blob_cache", "snapshot", "assert_clean_failure"}
     assert not found, "\n".join(found)
+# The command layer: the only modules that know click. Everything else raises featurecache.errors.
+COMMAND_LAYER = ("featurecache/cli.py", "featurecache/command.py", "featurecache/__main__.py", "extract/cli.py",
+                 "extract/__main__.py", "classify/cli.py", "classify/__main__.py", "classify/options.py",
+                 "classify/commands/")
+LIBRARY = ("featurecache", "extract", "classify")   # bench is a development tool with commands of its own
+
+
+def in_command_layer(path: Path) -> bool:
+    rel = path.relative_to(ROOT).as_posix()
+    return any(rel == c or (c.endswith("/") and rel.startswith(c)) for c in COMMAND_LAYER)
+
+
+def library_sources() -> list[Path]:
+    return [p for pkg in LIBRARY for p in sorted((ROOT / pkg).rglob("*.py")) if not in_command_layer(p)]
+
+
+def test_the_command_layer_exists():
+    for entry in COMMAND_LAYER:
+        assert (ROOT / entry).exists(), entry
+    assert library_sources() and len(library_sources()) < len(sources())
+
+
+def test_no_module_outside_the_command_layer_imports_click_or_raises_a_click_exception():
+    found = []
+    for path in library_sources():
+        tree = ast.parse(path.read_text())
+        clicked = set()   # local names bound to click or to something from it
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "click" for a in node.names):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} imports click")
+                clicked |= {(a.asname or a.name).split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "click":
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} imports from click")
+                clicked |= {a.asname or a.name for a in node.names}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                target = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+                while isinstance(target, ast.Attribute):
+                    target = target.value
+                if isinstance(target, ast.Name) and (target.id in clicked or target.id == "click"):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} raises a click exception")
+    assert not found, "\n".join(found)
+
+
+def test_the_library_imports_nothing_from_the_command_layer():
+    """Commands call the library, never the other way round (featurecache.cli names its subcommands as
+    strings and imports each only when it runs)."""
+    layer = {module_name(p) for pkg in LIBRARY for p in (ROOT / pkg).rglob("*.py") if in_command_layer(p)}
+    found = []
+    for path in library_sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module else
+                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {n}" for n in names
+                      if n in layer or n.startswith("classify.commands")]
+    assert not found, "\n".join(found)
+
+
+def test_the_project_error_is_not_a_click_exception():
+    """A notebook user meets featurecache.errors, never click; a setting's error is also a ValueError."""
+    import click
+
+    from featurecache.errors import SettingError, UserError
+
+    assert not issubclass(UserError, click.ClickException)
+    e = SettingError("train_size=5000 is more than the 300 training rows; pass at most 300")
+    assert isinstance(e, ValueError) and e.setting == "train_size" and str(e).startswith("train_size=5000")

@@ -18,7 +18,7 @@ from extract.datasets import load_dataset
 from featurecache.images import load_image, source_image, source_path, walk_images
 from featurecache.cache import read_cache
 from featurecache.errors import UserError
-from classify.pixel.predict_cli import collect_images
+from classify.pixel.predict import collect_images
 
 CATS = sorted((PHOTOS_FIXTURE / "train" / "cats").glob("cat.*.jpg"))  # 6 real photos each
 DOGS = sorted((PHOTOS_FIXTURE / "train" / "dogs").glob("dog.*.jpg"))

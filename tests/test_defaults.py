@@ -78,7 +78,7 @@ def test_a_dangling_latest_is_one_line_that_lists_the_caches(project, tmp_path):
     assert not (tmp_path / "reports").exists() or not list((tmp_path / "reports").glob("*-run.json"))
 
     (features / "LATEST").write_text("")
-    r = run(["-m", "classify.workflows.compare", "--out-dir", str(tmp_path / "reports")], env, tmp_path)
+    r = run(["-m", "featurecache", "compare", "--out-dir", str(tmp_path / "reports")], env, tmp_path)
     assert r.returncode == 1 and f"LATEST is empty" in r.stderr and f"--features {kept}" in r.stderr
 
 

@@ -100,7 +100,7 @@ def test_calibrate_lowers_the_ece_of_an_over_confident_mlp_and_predict_gives_cal
 
 def test_calibrate_is_refused_for_a_forest(tmp_path):
     cache = read_cache(blob_cache(tmp_path / "b.h5"))
-    with pytest.raises(Exception, match="--calibrate fits a temperature for lr, mlp, knn"):
+    with pytest.raises(Exception, match="calibrate=True fits a temperature for lr, mlp, knn"):
         train_and_evaluate(cache, ClassifyConfig(model="rf", calibrate=True))
 
 
@@ -119,7 +119,7 @@ def test_the_page_calls_runs_with_overlapping_intervals_neither_better_nor_worse
 
 
 def test_compare_seeds_reports_mean_and_std_beside_each_interval(tmp_path):
-    from classify.workflows.compare import cli
+    from classify.commands.compare import cli
 
     cache = blob_cache(tmp_path / "blobs-none-gap-1px.h5", spread=0.8)
     r = invoke(cli, ["--features", cache, "--out-dir", tmp_path, "--model", "lr", "--model", "knn", "--seeds", "3"])

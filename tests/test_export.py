@@ -24,19 +24,19 @@ def photo_runs(tmp_path_factory):
 
 
 def fixture_files():
-    from classify.pixel.predict_cli import collect_images
+    from classify.pixel.predict import collect_images
 
     return [str(f) for f in collect_images((PHOTOS_FIXTURE / "test",))[0]]
 
 
-invoke = invoker("classify.pixel.predict_cli")   # invoke(*args): the predict command in-process
+invoke = invoker("classify.commands.predict")   # invoke(*args): the predict command in-process
 
 
 def test_end_to_end_model_agrees_with_predict(photo_runs):
     from classify.pixel import endtoend
     from classify.runs.saved import load_run
     from featurecache.images import load_image
-    from classify.pixel.predict_cli import predict_images
+    from classify.pixel.predict import predict_images
 
     run = load_run(photo_runs["lr"])
     files = [Path(f) for f in fixture_files()]
@@ -117,7 +117,7 @@ def test_export_force_never_removes_a_folder_that_holds_other_files(photo_runs, 
     for folder in (reports, features, home):
         before = snapshot(folder)
         if folder == home:   # `--export ~ --force` from a shell, in a real process
-            proc = subprocess.run(f'"{sys.executable}" -m classify.pixel.predict_cli --run "{photo_runs["lr"]}" --export ~ --force',
+            proc = subprocess.run(f'"{sys.executable}" -m featurecache predict --run "{photo_runs["lr"]}" --export ~ --force',
                                   shell=True, capture_output=True, text=True, env={**os.environ, "HOME": str(home)},
                                   timeout=120)
             assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr

@@ -11,7 +11,7 @@ import pytest
 from conftest import CIFAR_FIXTURE, PHOTOS_FIXTURE, ROOT, error_line, invoke_extract
 
 from extract import api
-from extract.cli import flag_message
+from featurecache.command import flagged as flag_message
 from featurecache.cache import read_cache
 from featurecache.errors import SettingError, UserError
 

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from classify.workflows.fewshot import cli, draw_shots
+from classify.commands.fewshot import cli
+from classify.workflows.fewshot import draw_shots
 from featurecache.cache import read_cache
 from featurecache.errors import UserError
 from conftest import invoke
@@ -21,7 +22,7 @@ def test_draws_are_stratified_seeded_and_refuse_too_many_shots():
         assert (np.bincount(labels[a], minlength=4) == shots).all() and len(np.unique(a)) == len(a)
         np.testing.assert_array_equal(a, draw_shots(labels, shots, seed=3))   # repeatable
         assert not np.array_equal(a, draw_shots(labels, shots, seed=4))       # another seed, other rows
-    with pytest.raises(UserError, match="--shots 8: class 3 has only 7 training rows"):
+    with pytest.raises(UserError, match="shots=8: class 3 has only 7 training rows"):
         draw_shots(labels, 8, seed=0)
 
 

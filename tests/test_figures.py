@@ -152,7 +152,8 @@ def test_gallery_pictures_are_at_least_96_px(runs):
 
 
 def test_comparison_of_two_caches_with_long_names_and_several_settings(tiny_cache, tmp_path):
-    from classify.workflows.compare import cli, labelled, read_rows
+    from classify.commands.compare import cli
+    from classify.workflows.compare import labelled, read_rows
 
     for models, extra in ((["lr", "rf"], []), (["lr"], ["--C", "auto"]), (["rf"], ["--n-estimators", "20"])):
         r = CliRunner().invoke(cli, ["--features", str(tiny_cache), "--n-estimators", "10", "--out-dir", str(tmp_path),

@@ -94,7 +94,7 @@ def test_knn_run_saves_predicts_and_refuses_export(overlapping, tmp_path):
     run = load_run(tmp_path / "k-run.json")
     proba = run.predict_proba(cache.test.features)
     assert np.mean(proba.argmax(1) == cache.test.labels) == pytest.approx(record["metrics"]["accuracy"])
-    from classify.pixel.predict_cli import cli as predict_cli
+    from classify.commands.predict import cli as predict_cli
 
     r = invoke(predict_cli, ["--run", tmp_path / "k-run.json", "--export", tmp_path / "exp"])
     assert "whole training set" in error_line(r, 1)   # one "Error: ..." line, no exception escaped

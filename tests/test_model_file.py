@@ -91,7 +91,7 @@ def test_predict_refuses_a_changed_model_file(tiny_files, tmp_path):
     import shutil
 
     from classify.cli import cli as classify_cli
-    from classify.pixel.predict_cli import cli as predict_cli
+    from classify.commands.predict import cli as predict_cli
 
     model = tmp_path / "mine.keras"
     shutil.copy(tiny_files["vector"], model)
@@ -185,7 +185,7 @@ def test_predict_refuses_a_changed_weights_file_unless_allowed(tmp_path):
     """A Keras application with --weights PATH: the cache records the file's SHA-256, and predict compares it."""
     from classify.cli import cli as classify_cli
     from featurecache.tfimport import keras
-    from classify.pixel.predict_cli import cli as predict_cli
+    from classify.commands.predict import cli as predict_cli
 
     k = keras()
 

@@ -22,7 +22,7 @@ def photo_run(tmp_path_factory):
     return cache, run
 
 
-invoke = invoker("classify.pixel.predict_cli")   # invoke(args): the predict command in-process
+invoke = invoker("classify.commands.predict")   # invoke(args): the predict command in-process
 
 
 def test_predict_agrees_with_the_classify_run_on_its_test_images(photo_run):
@@ -105,7 +105,7 @@ def test_predict_lists_every_skipped_file_with_its_reason(photo_run, tmp_path):
     (folder / "notes.txt").write_text("not a picture\n")
     png_of_zeros(folder / "big-10k.png", 10_000, 10_000)     # over the warning limit
     png_of_zeros(folder / "huge-20k.png", 20_000, 20_000)    # over the error limit
-    proc = subprocess.run([sys.executable, "-m", "classify.pixel.predict_cli", "--run", str(run_path), str(folder), "--json"],
+    proc = subprocess.run([sys.executable, "-m", "featurecache", "predict", "--run", str(run_path), str(folder), "--json"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "DecompressionBomb" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

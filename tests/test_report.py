@@ -17,9 +17,9 @@ from urllib.parse import unquote
 import pytest
 from click.testing import CliRunner
 
-from classify.workflows import compare, learning_curve
+from classify.commands import compare, learning_curve
 
-from classify.reporting import report
+from classify.commands import report
 from classify.cli import cli as classify_cli
 from conftest import ROOT, error_line, browser
 

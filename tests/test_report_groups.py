@@ -27,7 +27,7 @@ LONG = "cifar10-subset-efficientnet-lite0-imagenet-gap-224px-bfloat16-a-long-des
 
 @pytest.fixture(scope="module")
 def reports(tiny_cache, tmp_path_factory) -> Path:
-    from classify.workflows import active, learning_curve
+    from classify.commands import active, learning_curve
     from classify import cli as classify_cli
 
     work = tmp_path_factory.mktemp("groups")
@@ -94,7 +94,7 @@ def test_learning_curve_active_learning_and_comparison_have_sections_of_their_ow
 
 
 def test_best_run_is_chosen_by_validation_accuracy_and_predict_uses_it(reports):
-    from classify.pixel.predict_cli import cli as predict_cli
+    from classify.commands.predict import cli as predict_cli
 
     best = json.loads((reports / "best.json").read_text())["caches"]
     records = {p.name: json.loads(p.read_text()) for p in reports.glob("*-run.json")}
@@ -121,7 +121,7 @@ def test_validation_not_test_accuracy_picks_the_best():
 
 
 def test_predict_best_without_runs_of_the_cache_is_one_line(reports, tmp_path):
-    from classify.pixel.predict_cli import cli as predict_cli
+    from classify.commands.predict import cli as predict_cli
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -17,7 +17,7 @@ def lr_run(tiny_cache, tmp_path_factory):
     return classify_run(tiny_cache, tmp_path_factory.mktemp("rob-reports"))
 
 
-invoke = invoker("classify.pixel.robustness")   # invoke(*args): the robustness command in-process
+invoke = invoker("classify.commands.robustness")   # invoke(*args): the robustness command in-process
 
 
 def test_attacked_images_stay_in_the_eps_ball_and_in_0_255(lr_run):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from classify.workflows import compare
+from classify.commands import compare
 from classify.cli import cli
 from conftest import ROOT, assert_rows_match_their_runs, invoke, snapshot, table_rows
 
@@ -72,7 +72,7 @@ def test_a_signal_during_training_leaves_the_reports_folder_as_it_was(signum, ti
 def test_a_compare_stopped_during_its_mlp_keeps_a_table_that_agrees_with_its_runs(tiny_cache, tmp_path):
     out = tmp_path / "reports"
     assert invoke(compare.cli, ["--features", tiny_cache, "--model", "lr", "--C", "1", "--out-dir", out]).exit_code == 0
-    run = Run("classify.workflows.compare", ["--features", tiny_cache, "--model", "lr", "--model", "mlp", "--out-dir", out, *LONG_MLP])
+    run = Run("featurecache", ["compare", "--features", tiny_cache, "--model", "lr", "--model", "mlp", "--out-dir", out, *LONG_MLP])
     run.wait_for("compare: mlp on")
     time.sleep(6)
     rc, err = run.stop(signal.SIGINT)

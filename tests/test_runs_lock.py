@@ -18,7 +18,7 @@ def test_compares_started_together_keep_each_others_rows(tmp_path):
     common = ["--features", str(cache), "--out-dir", str(out), "--n-estimators", "10", "--max-iter", "50"]
     # each compare writes the table after each of its runs: four read-merge-writes racing for one file
     jobs = [["--model", "rf", "--seed", "1", "--model", "lr"], ["--model", "lr", "--model", "rf"]]
-    procs = [subprocess.Popen([sys.executable, "-m", "classify.workflows.compare", *job, *common], cwd=ROOT, text=True,
+    procs = [subprocess.Popen([sys.executable, "-m", "featurecache", "compare", *job, *common], cwd=ROOT, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for job in jobs]
     for p in procs:
         _, err = p.communicate(timeout=300)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from classify.workflows import compare
+from classify.commands import compare
 from classify.cli import cli as classify_cli
 from conftest import ROOT, error_line
 

@@ -1,5 +1,5 @@
 """Adversarial attacks on a saved run's end-to-end model: FGSM and PGD in pixel space, and the evaluation
-that `python -m classify.pixel.robustness` runs (see that module for the outputs).
+that `featurecache robustness` runs (see that module for the outputs).
 
 eps is in pixel values out of 255 (L-infinity). Gradients come from the float32 twin of the model
 (classify.pixel.endtoend); every attacked image is projected into the eps-ball and [0, 255], rounded to whole
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurecache.errors import UserError
+from featurecache.errors import SettingError, UserError
 from featurecache.progress import progress
 
 ATTACKS = ("fgsm", "pgd")
@@ -42,12 +42,12 @@ def parse_eps(text: str) -> tuple[float, ...]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise UserError(f"--eps {text} is not a comma-separated list of numbers; pass e.g. --eps 0,1,2,4,8") from None
+        raise SettingError(f"eps={text!r} is not a comma-separated list of numbers; pass e.g. eps='0,1,2,4,8'") from None
     if not values:
-        raise UserError("--eps is empty; pass e.g. --eps 0,1,2,4,8")
+        raise SettingError("`eps` is empty; pass e.g. eps='0,1,2,4,8'")
     bad = [v for v in values if not math.isfinite(v) or v < 0 or v > 255]
     if bad:
-        raise UserError(f"--eps {text}: {bad[0]:g} is outside 0..255 (pixel units out of 255); pass values in 0..255")
+        raise SettingError(f"eps={text!r}: {bad[0]:g} is outside 0..255 (pixel units out of 255); pass values in 0..255")
     return tuple(sorted(set(values)))
 
 
@@ -144,7 +144,7 @@ def find_transfer_run(run) -> Path:
     if not found:
         raise UserError(f"{run.path.name} is a random-forest run, which has no gradient; a transfer attack needs an lr "
                         f"run of the same cache: train one (`python -m classify --model lr --features "
-                        f"{run.record.cache.path}`) or pass --transfer-from LR_RUN.json")
+                        f"{run.record.cache.path}`) or pass transfer_from=LR_RUN.json")
     return sorted(found)[0][2]
 
 
@@ -210,11 +210,11 @@ def robustness(run, cfg: AttackConfig, allow_weights_mismatch: bool = False, log
         transfer = Path(cfg.transfer_from) if cfg.transfer_from else find_transfer_run(run)
         source = load_run(transfer)
         if source.record.cache_id != run.record.cache_id:
-            raise UserError(f"--transfer-from {transfer} was trained on another cache than {run.path.name}; "
+            raise SettingError(f"transfer_from={str(transfer)!r} was trained on another cache than {run.path.name}; "
                             "pass an lr run of the same cache")
         attacker = endtoend.build(source, allow_weights_mismatch)
         if not attacker.differentiable:
-            raise UserError(f"--transfer-from {transfer} is a random-forest run, which has no gradient; "
+            raise SettingError(f"transfer_from={str(transfer)!r} is a random-forest run, which has no gradient; "
                             "pass an lr or mlp run of the same cache")
     out = evaluate(target, attacker, images, cfg)
     settings = {

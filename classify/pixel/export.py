@@ -1,4 +1,4 @@
-"""Export a saved run for deployment: `python -m classify.pixel.predict_cli --run RUN.json --export DIR`.
+"""Export a saved run for deployment: `featurecache export --run RUN.json --out DIR`.
 
 Writes, into DIR (written aside and renamed into place, so a failed export leaves nothing half-made):
 
@@ -32,7 +32,7 @@ import os
 import shutil
 from pathlib import Path
 
-from featurecache.errors import UserError
+from featurecache.errors import SettingError, UserError
 
 EXPORT_RECORD = "export.json"  # which run a folder is an export of
 
@@ -45,7 +45,7 @@ def export_folder(folder: Path | str) -> Path:
     """The export folder as an absolute path with a name (`.` is the working folder; `/` is refused)."""
     folder = Path(folder).resolve()
     if not folder.name:
-        raise UserError(f"--export {folder} has no folder name; pass a folder such as exports/my-run")
+        raise SettingError(f"folder={str(folder)!r} has no folder name; pass a folder such as exports/my-run")
     return folder
 
 
@@ -53,14 +53,14 @@ def check_export_dir(folder: Path, force: bool, run_id: str | None = None) -> No
     """An export folder must be new or empty; --force replaces an earlier export, never anything else,
     and is suggested only for an export of the same run (`run_id`)."""
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"--export {folder} is a file; pass a folder path")
+        raise SettingError(f"folder={str(folder)!r} is a file; pass a folder path")
     entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     others = [name for name in entries if name not in EXPORT_FILES]
     if others:
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        raise UserError(f"--export {folder} holds files that are not an export's ({shown}); --force replaces only "
+        raise SettingError(f"folder={str(folder)!r} holds files that are not an export's ({shown}); force=True replaces only "
                         f"an earlier export ({', '.join(EXPORT_FILES)}): pick a new or empty folder, "
-                        f"e.g. --export {free_folder(folder)}")
+                        f"e.g. folder={str(free_folder(folder))!r}")
     if not entries or force:
         return
     try:
@@ -68,9 +68,9 @@ def check_export_dir(folder: Path, force: bool, run_id: str | None = None) -> No
     except (OSError, ValueError, AttributeError):
         held = None
     if held is not None and held == run_id:
-        raise UserError(f"--export {folder} already holds an export of this run; pass --force to export it again")
+        raise SettingError(f"folder={str(folder)!r} already holds an export of this run; pass force=True to export it again")
     what = f"an export of another run ({held})" if held else "an earlier export"
-    raise UserError(f"--export {folder} holds {what}; pick a new folder, e.g. --export {free_folder(folder)}")
+    raise SettingError(f"folder={str(folder)!r} holds {what}; pick a new folder, e.g. folder={str(free_folder(folder))!r}")
 
 
 def free_folder(folder: Path) -> Path:

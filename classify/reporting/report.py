@@ -1,4 +1,4 @@
-"""`python -m classify.reporting.report --out-dir DIR` / `make report`: one offline page over every run in a reports folder.
+"""`featurecache report --out-dir DIR` / `make report`: one offline page over every run in a reports folder.
 
 Reads what is on disk in --out-dir (default reports/): every run record
 (`*-run.json`, written by `python -m classify` or `classify.workflows.compare`, read through
@@ -25,7 +25,7 @@ is a path inside its folder (or an anchor in it), so the folder can be zipped, m
 from disk. `classify`, `compare` and `learning_curve` rewrite it after each run through
 `write_index`; this command rebuilds it by hand, e.g. after deleting a run's files.
 
-    python -m classify.reporting.report --out-dir reports
+    featurecache report --out-dir reports
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
-
-import click
 
 from classify.reporting.audit_page import FIGURE_ENDINGS as AUDIT_FIGURES, audits_html
 from classify.runs.record import SUFFIX as RUN_SUFFIX, RunRecord, RunRecordError
@@ -65,7 +63,7 @@ CACHE_FIELDS = (  # (attribute, label) shown for each cache in the header
 )
 
 __all__ = ["Run", "Group", "Page", "read_runs", "other_figures", "build_page", "group_runs", "best_by_validation",
-           "best_pointers", "best_run_of", "render", "write_index", "cli", "main"]
+           "best_pointers", "best_run_of", "render", "write_index"]
 
 
 @dataclass
@@ -518,11 +516,11 @@ def render(page: Page) -> str:
              f"<title>featurecache: {esc(page.folder.name)}</title>", f"<style>{STYLE}</style>", "</head>", "<body>",
              f"<h1>featurecache runs in <code>{esc(page.folder.name)}</code></h1>",
              f'<p class="muted">{len(page.runs)} run(s), written {esc(now)} from the files in {esc(page.folder)}; '
-             f"rebuild with <code>python -m classify.reporting.report --out-dir {esc(page.folder.name)}</code>.</p>"]
+             f"rebuild with <code>featurecache report --out-dir {esc(page.folder.name)}</code>.</p>"]
     parts.append("<h2>Runs, by cache</h2>")
     parts.append(groups_html(page) if page.runs else
                  '<p class="muted">no run records here: run <code>python -m classify</code> or '
-                 "<code>python -m classify.workflows.compare</code>.</p>")
+                 "<code>featurecache compare</code>.</p>")
     parts.append(audits_html(page.folder))
     for heading, figures in figure_sections(page.figures):
         parts.append(f"<h2>{esc(heading)}</h2>")
@@ -556,27 +554,3 @@ def write_index(out_dir: str | os.PathLike) -> Path:
     except OSError as e:
         raise room_error(os_error(e) or e, folder) from None
     return target
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=str), default="reports", show_default=True,
-              help="Reports folder to index (where classify and compare wrote their runs).")
-def cli(out_dir: str) -> None:
-    """Rebuild <out-dir>/index.html from the runs and figures in the folder: a table of runs sorted by
-    test accuracy, and per run its curves, confusion matrix, gallery, report, settings and cache.
-    Runs whose files were deleted drop out. Open the page in any browser; it needs no network."""
-    if not Path(out_dir).is_dir():
-        raise UserError(f"no reports folder at {out_dir}: run `make classify` or `make compare` first, or pass --out-dir")
-    path = write_index(out_dir)
-    page_runs, skipped = read_runs(path.parent)
-    for line in skipped:
-        click.echo(f"skipped: {path.parent / line}", err=True)
-    click.echo(f"wrote {path} ({len(page_runs)} run(s)); open it in a browser: file://{quote(str(path))}")
-
-
-def main() -> None:
-    cli(prog_name="python -m classify.reporting.report")
-
-
-if __name__ == "__main__":
-    main()

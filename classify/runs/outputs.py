@@ -40,7 +40,7 @@ from classify.runs.identity import digest, identity, json_default
 from classify.training.evaluation import reliability
 from classify.training.train import RunResult, gallery_items
 from featurecache.cache import Cache
-from featurecache.errors import UserError
+from featurecache.errors import SettingError
 from featurecache.files import Staged, check_writable, os_error, remove_stale_temps, room_error, versions
 
 __all__ = ["csv_text", "Staged", "check_out_dir", "check_name", "cache_id", "run_id", "digest", "run_paths", "resolve",
@@ -62,14 +62,15 @@ def csv_text(rows: list[dict], columns: list[str] | None = None) -> str:
 def check_out_dir(out_dir: str | os.PathLike) -> Path:
     """Create the output folder if needed, make sure files can be written in it, and remove the
     temporary files that killed runs left there. Returns it as an absolute path."""
-    out = check_writable(Path(os.path.abspath(out_dir)), "--out-dir")
+    out = check_writable(Path(os.path.abspath(out_dir)), "out_dir")
     remove_stale_temps(out)
     return out
 
 
-def check_name(option: str, name: str | None) -> None:
+def check_name(setting: str, name: str | None) -> None:
+    """A `plot_name` or `report_name` is a file name, never a path (the folder is `out_dir`)."""
     if name is not None and (not name.strip() or Path(name).name != name or name in (".", "..")):
-        raise UserError(f"{option} {name!r} must be a plain file name; choose the folder with --out-dir")
+        raise SettingError(f"{setting}={name!r} must be a plain file name; choose the folder with `out_dir`")
 
 
 def cache_identity(cache: Cache) -> dict:

@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import os
 
-import click
-
 from classify.runs.record import RunRecord
-from featurecache.errors import UserError, reason
+from featurecache.errors import SettingError, UserError, reason
 
 TRACKERS = ("mlflow",)
 ENV = "FEATURECACHE_TRACK"
@@ -54,24 +52,17 @@ HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACK
                "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 DB_ATTEMPTS = 3
 
-__all__ = ["track_option", "require", "params_of", "metrics_of", "log_run", "fail_fast"]
-
-
-def track_option(command):
-    """`--track mlflow` (default: FEATURECACHE_TRACK), for the commands that train runs."""
-    return click.option("--track", type=click.Choice(TRACKERS), envvar=ENV, default=None,
-                        help=f"Also log each run (parameters, metrics, PNGs, model) to MLflow at MLFLOW_TRACKING_URI. "
-                             f"Default: ${ENV}. Needs the tracking extra: {INSTALL}.")(command)
+__all__ = ["require", "params_of", "metrics_of", "log_run", "fail_fast"]
 
 
 def require(track: str | None) -> None:
-    """Refuse, before any training, a --track whose library is not installed."""
+    """Refuse, before any training, a `track` whose library is not installed."""
     if track != "mlflow":
         return
     try:
         import mlflow  # noqa: F401
     except ImportError:
-        raise UserError(f"--track mlflow needs MLflow, which is not installed: {INSTALL}") from None
+        raise SettingError(f"track='mlflow' needs MLflow, which is not installed: {INSTALL}") from None
 
 
 def applied(record: RunRecord) -> dict:

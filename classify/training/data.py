@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from featurecache.cache import CacheFile, SplitShape, iter_rows
-from featurecache.errors import UserError
+from featurecache.errors import SettingError, UserError
 
 
 @dataclass
@@ -53,17 +53,17 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     n = len(labels)
     n_classes = len(np.unique(labels))
     if size > n:
-        raise UserError(f"--train-size {size} is more than the {n} training rows in the cache; pass at most {n}")
+        raise SettingError(f"train_size={size} is more than the {n} training rows in the cache; pass at most {n}")
     if size == n:
         return np.arange(n)
     if size < 2 * n_classes:
-        raise UserError(
-            f"--train-size {size} is too small for {n_classes} classes; pass at least {2 * n_classes} "
+        raise SettingError(
+            f"train_size={size} is too small for {n_classes} classes; pass at least {2 * n_classes} "
             "(two rows per class, one to train and one to validate)"
         )
     if n - size < n_classes:
-        raise UserError(
-            f"--train-size {size} leaves {n - size} of the {n} training rows out, fewer than the {n_classes} classes, "
+        raise SettingError(
+            f"train_size={size} leaves {n - size} of the {n} training rows out, fewer than the {n_classes} classes, "
             f"so no stratified subset exists; pass at most {n - n_classes}, or {n} for every row"
         )
     idx, _ = train_test_split(np.arange(n), train_size=size, stratify=labels, random_state=seed)
@@ -93,10 +93,10 @@ def grouped_split(pool: np.ndarray, y: np.ndarray, groups: np.ndarray, val_fract
     counts = counts[counts > 0]
     n_val = n_validation(val_fraction, len(ids))
     if counts.min() < 2 or n_val < len(counts) or len(ids) - n_val < len(counts):
-        raise UserError(
+        raise SettingError(
             f"the {len(pool)} training rows come from {len(ids)} source images (the cache's /train/groups), too few "
-            f"to hold out {val_fraction:g} of them whole with every one of {len(counts)} classes on both sides; "
-            "pass a --val-fraction nearer 0.5 or a larger --train-size")
+            f"to hold out val_fraction={val_fraction:g} of them whole with every one of {len(counts)} classes on both "
+            "sides; pass a `val_fraction` nearer 0.5 or a larger `train_size`")
     _, val_groups = train_test_split(np.arange(len(ids)), test_size=n_val, stratify=label, random_state=seed)
     held = np.isin(inverse.ravel(), val_groups)
     return pool[~held], pool[held]
@@ -118,23 +118,23 @@ def split_rows(labels: np.ndarray, val_fraction: float, seed: int, train_size: i
     if train_size is not None and train_size < n:
         need = smallest_train_size(labels, val_fraction)
         if train_size < need:
-            raise UserError(
-                f"--train-size {train_size} is too small for {len(np.unique(labels))} classes with --val-fraction "
-                f"{val_fraction:g} held out; pass --train-size {need} or more"
+            raise SettingError(
+                f"train_size={train_size} is too small for {len(np.unique(labels))} classes with val_fraction="
+                f"{val_fraction:g} held out; pass train_size={need} or more"
             )
     pool = np.arange(n) if train_size is None else stratified_subset(labels, train_size, seed)
     y = labels[pool]
     counts = np.bincount(y)
     if (counts[counts > 0] < 2).any():
-        raise UserError(
+        raise SettingError(
             f"a class has a single training row among the {len(pool)} used, so it cannot be split into "
-            "training and validation; pass a larger --train-size or use a cache with more rows per class"
+            "training and validation; pass a larger `train_size` or use a cache with more rows per class"
         )
     n_classes = int((counts > 0).sum())
     n_val = n_validation(val_fraction, len(pool))
     if n_val < n_classes or len(pool) - n_val < n_classes:
-        raise UserError(
-            f"--val-fraction {val_fraction:g} of {len(pool)} rows leaves too few rows for {n_classes} classes "
+        raise SettingError(
+            f"val_fraction={val_fraction:g} of {len(pool)} rows leaves too few rows for {n_classes} classes "
             "in training or validation; pass a fraction nearer 0.5 or use more rows"
         )
     if groups is not None:

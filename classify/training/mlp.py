@@ -19,7 +19,7 @@ from classify.runs import saved
 from classify.runs.trained import Trained
 from classify.training.modelspec import ModelSpec, check_choice, check_int, check_real
 from classify.training.models import check_training_rows, stream_scaler
-from featurecache.errors import UserError
+from featurecache.errors import SettingError, UserError
 from featurecache.files import check_writable
 from featurecache.progress import progress
 
@@ -97,9 +97,9 @@ def tensorboard_dir(cfg: ClassifyConfig, n_fit: int) -> Path:
     try:
         import tensorboard  # noqa: F401 - Keras's callback writes through tf.summary, which needs it
     except ImportError:
-        raise UserError("--tensorboard needs the tensorboard package, which is not installed: "
+        raise SettingError("`tensorboard` needs the tensorboard package, which is not installed: "
                         "pip install -e '.[tracking]' (or `make install`)") from None
-    root = check_writable(cfg.tensorboard, "--tensorboard folder")
+    root = check_writable(cfg.tensorboard, "tensorboard")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     return root / f"mlp-{stamp}-n{n_fit}-seed{cfg.seed}"
 
@@ -201,8 +201,8 @@ def train_model(keras, train, val, mean: np.ndarray, var: np.ndarray, n_fit: int
                         verbose=0, steps_per_epoch=steps_per_epoch)
     h = fit.history
     if not finite(h, model.get_weights()):
-        raise UserError(f"the MLP's training diverged (its loss or weights became infinite or NaN) at --learning-rate "
-                        f"{cfg.learning_rate:g}; pass a smaller --learning-rate (nothing was saved)")
+        raise SettingError(f"the MLP's training diverged (its loss or weights became infinite or NaN) at learning_rate="
+                           f"{cfg.learning_rate:g}; pass a smaller `learning_rate` (nothing was saved)")
     epochs = len(h["loss"])
     history = {
         "x_label": "epoch", "x": list(range(1, epochs + 1)),

@@ -12,7 +12,7 @@ from sklearn.metrics import accuracy_score, log_loss
 from sklearn.preprocessing import StandardScaler
 
 from classify.runs import saved
-from featurecache.errors import UserError
+from featurecache.errors import SettingError, UserError
 
 if TYPE_CHECKING:
     from classify.training.data import Stream
@@ -29,10 +29,10 @@ def scores(y: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
 def check_training_rows(y_fit: np.ndarray) -> None:
     """Refuse, before fitting, training rows no classifier can learn from."""
     if len(y_fit) == 0:
-        raise UserError("there are no training rows to fit; use a cache with a training split or a larger --train-size")
+        raise SettingError("there are no training rows to fit; use a cache with a training split or a larger `train_size`")
     if len(np.unique(y_fit)) < 2:
-        raise UserError(f"the {len(y_fit)} training rows are all of one class; a classifier needs at least two: "
-                        "use a cache (or a --train-size) with rows of two or more classes")
+        raise SettingError(f"the {len(y_fit)} training rows are all of one class; a classifier needs at least two: "
+                           "use a cache (or a `train_size`) with rows of two or more classes")
 
 
 def curve_rows(X_fit, y_fit, seed: int, limit: int = CURVE_ROWS):

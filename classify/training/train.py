@@ -1,7 +1,7 @@
 """One training run on a loaded cache: split, fit, score on the test rows. Returns plain data.
 
-Nothing here prints or writes files; `classify.cli`, `classify.workflows.compare` and
-`classify.workflows.learning_curve` do that with what these functions return.
+Nothing here prints or writes files; `classify.cli`, `classify.commands.compare` and
+`classify.commands.learning_curve` do that with what these functions return.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from classify.training.modelspec import ModelSpec
 from classify.training.specs import SPECS, spec_of
 from classify.runs.trained import Trained
 from featurecache.cache import Cache, CacheFile, iter_rows, split_shapes
-from featurecache.errors import UserError
+from featurecache.errors import SettingError, UserError
 
 GALLERY_SIZE = 24
 
@@ -57,8 +57,8 @@ def evaluate(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> t
 def check_calibrate(cfg: ClassifyConfig) -> None:
     if cfg.calibrate and not spec_of(cfg.model).calibrates:
         calibrated = ", ".join(name for name, spec in SPECS.items() if spec.calibrates)
-        raise UserError(f"--calibrate fits a temperature for {calibrated}, not for --model {cfg.model}; "
-                        "leave out --calibrate")
+        raise SettingError(f"calibrate=True fits a temperature for {calibrated}, not for model={cfg.model!r}; "
+                           "leave out `calibrate`")
 
 
 def calibrate(y_test: np.ndarray, proba: np.ndarray, y_val: np.ndarray, val_proba: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -118,8 +118,8 @@ class MemoryRows:
 
     def __init__(self, cache: Cache, cfg: ClassifyConfig):
         if cfg.tta and cache.test.views is None:
-            raise UserError(f"--tta needs test views, and {cache.path} has none; re-extract with --augment SPEC "
-                            "--views K --test-views K, or leave out --tta")
+            raise SettingError(f"tta=True needs test views, and {cache.path} has none; re-extract with augment=SPEC "
+                               "views=K test_views=K, or leave out `tta`")
         self.cache, self.cfg = cache, cfg
         # the split is over images: an image and all its views land on the same side
         self.rows = training_rows(cache, cfg)   # less the rows --exclude names
@@ -158,8 +158,8 @@ class StreamRows:
         self.source = cache.file or CacheFile(cache.path)
         shapes = split_shapes(self.source)
         if cfg.tta and not shapes["test"].views:
-            raise UserError(f"--tta needs test views, and {cache.path} has none; re-extract with --augment SPEC "
-                            "--views K --test-views K, or leave out --tta")
+            raise SettingError(f"tta=True needs test views, and {cache.path} has none; re-extract with augment=SPEC "
+                               "views=K test_views=K, or leave out `tta`")
         self.cache, self.cfg = cache, cfg
         self.rows = training_rows(cache, cfg)   # less the rows --exclude names
         budget = memory_budget(cfg.max_memory)

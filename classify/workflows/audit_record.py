@@ -1,6 +1,6 @@
 """The audit record (`<cache stem>-audit.json`): its one owner, and what runs take from it.
 
-`python -m classify.workflows.audit` writes it; `classify` reads it to report accuracy on the clean test rows
+`featurecache audit` writes it; `classify` reads it to report accuracy on the clean test rows
 (those with no near-duplicate in train) and to leave flagged training rows out (`--exclude`).
 
     pairs      near-duplicate pairs: each image's split, row and source, their cosine similarity, the
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurecache.errors import UserError
+from featurecache.errors import SettingError, UserError
 
 FORMAT = "featurecache-audit"
 FORMAT_VERSION = 1
@@ -53,9 +53,9 @@ class Audit:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise UserError(f"no audit at {path}: run `python -m classify.workflows.audit` first (or pass its audit.json)") from None
+            raise UserError(f"no audit at {path}: run `featurecache audit` first (or pass its audit.json)") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise UserError(f"{path} is not a readable audit ({str(e)[:80]}); run `python -m classify.workflows.audit` again") from None
+            raise UserError(f"{path} is not a readable audit ({str(e)[:80]}); run `featurecache audit` again") from None
         names = {f.name for f in fields(cls)}
         if not isinstance(data, dict) or data.get("format") != FORMAT or not names >= set(data):
             raise UserError(f"{path} is not an audit written by classify.workflows.audit; pass the -audit.json it wrote")
@@ -64,10 +64,10 @@ class Audit:
         try:
             audit = cls(**data)
         except TypeError as e:
-            raise UserError(f"{path} lacks parts of an audit ({e}); run `python -m classify.workflows.audit` again") from None
+            raise UserError(f"{path} lacks parts of an audit ({e}); run `featurecache audit` again") from None
         if not all(isinstance(p, dict) and {"first_split", "first_row", "second_split", "second_row"} <= set(p)
                    for p in audit.pairs) or not all(isinstance(s, dict) and "row" in s for s in audit.suspects):
-            raise UserError(f"{path} holds malformed pairs or suspects; run `python -m classify.workflows.audit` again")
+            raise UserError(f"{path} holds malformed pairs or suspects; run `featurecache audit` again")
         return audit
 
     def leaked_test_rows(self) -> np.ndarray:
@@ -96,24 +96,21 @@ def parse_exclude(spec: str) -> tuple[Path, tuple[str, ...]]:
     path, sep, kinds = spec.rpartition(":")
     chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
     if not sep or not path or not chosen or not set(chosen) <= set(EXCLUDE_KINDS):
-        raise UserError(f"exclude={spec!r} must be AUDIT.json:KIND with KIND one of {', '.join(EXCLUDE_KINDS)} "
+        raise SettingError(f"exclude={spec!r} must be AUDIT.json:KIND with KIND one of {', '.join(EXCLUDE_KINDS)} "
                         "(or both, comma-separated), e.g. reports/x-audit.json:duplicates")
     return Path(path), chosen
 
 
 def check_exclude(spec: str) -> None:
-    """--exclude's form and file, before anything is trained: one line naming the flag when wrong."""
-    try:
-        path, _ = parse_exclude(spec)
-        Audit.load(path)
-    except UserError as e:
-        raise UserError(e.message.replace(f"exclude={spec!r}", f"--exclude {spec}")) from None
+    """`exclude`'s form and file, before anything is trained."""
+    path, _ = parse_exclude(spec)
+    Audit.load(path)
 
 
 def check_for(audit: Audit, path: Path, cache_id: str, cache_path) -> None:
     if audit.cache_id != cache_id:
         raise UserError(f"{path} is the audit of another cache ({audit.cache_path}), not {cache_path}; "
-                        f"run `python -m classify.workflows.audit --features {cache_path}` and pass its audit")
+                        f"run `featurecache audit --features {cache_path}` and pass its audit")
 
 
 def excluded_rows(spec: str, cache_id: str, cache_path) -> np.ndarray:

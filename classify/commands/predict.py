@@ -1,12 +1,14 @@
-"""`python -m classify.pixel.predict_cli` / `make predict`: new images -> predicted class and probability.
+"""`featurecache predict` / `make predict`: new images -> predicted class and probability;
+`featurecache export` / `make export`: a saved run -> one model for deployment (docs/deployment.md).
 
 Reads a saved classify run (its run record JSON and the model file beside it)
 and image files or folders; writes nothing. Features are extracted with the
 settings stored in the run's feature cache (backbone, pooling, image size,
 weights, seed, precision), so a prediction sees exactly what training saw.
 
-    python -m classify.pixel.predict_cli --run reports/cats-vs-dogs-subset-vgg16-gap-32px-lr-run.json photos/ --json
-    python -m classify.pixel.predict_cli --run best --reports reports --features features/cats.h5 photos/
+    featurecache predict --run reports/cats-vs-dogs-subset-vgg16-gap-32px-lr-run.json photos/ --json
+    featurecache predict --run best --reports reports --features features/cats.h5 photos/
+    featurecache export --run best --out exports/cats
 """
 
 from __future__ import annotations
@@ -16,21 +18,34 @@ from pathlib import Path
 
 import click
 
+from classify.pixel.predict import collect_images, predict_images
+from featurecache.command import Command
 from featurecache.errors import UserError
 from featurecache.runtime import RUNTIMES
-from classify.pixel.predict import collect_images, predict_images
 
 BEST = "best"  # --run best: the best run of a cache by validation accuracy
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--run", "run_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Run record JSON written by classify (reports/...-run.json), or `best`: the run of --features "
-                   "with the best validation accuracy in --reports.")
-@click.option("--reports", "reports_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
-              show_default=True, help="With --run best: the reports folder to look in.")
-@click.option("--features", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="With --run best: the cache whose best run to use. Default: the one features/LATEST names.")
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def run_options(command):
+    """--run RUN.json|best, and --reports and --features for `best`."""
+    for option in reversed((
+        click.option("--run", "run_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                     help="Run record JSON written by classify (reports/...-run.json), or `best`: the run of "
+                          "--features with the best validation accuracy in --reports."),
+        click.option("--reports", "reports_dir", type=click.Path(file_okay=False, path_type=Path),
+                     default=Path("reports"), show_default=True, help="With --run best: the reports folder to look in."),
+        click.option("--features", type=click.Path(dir_okay=False, path_type=str), default=None,
+                     help="With --run best: the cache whose best run to use. Default: the one features/LATEST names."),
+    )):
+        command = option(command)
+    return command
+
+
+@click.command(cls=Command, context_settings=CONTEXT, flags={"folder": "--export"})
+@run_options
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
@@ -54,8 +69,7 @@ def cli(run_path: Path, reports_dir: Path, features: str | None, images: tuple[P
 
     if export_dir is None and not images:
         raise UserError("no IMAGES given; pass image files or folders, or --export DIR to export the run")
-    if str(run_path) == BEST:
-        run_path = best_run(reports_dir, features)
+    run_path = resolve_run(run_path, reports_dir, features)
     run = load_run(run_path)
     if export_dir is not None:
         from classify.pixel.export import export_run
@@ -89,6 +103,31 @@ def show(results: list[dict], skipped: list[dict]) -> None:
             click.echo(f"  {s['file']}: {s['reason']}", err=True)
 
 
+@click.command("export", cls=Command, context_settings=CONTEXT)
+@run_options
+@click.option("--out", "folder", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The export folder: new, empty, or an earlier export of this run (with --force).")
+@click.option("--force", is_flag=True, help="Replace an earlier export in --out (a folder holding other files is refused).")
+@click.option("--allow-weights-mismatch", is_flag=True,
+              help="Export even if the weights or model file differ from those the run's cache was made with.")
+def export_cli(run_path: Path, reports_dir: Path, features: str | None, folder: Path, force: bool,
+               allow_weights_mismatch: bool) -> None:
+    """Write a saved classify run as one Keras model for deployment: backbone, pooling and classifier
+    in one file (model.keras, a TensorFlow saved_model/ and labels.json; see docs/deployment.md).
+    The same as `predict --run RUN --export DIR`."""
+    from classify.pixel.export import export_run
+    from classify.runs.saved import load_run
+
+    run = load_run(resolve_run(run_path, reports_dir, features))
+    for name, path in export_run(run, folder, force, allow_weights_mismatch).items():
+        click.echo(f"  {name}: {path}")
+
+
+def resolve_run(run_path: Path, reports_dir: Path, features: str | None) -> Path:
+    """--run as given, or for `best` the best run of the cache (said on stderr)."""
+    return best_run(reports_dir, features) if str(run_path) == BEST else run_path
+
+
 def best_run(reports_dir: Path, features: str | None) -> Path:
     """--run best: the run record of the cache's best validation accuracy, said on stderr."""
     from classify.options import cache_path
@@ -103,7 +142,7 @@ def best_run(reports_dir: Path, features: str | None) -> Path:
 
 
 def main() -> None:
-    cli(prog_name="python -m classify.pixel.predict_cli")
+    cli(prog_name="featurecache predict")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python -m classify.pixel.robustness --run RUN.json` / `make robustness RUN=...`: accuracy under FGSM and PGD.
+"""`featurecache robustness --run RUN.json` / `make robustness RUN=...`: accuracy under FGSM and PGD.
 
 Reads a saved run (its record, model file and cache) and the pictures behind its test rows
 (CIFAR-10 batches or photo files, through the cache's data_kind, data_location and sources);
@@ -18,7 +18,7 @@ images are crafted on an LR or MLP run of the same cache (--transfer-from, or on
 the run) and the forest is scored on them (a transfer attack, said so in the JSON). Any run can be
 attacked that way with --transfer-from.
 
-    python -m classify.pixel.robustness --run reports/cifar10-vgg16-gap-32px-lr-1a2b3c4d-run.json --attack fgsm --attack pgd
+    featurecache robustness --run reports/cifar10-vgg16-gap-32px-lr-1a2b3c4d-run.json --attack fgsm --attack pgd
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 import click
 
 from classify.pixel.attacks import ATTACKS, AttackConfig, parse_eps, robustness, settings_id, write_outputs
+from featurecache.command import Command
 from featurecache.errors import UserError
 from featurecache.files import interruptible
 
@@ -38,7 +39,7 @@ from featurecache.files import interruptible
 # --------------------------------------------------------------------------- command
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--run", "run_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Run record JSON written by classify (reports/...-run.json).")
 @click.option("--attack", "attacks", multiple=True, type=click.Choice(ATTACKS), default=("fgsm",), show_default=True,
@@ -70,7 +71,7 @@ def cli(run_path, attacks, eps_text, pgd_steps, pgd_step_size, limit, batch_size
     cfg = AttackConfig(tuple(dict.fromkeys(attacks)), parse_eps(eps_text), pgd_steps, pgd_step_size, limit,
                        batch_size, seed, str(transfer_from) if transfer_from else None)
     run = load_run(run_path)
-    folder = check_writable(out_dir or run.model_path.parent, "--out-dir")
+    folder = check_writable(out_dir or run.model_path.parent, "out_dir")
     click.echo(f"robustness: {json.dumps(asdict(cfg))}", err=True)
     doc = robustness(run, cfg, allow_weights_mismatch, log=lambda s: click.echo(s, err=True))
     stem = run_path.name.removesuffix(".json").removesuffix("-run")
@@ -91,7 +92,7 @@ def cli(run_path, attacks, eps_text, pgd_steps, pgd_step_size, limit, batch_size
 
 
 def main() -> None:
-    cli(prog_name="python -m classify.pixel.robustness")
+    cli(prog_name="featurecache robustness")
 
 
 if __name__ == "__main__":

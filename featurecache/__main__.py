@@ -1,0 +1,3 @@
+from featurecache.cli import main
+
+main()
