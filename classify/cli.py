@@ -27,7 +27,7 @@ import click
 
 from classify.training.config import has_views
 from classify.training.models import MODELS
-from classify.options import CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, training_options
+from classify.options import CONTEXT, adversarial_options, cache_path, echo_config, make_config, notes, summary_lines, training_options
 from classify.runs.tracking import track_option
 from featurecache.files import interruptible
 
@@ -44,6 +44,7 @@ from featurecache.files import interruptible
               help="Leave out the training rows an audit (python -m classify.workflows.audit) flags: KIND is duplicates, "
                    "label-issues, or both comma-separated, e.g. reports/x-audit.json:duplicates.")
 @training_options
+@adversarial_options
 @track_option
 @interruptible("classify")
 def cli(**options) -> None:

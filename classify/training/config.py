@@ -23,6 +23,7 @@ SHARED_PARAMS = ("model", "seed", "val_fraction", "train_size")  # what every ru
 C_GRID = tuple(10.0 ** k for k in range(-4, 2))  # --C auto: 1e-4 .. 1e1, chosen on the validation split
 RF_MIN_SAMPLES = 2500                            # rows a tree's bootstrap sample draws at least
 LEARNING_RATES = {"adam": 0.001, "sgd": 0.01}    # the MLP's initial learning rate when none is given
+ADVERSARIAL_PARAMS = ("adversarial", "adv_eps", "adv_steps", "adv_ratio", "adv_every")   # --adversarial and its settings
 
 
 def has_views(attrs: dict) -> bool:
@@ -76,6 +77,12 @@ class ClassifyConfig:
     max_memory: int | None = None        # None: half the RAM available when the run starts
     # an audit's flagged training rows left out (classify.workflows.audit_record): "AUDIT.json:duplicates|label-issues"
     exclude: str | None = None
+    # adversarial training of the head through the frozen backbone (classify.pixel.adversarial); lr and mlp
+    adversarial: str | None = None       # None | fgsm | pgd
+    adv_eps: float = 2.0                 # L-infinity budget, pixel values out of 255
+    adv_steps: int = 5                   # PGD steps (step size 2.5 * eps / steps, random start)
+    adv_ratio: float = 0.5               # share of each batch replaced by its adversarial twin; 0: plain training
+    adv_every: int = 5                   # epochs between regenerations against the current head
 
     def __post_init__(self) -> None:
         if self.learning_rate is None:
@@ -94,6 +101,7 @@ class ClassifyConfig:
         keep = SHARED_PARAMS + MODEL_PARAMS[self.model] + (("views", "tta") if views else ())
         keep += ("max_memory",) if self.max_memory is not None else ()
         keep += ("tensorboard",) if self.model == "mlp" and self.tensorboard else ()
+        keep += ADVERSARIAL_PARAMS if self.adversarial else ()
         full = self.to_dict()
         return {k: full[k] for k in keep}
 

@@ -19,6 +19,7 @@ from classify.training.data import Rows, Stream, fit_rows, in_memory_bytes, memo
 from classify.workflows.audit_record import audit_metrics, training_rows
 from classify.training.models import MODELS, STREAMING
 from classify.runs.trained import Trained
+from classify.pixel.adversarial import check as check_adversarial, settings_of
 from featurecache.cache import Cache, CacheFile, iter_rows, split_shapes
 from featurecache.errors import UserError
 
@@ -109,7 +110,11 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
     streamed from its file: the models of `STREAMING` fit it, and the test rows are scored a chunk
     at a time."""
     check_calibrate(cfg)
+    check_adversarial(cfg, cache.attrs)
     if cache.train.features is None:
+        if settings_of(cfg):
+            raise UserError("adversarial training holds the fit rows in memory, and this cache is larger than "
+                            "--max-memory; pass a larger --max-memory, or train without --adversarial")
         return stream_and_evaluate(cache, cfg, curves)
     if len(cache.test.labels) == 0:
         raise UserError(f"{cache.path} has no test rows to report on; extract a cache with a test split")
@@ -123,7 +128,13 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
     X_fit, y_fit = fit_rows(X, y, rows.fit, views)   # (n_fit * (K + 1), D): originals, then views
     n_classes = len(cache.class_names)
     start = time.perf_counter()
-    trained = MODELS[cfg.model](X_fit, y_fit, X[rows.val], y[rows.val], n_classes, cfg, curves)
+    adversarial = settings_of(cfg)   # None: plain training (no --adversarial, or --adv-ratio 0)
+    if adversarial:
+        from classify.pixel.adversarial import fit_adversarial
+
+        trained = fit_adversarial(cache, cfg, rows, X_fit, y_fit, X[rows.val], y[rows.val], adversarial)
+    else:
+        trained = MODELS[cfg.model](X_fit, y_fit, X[rows.val], y[rows.val], n_classes, cfg, curves)
     # fits made only to draw a curve (a given C's neighbours) are not the model's fit time
     curve_time = trained.history.pop("curve_seconds", 0.0)
     train_time = time.perf_counter() - start - curve_time
