@@ -204,32 +204,54 @@ def train_steps(tf, model, opt, logits_of, dim: int):
 def fit_adversarial(cache, cfg, rows, X_fit: np.ndarray, y_fit: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
                     adv: AdversarialSettings):
     """Train cfg.model's head on X_fit (the fit images' originals, then their views, image-major, as
-    `classify.training.data.fit_rows` lays them out), with adversarial twins of the fit images mixed in."""
+    `classify.training.data.fit_rows` lays them out), with adversarial twins of the fit images mixed in;
+    the Trained that the train path saves and scores."""
+    head = train_head(cache, cfg, rows.fit, (X_fit, y_fit), (X_val, y_val), adv)
+    return trained_of(head.model, cfg, len(cache.class_names), head.history, head.details)
+
+
+@dataclass
+class Head:
+    """A head trained adversarially: its Keras model, the attack it was trained against (backbone + this head,
+    already traced: evaluating it attacks the model itself without tracing again), its curves and details."""
+
+    model: object
+    attack: object          # classify.pixel.gradients.PixelAttack
+    history: dict
+    details: dict
+
+
+def train_head(cache, cfg, fit_images: np.ndarray, fit: tuple, val: tuple, adv: AdversarialSettings,
+               backbone=None) -> Head:
+    """The trained head (`Head`): `fit_images` are training-split rows, `fit` their
+    (X_fit, y_fit) with views, `val` clean validation rows (may be empty); `backbone` a float32 backbone
+    of the cache (`classify.pixel.endtoend.float_backbone`), built here when None."""
     from classify.pixel.endtoend import float_backbone
     from classify.pixel.gradients import PixelAttack, keras_head_logits
+    from classify.training.mlp import optimizer
     from featurecache.extractor import Extractor
     from featurecache.tfimport import keras as load_keras, tensorflow
-    from classify.training.mlp import optimizer
 
     keras, tf = load_keras(), tensorflow()
     keras.utils.set_random_seed(cfg.seed)
-    n_img, n_classes, dim = len(rows.fit), len(cache.class_names), X_fit.shape[1]
+    (X_fit, y_fit), n_img, dim = fit, len(fit_images), fit[0].shape[1]
     views = (len(y_fit) - n_img) // n_img   # K views per image after the originals
     image_of_row = np.concatenate([np.arange(n_img), np.repeat(np.arange(n_img), views)])   # (rows,)
     var = X_fit.var(axis=0)
     var[var == 0] = 1.0
-    model = build_head(keras, dim, n_classes, X_fit.mean(axis=0), var, len(y_fit), cfg)
+    model = build_head(keras, dim, len(cache.class_names), X_fit.mean(axis=0), var, len(y_fit), cfg)
     logits_of = keras_head_logits(model)
-    extractor = Extractor.from_cache(cache.attrs, keras=True)
-    attack = PixelAttack(float_backbone(extractor, cache.attrs), logits_of)
-    pixels = read_pixels(cache.attrs, cache.train.sources[rows.fit], attack.size)   # training split, fit rows only
-    img_labels = cache.train.labels[rows.fit].astype(np.int64)
+    if backbone is None:
+        backbone = float_backbone(Extractor.from_cache(cache.attrs, keras=True), cache.attrs)
+    attack = PixelAttack(backbone, logits_of)
+    pixels = read_pixels(cache.attrs, cache.train.sources[fit_images], attack.size)   # training split only
+    img_labels = cache.train.labels[fit_images].astype(np.int64)
     step, score = train_steps(tf, model, optimizer(keras, cfg), logits_of, dim)
-    out = run_epochs(cfg, adv, (X_fit, y_fit.astype(np.int64), image_of_row), (X_val, y_val.astype(np.int64)),
+    out = run_epochs(cfg, adv, (X_fit, y_fit.astype(np.int64), image_of_row), (val[0], val[1].astype(np.int64)),
                      (attack, pixels, img_labels), step, score)
-    details = {"adversarial": {**adv.record(), **out.pop("details")}, "epochs_run": cfg.epochs}
-    details["adversarial"]["regenerated_rows"] = [int(r) for r in rows.fit]   # training-split rows, never others
-    return trained_of(model, cfg, n_classes, out["history"], details)
+    details = {"adversarial": {**adv.record(), **out["details"]}, "epochs_run": cfg.epochs}
+    details["adversarial"]["regenerated_rows"] = [int(r) for r in fit_images]   # training-split rows, never others
+    return Head(model, attack, out["history"], details)
 
 
 def run_epochs(cfg, adv: AdversarialSettings, fit: tuple, val: tuple, regen: tuple, step, score) -> dict:
@@ -250,11 +272,11 @@ def run_epochs(cfg, adv: AdversarialSettings, fit: tuple, val: tuple, regen: tup
             order = rng.permutation(len(y_fit))
             losses = [step(mixed_batch(X_fit, b, image_of_row, adv_features, adv.ratio, rng), y_fit[b])
                       for b in np.array_split(order, max(1, -(-len(order) // cfg.batch_size)))]
-            vl, va = score(*val) if len(val[1]) else (np.nan, np.nan)
+            vl, va = score(*val) if len(val[1]) else (None, None)   # no validation rows: no validation curve
             history["x"].append(epoch + 1)
             for key, value in (("train_loss", np.mean([l[0] for l in losses])), ("train_acc", np.mean([l[1] for l in losses])),
                                ("val_loss", vl), ("val_acc", va)):
-                history[key].append(float(value))
+                history[key].append(None if value is None else float(value))
             bar.update(1)
     history["chosen"] = cfg.epochs
     details = {"regenerations": stats, "regeneration_seconds": round(regen_seconds, 2), "images": len(img_labels),
