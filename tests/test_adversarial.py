@@ -1,5 +1,5 @@
 """Adversarial training (classify --adversarial) and the robust-model workflow, on the real CIFAR-10 fixture
-with random MobileNetV2 weights at 32 px and two augmented views: tiny, but every part real."""
+with random VGG16 weights at 32 px and two augmented views: tiny, but every part real."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ TINY = ["--initial", "30", "--batch", "10", "--budget", "50", "--seeds", "2", "-
 
 @pytest.fixture(scope="module")
 def views_cache(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("adv-features") / "cifar-mnv2-views.h5"
-    result = run_extract(["--data-dir", str(CIFAR_FIXTURE), "--weights", "none", "--backbone", "mobilenetv2",
+    out = tmp_path_factory.mktemp("adv-features") / "cifar-vgg16-views.h5"
+    result = run_extract(["--data-dir", str(CIFAR_FIXTURE), "--weights", "none",
                           "--augment", "flip,color", "--views", "2", "--precision", "float32", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
@@ -83,7 +83,7 @@ def test_adversarial_training_records_its_settings_and_keeps_its_examples_in_bou
     assert adv["traces"] == 1
     from classify.runs.saved import load_run
 
-    assert load_run(run).predict_proba(np.zeros((2, 1280), np.float32)).shape == (2, 10)   # saved as an LR run
+    assert load_run(run).predict_proba(np.zeros((2, 512), np.float32)).shape == (2, 10)   # saved as an LR run
 
 
 def test_adv_ratio_0_is_plain_training(views_cache, tmp_path):
@@ -111,16 +111,27 @@ def test_the_evaluation_attacks_the_model_under_evaluation(views_cache):
     from classify.pixel.adversarial import read_pixels
     from classify.workflows.robust_model import evaluate_model
 
-    cache, a = attack_of(views_cache, seed=1)
-    _, b = attack_of(views_cache, seed=2)
+    from classify.pixel.endtoend import float_backbone
+    from classify.training.models import lr_pipeline, lr_weights
+    from classify.workflows.robust_model import BaselineAttack
+    from featurecache.cache import read_cache
+    from featurecache.extractor import Extractor
+
+    cache = read_cache(views_cache)
+    backbone = float_backbone(Extractor.from_cache(cache.attrs, keras=True), cache.attrs)
+    X, labels = cache.train.features, cache.train.labels
+    a, b = (BaselineAttack(backbone, X.shape[1], 10).set_lr(lr_weights(lr_pipeline(C, 300).fit(X[rows], labels[rows])), 10)
+            for C, rows in ((0.01, slice(0, 100)), (10.0, slice(0, 100, 2))))   # two different LR models
     x = read_pixels(cache.attrs, cache.test.sources[:20], a.size)
     y = cache.test.labels[:20].astype(np.int64)
-    rows = {(r["attack"], r["eps"]): r["accuracy"] for r in evaluate_model(a, x, y, (0, 4), 2, 0)}
-    own = a.fgsm(x, y, [4])
-    assert rows[("fgsm", 4.0)] == np.mean(own["pred"][0] == y)        # crafted on a, scored by a
-    assert rows[("fgsm", 0.0)] == rows[("pgd", 0.0)] == np.mean(own["clean_pred"] == y)
-    transfer = a.fgsm(b.fgsm(x, y, [4])["images"][0], y, [0])["clean_pred"]   # crafted on b, scored by a
-    assert rows[("fgsm", 4.0)] < np.mean(transfer == y)   # the own-gradient attack is the stronger one
+    rows = {(r["attack"], r["eps"]): r["accuracy"] for r in evaluate_model(a, x, y, (0, 1), 2, 0)}
+    own = a.fgsm(x, y, [1])
+    assert rows[("fgsm", 0.0)] == rows[("pgd", 0.0)] == np.mean(own["clean_pred"] == y) > 0
+    assert rows[("fgsm", 1.0)] == np.mean(own["pred"][0] == y)        # crafted on a, scored by a
+    crafted_on_b = b.fgsm(x, y, [1])["images"][0]
+    assert (crafted_on_b != own["images"][0]).any()   # b's gradients give other images ...
+    transfer = a.fgsm(crafted_on_b, y, [0])["clean_pred"]   # ... scored by a
+    assert rows[("fgsm", 1.0)] < np.mean(transfer == y)   # the own-gradient attack is the stronger one
 
 
 @pytest.fixture(scope="module")
