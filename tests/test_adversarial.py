@@ -199,3 +199,14 @@ def test_the_workflow_refuses_a_cache_without_views(tiny_cache, tmp_path):
 
     r = CliRunner().invoke(cli, ["--features", str(tiny_cache), "--out-dir", str(tmp_path), *TINY])
     assert "has no augmented views" in error_line(r, 1)
+
+
+def test_the_workflow_figure_is_clean(workflow):
+    from test_figures import layout_problems
+
+    from classify.workflows.robust_model import figure
+
+    out, _ = workflow
+    doc = json.loads(next(out.glob("*-robust-model.json")).read_text())
+    fig = figure(doc["summary"], 2, "a-long-cache-name-0123456789abcdef-robust-model: baseline vs robust model under attack")
+    assert layout_problems(fig) == []
