@@ -279,6 +279,7 @@ def run_epochs(cfg, adv: AdversarialSettings, fit: tuple, val: tuple, regen: tup
                 history[key].append(None if value is None else float(value))
             bar.update(1)
     history["chosen"] = cfg.epochs
+    history["mark_label"] = f"epoch {cfg.epochs}: the last, whose weights are kept (no early stopping)"
     details = {"regenerations": stats, "regeneration_seconds": round(regen_seconds, 2), "images": len(img_labels),
                "traces": attack.traces,
                "backbone_passes_per_image": len(stats) * ((adv.steps + 1) if adv.method == "pgd" else 2)}
