@@ -42,7 +42,9 @@ from featurecache.progress import progress
 
 MODELS = ("baseline", "robust")
 ATTACKS = ("fgsm", "pgd")
-EVAL_BATCH = 50   # test images per traced call (each PGD call holds len(eps) copies of them)
+EVAL_BATCH = 50   # test images per traced call
+PGD_PIXELS = 4 * 50 * 64 * 64   # image rows x pixels in one PGD call: all four eps of 50 images at 32 or 64 px,
+                                # one eps at a time at 224 px (the gradient's activations grow with both)
 
 
 @dataclass
@@ -180,11 +182,13 @@ def evaluate_model(attack, pixels: np.ndarray, labels: np.ndarray, eps, pgd_step
                 correct[(a, 0)] += int((fgsm["clean_pred"] == y).sum())
         for i, e in enumerate(live):
             correct[("fgsm", e)] += int((fgsm["pred"][i] == y).sum())
-        if live:   # every eps in one call: len(live) copies of the batch, one eps each
-            xs, ys = np.concatenate([x] * len(live)), np.concatenate([y] * len(live))
-            per_row = np.repeat(np.asarray(live, np.float32), len(y))
-            pred = attack.pgd(xs, ys, per_row, pgd_steps, rng=rng)["pred"].reshape(len(live), len(y))
-            for i, e in enumerate(live):
+        per_call = max(1, PGD_PIXELS // (len(y) * x.shape[1] * x.shape[2]))   # eps whose copies fit one call
+        for group in (live[i:i + per_call] for i in range(0, len(live), per_call)):
+            # several eps in one call: len(group) copies of the batch, one eps each
+            xs, ys = np.concatenate([x] * len(group)), np.concatenate([y] * len(group))
+            per_row = np.repeat(np.asarray(group, np.float32), len(y))
+            pred = attack.pgd(xs, ys, per_row, pgd_steps, rng=rng)["pred"].reshape(len(group), len(y))
+            for i, e in enumerate(group):
                 correct[("pgd", e)] += int((pred[i] == y).sum())
     return [{"attack": a, "eps": float(e), "accuracy": correct[(a, e)] / len(labels), "n_images": len(labels)}
             for a in ATTACKS for e in eps]
