@@ -19,7 +19,7 @@ from classify.training.data import Rows, Stream, fit_rows, in_memory_bytes, memo
 from classify.workflows.audit_record import audit_metrics, training_rows
 from classify.training.models import MODELS, STREAMING
 from classify.runs.trained import Trained
-from classify.pixel.adversarial import check as check_adversarial, settings_of
+from classify.pixel.adversarial import check as check_adversarial, fit_adversarial, settings_of
 from featurecache.cache import Cache, CacheFile, iter_rows, split_shapes
 from featurecache.errors import UserError
 
@@ -129,9 +129,7 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
     n_classes = len(cache.class_names)
     start = time.perf_counter()
     adversarial = settings_of(cfg)   # None: plain training (no --adversarial, or --adv-ratio 0)
-    if adversarial:
-        from classify.pixel.adversarial import fit_adversarial
-
+    if adversarial:   # classify.pixel.adversarial imports TensorFlow only now
         trained = fit_adversarial(cache, cfg, rows, X_fit, y_fit, X[rows.val], y[rows.val], adversarial)
     else:
         trained = MODELS[cfg.model](X_fit, y_fit, X[rows.val], y[rows.val], n_classes, cfg, curves)
