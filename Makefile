@@ -42,6 +42,14 @@ features: $(STAMP)
 merge: $(STAMP)
 	$(BIN)/python -m extract merge $(call opt,OUT,--out) $(SHARDS)
 
+## The robust model against a baseline (docs/robustness.md): extracts ROBUST_FEATURES (Lite0 at IMAGE_SIZE 32 px, views color,rotate,flip) from DATA_DIR, then trains and attacks both (OUT_DIR, ROBUST_ARGS="--limit 200 --seeds 3")
+ROBUST_BACKBONE ?= ../shared/models/efficientnet_lite0_imagenet_notop.keras
+ROBUST_FEATURES ?= features/robust-lite0-$(or $(IMAGE_SIZE),32)px-views.h5
+.PHONY: robust-model
+robust-model: $(STAMP)
+	$(BIN)/python -m extract $(call opt,DATA_DIR,--data-dir) --backbone "$(ROBUST_BACKBONE)" --image-size $(or $(IMAGE_SIZE),32) --precision float32 --augment color,rotate,flip --views 4 --out "$(ROBUST_FEATURES)"
+	$(BIN)/python -m featurecache robust-model --features "$(ROBUST_FEATURES)" $(call opt,OUT_DIR,--out-dir) $(ROBUST_ARGS)
+
 ## Train one classifier on the cache: MODEL=lr|rf|mlp|knn (FEATURES, OUT_DIR, SEED, TRAIN_SIZE, CLASSIFY_ARGS="--C auto")
 classify: $(STAMP)
 	$(BIN)/python -m classify --model $(or $(MODEL),lr) $(CLASSIFY_OPTS)

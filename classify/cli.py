@@ -27,8 +27,8 @@ import click
 
 from classify.training.config import has_views
 from classify.training.specs import SPECS
-from classify.options import (CONTEXT, cache_path, echo_config, make_config, notes, summary_lines, track_option,
-                              training_options)
+from classify.options import (CONTEXT, adversarial_options, cache_path, echo_config, make_config, notes, summary_lines,
+                              track_option, training_options)
 from featurecache.command import Command
 from featurecache.files import interruptible
 
@@ -45,6 +45,7 @@ from featurecache.files import interruptible
               help="Leave out the training rows an audit (featurecache audit) flags: KIND is duplicates, "
                    "label-issues, or both comma-separated, e.g. reports/x-audit.json:duplicates.")
 @training_options
+@adversarial_options
 @track_option
 @interruptible("classify")
 def cli(**options) -> None:

@@ -146,6 +146,26 @@ TRAINING_OPTIONS = [
 ]
 
 
+ADVERSARIAL_OPTIONS = [   # classify only: adversarial training of the lr or mlp head (classify.pixel.adversarial)
+    ("--adversarial", click.Choice(("fgsm", "pgd")), None, "Train the lr or mlp head on adversarial examples too, "
+     "made in pixel space against the end-to-end model (frozen backbone + the current head)."),
+    ("--adv-eps", Finite(0, 255, min_open=True), D.adv_eps, "Adversarial: L-infinity budget in pixel values out of 255."),
+    ("--adv-steps", click.IntRange(min=1, max=1000), D.adv_steps, "Adversarial: PGD steps (step 2.5 * eps / steps)."),
+    ("--adv-ratio", Finite(0, 1), D.adv_ratio, "Adversarial: share of each batch replaced by its adversarial twin "
+     "(0: plain training)."),
+    ("--adv-every", click.IntRange(min=1), D.adv_every, "Adversarial: epochs between regenerations of the "
+     "adversarial examples against the current head."),
+]
+
+
+def adversarial_options(cmd):
+    """Add ADVERSARIAL_OPTIONS to a click command."""
+    for flag, kind, default, text in reversed(ADVERSARIAL_OPTIONS):
+        cmd = click.option(flag, flag.lstrip("-").replace("-", "_"), type=kind, default=default,
+                           show_default=default is not None, help=text)(cmd)
+    return cmd
+
+
 def training_options(command=None, *, skip: tuple[str, ...] = ()):
     """Add TRAINING_OPTIONS (less the flags in `skip`) to a click command, in the order listed.
 
@@ -232,7 +252,11 @@ def notes(cfg: ClassifyConfig, details: dict) -> list[str]:
     if details.get("solver") == "sgd":
         out.append(f"LR streamed from the cache by SGD (log loss), {details['epochs_run']} pass(es) over the data, "
                    "as the training matrix is larger than --max-memory")
-    if "epochs_run" in details and details.get("solver") != "sgd":
+    if "adversarial" in details:
+        a = details["adversarial"]
+        out.append(f"adversarial training: {a['method']} eps {a['eps']:g}, {a['steps']} step(s), ratio {a['ratio']:g}, "
+                   f"{len(a['regenerations'])} regeneration(s) of {a['images']} images in {a['regeneration_seconds']:.1f} s")
+    if "epochs_run" in details and details.get("solver") != "sgd" and "adversarial" not in details:
         out.append(f"MLP ran {details['epochs_run']} epoch(s); best validation loss at epoch {details['best_epoch']}")
     return out
 

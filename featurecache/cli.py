@@ -3,7 +3,7 @@
     featurecache extract --data-dir DIR        images -> features/<name>.h5 (extract.cli)
     featurecache merge --out CACHE SHARDS...   shard files of `extract --shard i/N` -> one cache
     featurecache classify --model lr           a cache -> a trained run under reports/ (classify.cli)
-    featurecache compare | learning-curve | active | fewshot | audit | robustness | report
+    featurecache compare | learning-curve | active | fewshot | audit | robustness | robust-model | report
     featurecache predict --run RUN IMAGES...   a saved run -> classes of new images
     featurecache export --run RUN --out DIR    a saved run -> one model for deployment
 
@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "fewshot": "classify.commands.fewshot:cli",
     "audit": "classify.commands.audit:cli",
     "robustness": "classify.commands.robustness:cli",
+    "robust-model": "classify.commands.robust_model:cli",
     "report": "classify.commands.report:cli",
     "predict": "classify.commands.predict:cli",
     "export": "classify.commands.predict:export_cli",
@@ -47,6 +48,7 @@ SUMMARIES = {
     "fewshot": "Few-shot test accuracy: K training images per class.",
     "audit": "Audit a cache: near-duplicates, train/test leaks, label errors, outliers.",
     "robustness": "Accuracy of a saved run under FGSM and PGD attacks.",
+    "robust-model": "Train a robust model and a baseline; attack both; table and figure.",
     "report": "Rebuild the reports folder's index.html over every run.",
     "predict": "Predict the class of new images with a saved run.",
     "export": "Write a saved run as one model for deployment.",

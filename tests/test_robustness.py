@@ -1,4 +1,4 @@
-"""classify.pixel.robustness: FGSM/PGD on a real run's test images (real CIFAR-10 fixture, random VGG16 weights)."""
+"""featurecache robustness (classify.commands.robustness): FGSM/PGD on a real run's test images (real CIFAR-10 fixture, random VGG16 weights)."""
 
 from __future__ import annotations
 

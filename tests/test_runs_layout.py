@@ -82,7 +82,7 @@ def test_a_flat_run_from_before_folders_loads_and_round_trips():
 
 
 def test_a_flat_run_shows_on_the_page_and_predicts_beside_new_runs(reports, tmp_path):
-    from classify.pixel.predict_cli import cli as predict_cli
+    from classify.commands.predict import cli as predict_cli
 
     mixed = tmp_path / "reports"
     shutil.copytree(reports, mixed)

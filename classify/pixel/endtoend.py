@@ -85,19 +85,10 @@ class EndToEnd:
         if self.model is None:
             raise UserError(f"{self.run.path} is a {self.run.record.model} run, which has no gradient to attack "
                             "with; use an lr or mlp run of the same cache")
-        from featurecache.extractor import Extractor
         from featurecache.tfimport import keras
 
-        k = keras()
-        ext = self.extractor
-        if ext.precision != "float32":
-            f32 = Extractor.from_cache({**self.run.cache_attrs, "precision": "float32"}, allow_weights_mismatch=True)
-            f32.model.set_weights(ext.model.get_weights())  # variables are float32 under mixed policies: same values
-            ext = f32
-        pixels = k.Input((self.input_size, self.input_size, 3), dtype="float32", name="pixels")
-        # the extractor's graph with a float input in place of its uint8 one (the uint8 cast would cut the gradient)
-        features = k.models.clone_model(ext.model, input_tensors=pixels, clone_function=lambda layer: layer)
-        twin = k.Model(pixels, self.head(features.output), name="float_twin")
+        features = float_backbone(self.extractor, self.run.cache_attrs)
+        twin = keras().Model(features.input, self.head(features.output), name="float_twin")
         self._calls["twin"] = twin
         return twin
 
@@ -118,6 +109,25 @@ class EndToEnd:
 
             self._calls["grad"] = grad
         return self._calls["grad"](np.asarray(pixels, dtype=np.float32), np.asarray(labels, dtype=np.int64)).numpy()
+
+
+def float_backbone(extractor, cache_attrs: dict):
+    """The extractor's graph as a float32 Keras model: float32 pixels (n, s, s, 3) in 0..255 -> (n, D) features,
+    every layer in float32 (a float32 copy of the backbone where the cache ran in bfloat16 or float16), weights
+    shared, so gradients with respect to the pixels exist and are not rounded away."""
+    from featurecache.extractor import Extractor
+    from featurecache.tfimport import keras
+
+    k = keras()
+    ext = extractor
+    if ext.precision != "float32":
+        f32 = Extractor.from_cache({**cache_attrs, "precision": "float32"}, allow_weights_mismatch=True)
+        f32.model.set_weights(ext.model.get_weights())  # variables are float32 under mixed policies: same values
+        ext = f32
+    size = extractor.sizes.input
+    pixels = k.Input((size, size, 3), dtype="float32", name="pixels")
+    # the extractor's graph with a float input in place of its uint8 one (the uint8 cast would cut the gradient)
+    return k.models.clone_model(ext.model, input_tensors=pixels, clone_function=lambda layer: layer)
 
 
 def build(run: SavedRun, allow_weights_mismatch: bool = False) -> EndToEnd:

@@ -52,6 +52,7 @@ BEST_FORMAT = "featurecache-best"
 GROUP_FIELDS = ("dataset", "backbone", "image_size", "pooling", "precision")  # what a group's header names
 FIGURE_SECTIONS = (  # (heading, file-name ending) of the figures other commands leave in the folder
     ("Comparison", "comparison.png"), ("Learning curves", "-learning-curve.png"), ("Active learning", "-active.png"),
+    ("Robust model", "-robust-model.png"),   # classify.workflows.robust_model: its .csv and .md linked beside
 )
 ROBUSTNESS_MARKS = ("-robustness-", "-adversarial-")   # <run>-robustness-<id>.png, <run>-adversarial-<id>.png
 CACHE_FIELDS = (  # (attribute, label) shown for each cache in the header

@@ -37,6 +37,7 @@ from classify.runs.record import Calibration, CacheRef, Metrics, RunRecord
 from classify.training.config import ClassifyConfig, has_views
 from classify.training.specs import SPECS
 from classify.runs.identity import digest, identity, json_default
+from classify.pixel.adversarial import settings_of
 from classify.training.evaluation import reliability
 from classify.training.train import RunResult, gallery_items
 from featurecache.cache import Cache
@@ -97,6 +98,8 @@ def run_id(cache: Cache, cfg: ClassifyConfig, model: str | None = None) -> str:
         augment["max_memory"] = cfg.max_memory
     if cfg.exclude:   # training rows an audit flagged, left out
         augment["exclude"] = cfg.exclude
+    if settings_of(cfg):   # adversarial training (none at --adv-ratio 0: plain training, the plain run's id)
+        augment["adversarial"] = settings_of(cfg).record()
     return digest({"cache": cache_identity(cache), "model": model, "hyperparameters": hyper, "seed": cfg.seed,
                     "val_fraction": cfg.val_fraction, "train_size": cfg.train_size, **augment})
 
@@ -115,7 +118,8 @@ def run_paths(out_dir: Path, cache: Cache, cfg: ClassifyConfig, model: str | Non
     model = model or cfg.model
     out_dir = Path(os.path.abspath(out_dir))
     stem = Path(cache.path).stem
-    base = f"{stem}-{model}-{run_id(cache, cfg, model)}"
+    adv = settings_of(cfg) if model == cfg.model else None
+    base = f"{stem}-{model}-{adv.name_part() + '-' if adv else ''}{run_id(cache, cfg, model)}"
     plot = Path(cfg.plot_name).stem if cfg.plot_name else None
     report = Path(cfg.report_name).stem if cfg.report_name and Path(cfg.report_name).suffix in (".txt", ".json") \
         else cfg.report_name
@@ -232,6 +236,8 @@ def run_record(cache: Cache, cfg: ClassifyConfig, result: RunResult, paths: dict
         metrics=Metrics.from_json(json.loads(json.dumps(result.metrics, default=json_default)), "metrics"),
         # --calibrate: the temperature predict applies, and the test rows' calibration error before it
         calibration=Calibration(**result.calibration) if result.calibration else None,
+        # --adversarial: its settings and what the regenerations did (None: plain training)
+        adversarial=result.trained.details.get("adversarial"),
         fit_images=result.metrics["fit_images"],
         fit_rows=result.metrics["fit_rows"],
         val_images=result.rows.val.tolist(),

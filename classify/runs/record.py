@@ -264,6 +264,7 @@ class RunRecord(Part):
     class_names: list[str] = field(default_factory=list)
     metrics: Metrics = field(default_factory=Metrics)
     calibration: Calibration | None = None
+    adversarial: dict | None = None                       # --adversarial: its settings and what each regeneration did
     # the split is over images: fit_rows == fit_images * (K + 1) with K views, val_images never fitted
     fit_images: int | None = None
     fit_rows: int | None = None
@@ -281,7 +282,7 @@ class RunRecord(Part):
     extra: dict = field(default_factory=dict)
     path: Path | None = field(default=None, compare=False, repr=False)   # where it was loaded from or saved to
 
-    KEEP_NONE = ("calibration",)
+    KEEP_NONE = ("calibration", "adversarial")
     NOT_JSON = ("extra", "path")
 
     # ---- reading and writing

@@ -16,6 +16,7 @@ from classify.training.specs import SPECS, default_params, owner_of
 from featurecache.errors import UserError
 
 SHARED_PARAMS = ("model", "seed", "val_fraction", "train_size")  # what every run shows, beside its model's own
+ADVERSARIAL_PARAMS = ("adversarial", "adv_eps", "adv_steps", "adv_ratio", "adv_every")   # --adversarial and its settings
 
 
 def has_views(attrs: dict) -> bool:
@@ -42,6 +43,12 @@ class ClassifyConfig:
     max_memory: int | None = None        # None: half the RAM available when the run starts
     # an audit's flagged training rows left out (classify.workflows.audit_record): "AUDIT.json:duplicates|label-issues"
     exclude: str | None = None
+    # adversarial training of the head through the frozen backbone (classify.pixel.adversarial); lr and mlp
+    adversarial: str | None = None       # None | fgsm | pgd
+    adv_eps: float = 2.0                 # L-infinity budget, pixel values out of 255
+    adv_steps: int = 5                   # PGD steps (step size 2.5 * eps / steps, random start)
+    adv_ratio: float = 0.5               # share of each batch replaced by its adversarial twin; 0: plain training
+    adv_every: int = 5                   # epochs between regenerations against the current head
     # model name -> that model's own settings (its spec's params dataclass), every model's, defaults unless given
     params: dict = field(default_factory=default_params)
 
@@ -105,6 +112,7 @@ class ClassifyConfig:
         keep = SHARED_PARAMS + SPECS[self.model].param_names() + (("views", "tta") if views else ())
         keep += ("max_memory",) if self.max_memory is not None else ()
         keep += ("tensorboard",) if self.model == "mlp" and self.tensorboard else ()
+        keep += ADVERSARIAL_PARAMS if self.adversarial else ()
         full = self.to_dict()
         return {k: full[k] for k in keep}
 

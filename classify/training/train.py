@@ -20,6 +20,7 @@ from classify.workflows.audit_record import audit_metrics, training_rows
 from classify.training.modelspec import ModelSpec
 from classify.training.specs import SPECS, spec_of
 from classify.runs.trained import Trained
+from classify.pixel.adversarial import check as check_adversarial, fit_adversarial, settings_of
 from featurecache.cache import Cache, CacheFile, iter_rows, split_shapes
 from featurecache.errors import SettingError, UserError
 
@@ -205,12 +206,21 @@ def train_and_evaluate(cache: Cache, cfg: ClassifyConfig, curves: bool = True) -
     `load_for_training` read the cache without features (larger than --max-memory); then the rows
     are read and scored from its open file a chunk at a time (`StreamRows`)."""
     check_calibrate(cfg)
+    check_adversarial(cfg, cache.attrs)
     spec = spec_of(cfg.model)
+    if cache.train.features is None and settings_of(cfg):
+        raise SettingError("adversarial training holds the fit rows in memory, and this cache is larger than "
+                           "`max_memory`; pass a larger `max_memory`, or train without `adversarial`")
     if len(cache.test.labels) == 0:
         raise UserError(f"{cache.path} has no test rows to report on; extract a cache with a test split")
     rows = MemoryRows(cache, cfg) if cache.train.features is not None else StreamRows(cache, cfg, spec)
     start = time.perf_counter()
-    trained = rows.fit(spec, curves)
+    adversarial = settings_of(cfg)   # None: plain training (no --adversarial, or --adv-ratio 0)
+    if adversarial:   # classify.pixel.adversarial imports TensorFlow only now
+        X, y, val = cache.train.features, cache.train.labels, rows.rows.val
+        trained = fit_adversarial(cache, cfg, rows.rows, rows.X_fit, rows.y_fit, X[val], y[val], adversarial)
+    else:
+        trained = rows.fit(spec, curves)
     # fits made only to draw a curve (a given C's neighbours) are not the model's fit time
     curve_time = trained.history.pop("curve_seconds", 0.0)
     train_time = time.perf_counter() - start - curve_time
