@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from conftest import ROOT, classify_run, error_line
 
-EVERY = ["extract", "merge", "classify", "compare", "learning-curve", "active", "fewshot", "audit", "robustness",
+EVERY = ["extract", "merge", "classify", "compare", "learning-curve", "active", "fewshot", "audit", "robustness", "robust-model",
          "report", "predict", "export"]
 HEAVY = ("tensorflow", "keras", "sklearn", "h5py", "matplotlib")
 
