@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import CIFAR_FIXTURE, error_line, run_extract
+from conftest import CIFAR_FIXTURE, error_line, layout_problems, run_extract
 
 TINY = ["--initial", "30", "--batch", "10", "--budget", "50", "--seeds", "2", "--limit", "8", "--epochs", "2",
         "--adv-every", "1", "--adv-steps", "1", "--pgd-steps", "2", "--eps", "0,2,8"]
@@ -202,8 +202,6 @@ def test_the_workflow_refuses_a_cache_without_views(tiny_cache, tmp_path):
 
 
 def test_the_workflow_figure_is_clean(workflow):
-    from test_figures import layout_problems
-
     from classify.workflows.robust_model import figure
 
     out, _ = workflow

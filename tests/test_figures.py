@@ -12,67 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from matplotlib.text import Text
 
 from classify.reporting import plots
-from conftest import classify_run
-
-SLACK = 1.0  # pixels of rounding allowed at a box's edge
-
-
-def drawn_texts(fig) -> list[Text]:
-    """The Text artists drawn when the figure is rendered (ticks outside the view are never drawn,
-    so they are not counted), non-empty and visible."""
-    seen = []
-    original = Text.draw
-
-    def record(self, renderer):
-        seen.append(self)
-        return original(self, renderer)
-
-    Text.draw = record
-    try:
-        fig.canvas.draw()
-    finally:
-        Text.draw = original
-    unique = {id(t): t for t in seen if t.get_visible() and t.get_text().strip()}
-    return list(unique.values())
-
-
-def apart(a, b) -> bool:
-    return (min(a.x1, b.x1) - max(a.x0, b.x0) <= SLACK) or (min(a.y1, b.y1) - max(a.y0, b.y0) <= SLACK)
-
-
-def layout_problems(fig, min_image_px: int = 0) -> list[str]:
-    """What is wrong with the figure's layout, as it renders: [] when nothing is."""
-    texts = drawn_texts(fig)
-    renderer = fig.canvas.get_renderer()
-    width, height = fig.bbox.width, fig.bbox.height
-    boxes = [(t, t.get_window_extent(renderer)) for t in texts]
-    panels = [ax for ax in fig.axes if ax.get_visible()]
-    problems = []
-    for t, b in boxes:
-        if b.x0 < -SLACK or b.y0 < -SLACK or b.x1 > width + SLACK or b.y1 > height + SLACK:
-            problems.append(f"{t.get_text()!r} leaves the canvas: {b.bounds} in {width:.0f}x{height:.0f}")
-        for ax in panels:
-            if ax is not t.axes and not apart(b, ax.get_window_extent(renderer)):
-                problems.append(f"{t.get_text()!r} lies on another panel's axes")
-    for i, (t, b) in enumerate(boxes):
-        for u, c in boxes[i + 1:]:
-            if not apart(b, c):
-                problems.append(f"{t.get_text()!r} overlaps {u.get_text()!r}")
-    for legend in fig.legends:
-        box = legend.get_window_extent(renderer)
-        problems += [f"a legend covers a panel: {legend.get_texts()[0].get_text()!r}"
-                     for ax in panels if not apart(box, ax.get_window_extent(renderer))]
-    problems += ["a legend inside a panel can cover its data" for ax in panels if ax.get_legend() is not None]
-    for ax in panels:
-        if ax.images:
-            box = ax.get_window_extent(renderer)
-            if min(box.width, box.height) < min_image_px - SLACK:
-                problems.append(f"a picture is {box.width:.0f}x{box.height:.0f} px, under {min_image_px}")
-    return problems
-
+from conftest import classify_run, drawn_texts, layout_problems
 
 # --------------------------------------------------------------------------- the check can fail
 

@@ -135,7 +135,7 @@ def trained_of(model, cfg, n_classes: int, history: dict, details: dict):
 
 def read_pixels(attrs: dict, sources, size: int) -> np.ndarray:
     """(n, size, size, 3) uint8: the pictures behind training rows, decoded as extract decoded them."""
-    from extract.datasets import source_image
+    from featurecache.images import source_image
 
     try:
         return np.stack([source_image(str(attrs["data_kind"]), str(attrs["data_location"]), str(s), size)
