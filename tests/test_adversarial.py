@@ -112,7 +112,7 @@ def test_the_evaluation_attacks_the_model_under_evaluation(views_cache):
     from classify.workflows.robust_model import evaluate_model
 
     from classify.pixel.endtoend import float_backbone
-    from classify.training.models import lr_pipeline, lr_weights
+    from classify.training.lr import lr_pipeline, lr_weights
     from classify.workflows.robust_model import BaselineAttack
     from featurecache.cache import read_cache
     from featurecache.extractor import Extractor

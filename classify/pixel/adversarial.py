@@ -121,7 +121,7 @@ def trained_of(model, cfg, n_classes: int, history: dict, details: dict):
     """The Trained of a head: LR in the linear format, the MLP as its Keras model."""
     from classify.runs import saved
     from classify.runs.trained import Trained
-    from classify.training.models import linear_trained
+    from classify.training.lr import linear_trained
 
     if cfg.model == "lr":
         return linear_trained(linear_weights(model, n_classes), n_classes, history, details)

@@ -141,7 +141,7 @@ class BaselineAttack:
         self.attack = PixelAttack(backbone, lambda features, training=False: self.dense(features))
 
     def set_lr(self, weights: dict, n_classes: int):
-        """The LR's arrays (`classify.training.models.lr_weights`) as the layer's kernel and bias (standardisation
+        """The LR's arrays (`classify.training.lr.lr_weights`) as the layer's kernel and bias (standardisation
         folded in, as the run's end-to-end model holds them); returns the attack."""
         from classify.pixel.endtoend import linear_logits_weights
 
@@ -152,7 +152,7 @@ class BaselineAttack:
 def train_baseline(cache, rc: RobustConfig, seed: int, baseline: BaselineAttack) -> tuple[object, dict]:
     """The baseline's attack and {rows, seconds}: LR (scikit-learn, C=--C) on --budget random (stratified)
     training images, no views, no adversarial examples."""
-    from classify.training.models import lr_pipeline, lr_weights
+    from classify.training.lr import lr_pipeline, lr_weights
     from classify.workflows.active import initial_rows
 
     t0 = time.perf_counter()
