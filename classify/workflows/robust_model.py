@@ -143,7 +143,7 @@ class BaselineAttack:
     def set_lr(self, weights: dict, n_classes: int):
         """The LR's arrays (`classify.training.lr.lr_weights`) as the layer's kernel and bias (standardisation
         folded in, as the run's end-to-end model holds them); returns the attack."""
-        from classify.pixel.endtoend import linear_logits_weights
+        from classify.training.lr import linear_logits_weights
 
         self.dense.set_weights(list(linear_logits_weights(weights, n_classes)))
         return self.attack
