@@ -1,1 +1,2 @@
-"""classify.workflows: compare, learning curve, active learning, few-shot, audit."""
+"""classify.workflows: workflows on a cache: compare, learning curve, active learning, few-shot, the audit,
+the robust model against a baseline."""
