@@ -8,7 +8,7 @@ import json
 from classify.cli import cli as classify_cli
 from classify.options import make_config
 from classify.training.train import load_for_training
-from classify.workflows import compare
+from classify.commands import compare
 from conftest import blob_cache, invoke
 
 

@@ -46,11 +46,17 @@ def test_a_run_name_changes_with_every_setting_that_applies_to_its_model(tiny_ca
              "learning_rate": 0.5, "decay_steps": 7, "decay_rate": 0.5, "optimizer": "sgd", "momentum": 0.5,
              "patience": 2, "k": 20, "temperature": 0.5, "calibrate": True, "exclude": "a.json:duplicates",
              "views": "none", "tta": True,
-             "max_memory": 10**9}
-    assert ClassifyConfig.setting_names() == set(other) | not_identity
+             "max_memory": 10**9, "adversarial": "pgd"}
+    # the adversarial attack's own settings count only where adversarial training is on
+    with_adversarial = {"adv_eps": 4.0, "adv_steps": 3, "adv_ratio": 0.25, "adv_every": 2}
+    assert ClassifyConfig.setting_names() == set(other) | set(with_adversarial) | not_identity
     owned = {k for params in MODEL_PARAMS.values() for k in params}
     for model in MODEL_PARAMS:
         base = run_id(cache, ClassifyConfig(model=model))
         for key, value in other.items():
             changed = run_id(cache, ClassifyConfig(model=model, **{key: value})) != base
             assert changed == (key not in owned or key in MODEL_PARAMS[model]), (model, key)
+        adversarial = run_id(cache, ClassifyConfig(model=model, adversarial="pgd"))
+        for key, value in with_adversarial.items():
+            assert run_id(cache, ClassifyConfig(model=model, **{key: value})) == base, (model, key)
+            assert run_id(cache, ClassifyConfig(model=model, adversarial="pgd", **{key: value})) != adversarial, (model, key)

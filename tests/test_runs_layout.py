@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from classify.reporting import report
+from classify.commands.report import cli as report_cli
 from classify.runs.record import FORMAT_VERSION, SUFFIX, RunRecord, RunRecordError
 from classify.runs.saved import load_run
-from classify.workflows import compare
+from classify.commands import compare
 from conftest import PHOTOS_FIXTURE, ROOT
 from featurecache.files import Staged
 
@@ -88,7 +88,7 @@ def test_a_flat_run_shows_on_the_page_and_predicts_beside_new_runs(reports, tmp_
     shutil.copytree(reports, mixed)
     for p in FLAT.iterdir():
         shutil.copy(p, mixed / p.name)
-    r = CliRunner().invoke(report.cli, ["--out-dir", str(mixed)])
+    r = CliRunner().invoke(report_cli, ["--out-dir", str(mixed)])
     assert r.exit_code == 0 and "(3 run(s))" in r.stdout and "skipped" not in r.stderr, r.output
     refs = page_refs(mixed)
     assert FLAT_RECORD.name.replace(SUFFIX, "-confusion.png") in refs   # the flat run's figure, beside its record
@@ -108,7 +108,7 @@ def test_figures_left_in_a_runs_folder_appear_on_the_page(reports, tmp_path):
     record = RunRecord.load(next(out.glob("*-lr-*" + SUFFIX)))
     figure = out / record.folder / f"{record.folder}-robustness-0123abcd.png"   # where robustness writes by default
     shutil.copy(record.located("confusion"), figure)
-    assert CliRunner().invoke(report.cli, ["--out-dir", str(out)]).exit_code == 0
+    assert CliRunner().invoke(report_cli, ["--out-dir", str(out)]).exit_code == 0
     text = (out / "index.html").read_text()
     assert "<h2>Robustness</h2>" in text and f"{record.folder}/{figure.name}" in page_refs(out)
 
@@ -143,10 +143,10 @@ def test_a_record_of_the_wrong_shape_is_one_error_naming_the_field(change, probl
 
 
 def test_fields_a_reader_does_not_know_are_written_back_unchanged(tmp_path):
-    data = {**json.loads(FLAT_RECORD.read_text()), "adversarial": {"eps": 4}}
+    data = {**json.loads(FLAT_RECORD.read_text()), "future_setting": {"eps": 4}}
     data["metrics"] = {**data["metrics"], "robust_accuracy": 0.25}
     record = RunRecord.from_dict(data)
-    assert record.extra == {"adversarial": {"eps": 4}} and record.metrics.extra == {"robust_accuracy": 0.25}
+    assert record.extra == {"future_setting": {"eps": 4}} and record.metrics.extra == {"robust_accuracy": 0.25}
     again = json.loads(record.save(tmp_path / ("y" + SUFFIX)).read_text())
-    assert again["adversarial"] == {"eps": 4} and again["metrics"]["robust_accuracy"] == 0.25
+    assert again["future_setting"] == {"eps": 4} and again["metrics"]["robust_accuracy"] == 0.25
     assert RunRecord.load(tmp_path / ("y" + SUFFIX)).metrics.numbers()["robust_accuracy"] == 0.25

@@ -282,7 +282,7 @@ class RunRecord(Part):
     extra: dict = field(default_factory=dict)
     path: Path | None = field(default=None, compare=False, repr=False)   # where it was loaded from or saved to
 
-    KEEP_NONE = ("calibration", "adversarial")
+    KEEP_NONE = ("calibration",)
     NOT_JSON = ("extra", "path")
 
     # ---- reading and writing
