@@ -266,3 +266,12 @@ def track_option(command):
     return click.option("--track", type=click.Choice(TRACKERS), envvar=ENV, default=None,
                         help=f"Also log each run (parameters, metrics, PNGs, model) to MLflow at MLFLOW_TRACKING_URI. "
                              f"Default: ${ENV}. Needs the tracking extra: {INSTALL}.")(command)
+
+
+def echo_written(files: dict, out_dir) -> None:
+    """Each file a command wrote, as `  kind: path`, then the folder's report page, rebuilt."""
+    from classify.reporting.report import write_index
+
+    for kind, path in files.items():
+        click.echo(f"  {kind}: {path}")
+    click.echo(f"  index: {write_index(out_dir)}")

@@ -35,7 +35,7 @@ import time
 
 import click
 
-from classify.options import CONTEXT, cache_path, echo_config, make_config, training_options
+from classify.options import CONTEXT, cache_path, echo_config, echo_written, make_config, training_options
 from classify.training.config import has_views
 from classify.training.specs import SPECS
 from classify.workflows.active import (DEFAULT_STRATEGIES, STRATEGIES, Plan, active_learning, check_plan, csv_rows, plot,
@@ -67,7 +67,6 @@ def cli(features, model, strategies, initial, batch, budget, seeds, **options) -
     Writes a CSV of every round, a PNG of accuracy against labelled images and a JSON of the rows
     (and their sources) each run labelled."""
     from classify.runs.outputs import check_out_dir, csv_text, digest, run_id
-    from classify.reporting.report import write_index
     from featurecache.cache import read_cache
 
     path = cache_path(features)
@@ -107,9 +106,7 @@ def cli(features, model, strategies, initial, batch, budget, seeds, **options) -
         raise UserError(f"could not write the active-learning files in {out_dir} ({e}); earlier files are unchanged") from None
     for line in table(runs):
         click.echo(line)
-    for kind, p in files.items():
-        click.echo(f"  {kind}: {p}")
-    click.echo(f"  index: {write_index(out_dir)}")
+    echo_written(files, out_dir)
     click.echo(f"{len(runs)} run(s) of {len(plan.sizes())} rounds in {elapsed:.1f} s", err=True)
 
 

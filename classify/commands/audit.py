@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import click
 
-from classify.options import CONTEXT, Finite, cache_path
+from classify.options import CONTEXT, Finite, cache_path, echo_written
 from classify.workflows.audit import THRESHOLD, run_audit, summary, write_audit
 from classify.workflows.neighbours import K_NEIGHBOURS
 from featurecache.cache import read_cache
@@ -52,7 +52,6 @@ def cli(features: str | None, out_dir: str, threshold: float, k: int, seed: int,
     leaks), likely label errors (out-of-fold LR + cleanlab) and outliers. Writes the audit record,
     CSVs and galleries under --out-dir; classify runs there then report clean-test accuracy."""
     from classify.runs.outputs import check_out_dir
-    from classify.reporting.report import write_index
 
     path = cache_path(features)
     out = check_out_dir(out_dir)
@@ -66,9 +65,7 @@ def cli(features: str | None, out_dir: str, threshold: float, k: int, seed: int,
     for key, why in notes.items():
         click.echo(f"no {key.replace('_png', '')} gallery: {why}")
     click.echo("wrote:")
-    for key, p in written.items():
-        click.echo(f"  {key}: {p}")
-    click.echo(f"  index: {write_index(out)}")
+    echo_written(written, out)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from classify.options import CONTEXT, cache_path, echo_config, make_config, training_options
+from classify.options import CONTEXT, cache_path, echo_config, echo_written, make_config, training_options
 from classify.reporting import plots
 from classify.training.config import has_views
 from classify.training.specs import SPECS
@@ -43,7 +43,6 @@ def cli(model: str, features: str | None, min_size: int, points: int, seeds: int
     """Test accuracy against training-set size, a few seeds per size; writes a PNG and a CSV.
     Each size is a stratified subset of the cache's training rows, from --min-size to all of them."""
     from classify.runs.outputs import Staged, check_out_dir, csv_text, digest, run_id
-    from classify.reporting.report import write_index
     from featurecache.cache import read_cache
 
     path = cache_path(features)
@@ -67,7 +66,7 @@ def cli(model: str, features: str | None, min_size: int, points: int, seeds: int
     for size in sizes:
         acc = [r["accuracy"] for r in rows if r["train_size"] == size]
         click.echo(f"  {size:>7,} rows: test accuracy {np.mean(acc):.4f} (min {min(acc):.4f}, max {max(acc):.4f})")
-    click.echo(f"  csv: {csv_path}\n  png: {png_path}\n  index: {write_index(out_dir)}")
+    echo_written({"csv": csv_path, "png": png_path}, out_dir)
 
 
 def main() -> None:

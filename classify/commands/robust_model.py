@@ -8,7 +8,7 @@ import time
 
 import click
 
-from classify.options import CONTEXT, Finite, Widths, cache_path
+from classify.options import CONTEXT, Finite, Widths, cache_path, echo_written
 from classify.workflows.robust_model import RobustConfig, check, markdown, parse_eps, run_workflow, write_outputs
 from featurecache.command import Command
 from featurecache.files import interruptible
@@ -52,7 +52,6 @@ def cli(eps_text, **options) -> None:
     """Train a robust model (active learning, augmented views, PGD adversarial training) and a baseline
     (random images, LR) on a cache, attack both on the same test images with FGSM and PGD, each against
     itself, over several seeds; write a table and a figure of accuracy against eps."""
-    from classify.reporting.report import write_index
     from classify.runs.outputs import cache_id, check_out_dir, digest
     from featurecache.cache import read_cache
 
@@ -69,9 +68,7 @@ def cli(eps_text, **options) -> None:
     ident = digest({"cache": cache_id(cache), **{k: v for k, v in rc.to_dict().items() if k not in ("features", "out_dir")}})
     paths = write_outputs(doc, out_dir, f"{path.stem}-{ident}")
     click.echo(markdown(doc["summary"], doc["seeds"], rc.eps))
-    for kind, p in paths.items():
-        click.echo(f"  {kind}: {p}")
-    click.echo(f"  index: {write_index(out_dir)}")
+    echo_written(paths, out_dir)
     click.echo(f"robust model: {rc.seeds} seed(s) in {doc['settings']['seconds']:.0f} s", err=True)
 
 
