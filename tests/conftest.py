@@ -360,6 +360,26 @@ def bench_steps(speed64: float = 150.0) -> dict:
     }
 
 
+def chromium_probe(exe: str, page_path: Path, probe_html: str, marker: str, flags: list[str]) -> tuple[object, str]:
+    """Load a copy of the page with `probe_html` put before </body> in headless Chromium (`--dump-dom`, plus
+    `flags`); returns the JSON the probe wrote into <pre id="marker">, and Chromium's stderr."""
+    import html
+    import json
+    import subprocess
+
+    probe = page_path.with_name(".probe-" + page_path.name)
+    probe.write_text(page_path.read_text().replace("</body>", probe_html + "</body>"))
+    try:
+        done = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", *flags,
+                               "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    finally:
+        probe.unlink()
+    tag = f'<pre id="{marker}">'
+    start = done.stdout.find(tag)
+    assert start >= 0, done.stderr[-2000:]
+    return json.loads(html.unescape(done.stdout[start + len(tag):done.stdout.index("</pre>", start)])), done.stderr
+
+
 # --------------------------------------------------------------------------- figure layout (tests of figures)
 
 SLACK = 1.0  # pixels of rounding allowed at a box's edge

@@ -4,7 +4,6 @@ renders in headless Chromium with every image drawn and no console message."""
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ from classify.commands import compare, learning_curve
 
 from classify.commands import report
 from classify.cli import cli as classify_cli
-from conftest import ROOT, error_line, browser
+from conftest import ROOT, browser, chromium_probe, error_line
 
 
 class Links(HTMLParser):
@@ -177,21 +176,12 @@ window.addEventListener("load", function () {
 def render_in_browser(exe: str, page_path: Path, screenshot: Path | None = None) -> tuple[dict, list[str]]:
     """Load a copy of the page with a probe script appended, in headless Chromium; returns (what the
     probe saw: every image's natural width and any error event, console lines from Chromium's log)."""
-    probe = page_path.with_name(".probe-" + page_path.name)
-    probe.write_text(page_path.read_text().replace("</body>", PROBE + "</body>"))
-    flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-             "--virtual-time-budget=5000", "--window-size=1300,2400"]
-    try:
-        done = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=90)
-        if screenshot is not None:
-            subprocess.run([*flags, f"--screenshot={screenshot}", page_path.as_uri()], capture_output=True, timeout=90)
-    finally:
-        probe.unlink()
-    start = done.stdout.find('<pre id="probe-result">')
-    assert start >= 0, done.stderr[-2000:]
-    body = done.stdout[start + len('<pre id="probe-result">'):done.stdout.index("</pre>", start)]
-    console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
-    return json.loads(html.unescape(body)), console
+    flags = ["--enable-logging=stderr", "--v=0", "--window-size=1300,2400"]
+    seen, stderr = chromium_probe(exe, page_path, PROBE, "probe-result", flags)
+    if screenshot is not None:
+        subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", *flags,
+                        f"--screenshot={screenshot}", page_path.as_uri()], capture_output=True, timeout=90)
+    return seen, [line for line in stderr.splitlines() if ":CONSOLE" in line]
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from classify.reporting import report
 from classify.runs.record import Metrics, RunRecord
-from conftest import CIFAR_FIXTURE, PHOTOS_FIXTURE, ROOT, error_line, photo_cache, run_extract
+from conftest import CIFAR_FIXTURE, PHOTOS_FIXTURE, ROOT, chromium_probe, error_line, photo_cache, run_extract
 from conftest import invoke_ok as invoke
 
 LONG = "cifar10-subset-efficientnet-lite0-imagenet-gap-224px-bfloat16-a-long-descriptive-file-name-of-a-copy.h5"
@@ -155,20 +155,14 @@ window.addEventListener("load", function () {
 
 def page_width(exe: str, page_path: Path, window: int) -> dict:
     """{scroll, client}: the page's scroll width and the window's inner width in headless Chromium."""
-    probe = page_path.with_name(".probe-" + page_path.name)
-    probe.write_text(page_path.read_text().replace("</body>", WIDTH_PROBE + "</body>"))
+    profile = page_path.parent / ".chromium-profile"
     try:
-        done = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                               "--disable-component-update", "--disable-sync", "--no-first-run",
-                               f"--user-data-dir={page_path.parent / '.chromium-profile'}", "--virtual-time-budget=5000",
-                               f"--window-size={window},1000", "--dump-dom", probe.as_uri()],
-                              capture_output=True, text=True, timeout=120)
+        seen, _ = chromium_probe(exe, page_path, WIDTH_PROBE, "probe-width",
+                                 ["--disable-background-networking", "--disable-component-update", "--disable-sync",
+                                  "--no-first-run", f"--user-data-dir={profile}", f"--window-size={window},1000"])
     finally:
-        probe.unlink()
-        shutil.rmtree(page_path.parent / ".chromium-profile", ignore_errors=True)
-    start = done.stdout.find('<pre id="probe-width">')
-    assert start >= 0, done.stderr[-2000:]
-    return json.loads(done.stdout[start + len('<pre id="probe-width">'):done.stdout.index("</pre>", start)])
+        shutil.rmtree(profile, ignore_errors=True)
+    return seen
 
 
 def test_page_fits_a_1400_px_window_in_headless_chromium(reports, tmp_path):
