@@ -410,6 +410,14 @@ def apart(a, b) -> bool:
     return (min(a.x1, b.x1) - max(a.x0, b.x0) <= SLACK) or (min(a.y1, b.y1) - max(a.y0, b.y0) <= SLACK)
 
 
+def picture_box(image):
+    """The canvas pixels a figure-level picture (`Figure.figimage`) covers."""
+    from matplotlib.transforms import Bbox
+
+    rows, cols = image.get_array().shape[:2]
+    return Bbox.from_bounds(image.ox, image.oy, cols, rows)
+
+
 def layout_problems(fig, min_image_px: int = 0) -> list[str]:
     """What is wrong with the figure's layout, as it renders: [] when nothing is."""
     texts = drawn_texts(fig)
@@ -417,6 +425,7 @@ def layout_problems(fig, min_image_px: int = 0) -> list[str]:
     width, height = fig.bbox.width, fig.bbox.height
     boxes = [(t, t.get_window_extent(renderer)) for t in texts]
     panels = [ax for ax in fig.axes if ax.get_visible()]
+    pictures = [picture_box(im) for im in fig.images]   # placed at their own pixels (figimage)
     problems = []
     for t, b in boxes:
         if b.x0 < -SLACK or b.y0 < -SLACK or b.x1 > width + SLACK or b.y1 > height + SLACK:
@@ -424,6 +433,13 @@ def layout_problems(fig, min_image_px: int = 0) -> list[str]:
         for ax in panels:
             if ax is not t.axes and not apart(b, ax.get_window_extent(renderer)):
                 problems.append(f"{t.get_text()!r} lies on another panel's axes")
+        problems += [f"{t.get_text()!r} lies on a picture" for box in pictures if not apart(b, box)]
+    for i, box in enumerate(pictures):
+        if box.x0 < -SLACK or box.y0 < -SLACK or box.x1 > width + SLACK or box.y1 > height + SLACK:
+            problems.append(f"a picture leaves the canvas: {box.bounds} in {width:.0f}x{height:.0f}")
+        if min(box.width, box.height) < min_image_px - SLACK:
+            problems.append(f"a picture is {box.width:.0f}x{box.height:.0f} px, under {min_image_px}")
+        problems += ["two pictures overlap" for other in pictures[i + 1:] if not apart(box, other)]
     for i, (t, b) in enumerate(boxes):
         for u, c in boxes[i + 1:]:
             if not apart(b, c):

@@ -1,5 +1,6 @@
-"""compare trains the runs other than the MLP ahead, in a thread beside the main one: the same results as
-one run at a time, and the main thread still writes every run's files and row in order."""
+"""compare trains the runs other than the MLP ahead, beside the main thread (here in a thread, the path
+where a process cannot be forked; tests/test_compare_worker.py has the worker process): the same results
+as one run at a time, and the main thread still writes every run's files and row in order."""
 
 from __future__ import annotations
 
@@ -16,9 +17,15 @@ def test_runs_trained_ahead_equal_runs_trained_alone(tmp_path):
     cache = blob_cache(tmp_path / "blobs.h5", n_train=400, n_test=120, spread=1.0)
     runs = [(load_for_training(cache, make_config(model=m)), make_config(model=m, features=str(cache)))
             for m in ("lr", "mlp", "rf")]
-    ahead = compare.train_ahead(runs)
+    ahead = compare.train_ahead(runs, process=False)
+    assert ahead.where == "a thread"
     assert sorted(ahead) == [0, 2]   # lr and rf beside the main thread; the MLP in it
-    assert (ahead[0].result().trained.format, ahead[2].result().trained.format) == ("linear", "forest")
+    (lr, lr_figures), (rf, rf_figures) = ahead[0].result(), ahead[2].result()
+    assert (lr.trained.format, rf.trained.format) == ("linear", "forest")
+    # each run's figures drawn in that thread too, as PNG bytes the main thread only writes
+    for figures in (lr_figures, rf_figures):
+        assert {"curves", "confusion", "reliability"} <= set(figures.png)
+        assert all(data.startswith(b"\x89PNG") for data in figures.png.values())
 
     out = tmp_path / "compare"
     result = invoke(compare.cli, ["--features", cache, "--model", "lr", "--model", "rf", "--out-dir", out,

@@ -6,8 +6,6 @@ least 96 px on a side (or the model's input size)."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,6 +33,13 @@ def test_the_check_finds_overlaps_clipped_titles_covering_legends_and_small_pict
     small = plots.new_figure(2, 2, layout=None)
     small.add_axes((0.1, 0.1, 0.3, 0.3)).imshow(np.zeros((32, 32, 3), np.uint8))
     assert any("under 96" in p for p in layout_problems(small, 96))
+    placed = plots.new_figure(3, 2, layout=None)   # pictures at their own pixels, as the gallery places them
+    placed.figimage(np.zeros((64, 48, 3), np.uint8), xo=10, yo=10)
+    placed.figimage(np.zeros((100, 100, 3), np.uint8), xo=40, yo=40)
+    placed.text(0.1, 0.2, "a caption on a picture")
+    found = layout_problems(placed, 96)
+    assert any("48x64 px, under 96" in p for p in found) and "two pictures overlap" in found
+    assert any("lies on a picture" in p for p in found)
 
 
 # --------------------------------------------------------------------------- real runs of each kind

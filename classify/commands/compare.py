@@ -18,16 +18,16 @@ from classify.options import (CONTEXT, cache_path, echo_config, make_config, not
                               training_options)
 from classify.training.config import has_views
 from classify.training.specs import DEFAULT_MODELS, SPECS
-from classify.workflows.compare import (IN_MAIN_THREAD, LOCK, TABLE, merge_rows, read_rows, row_for, stage_table,
-                                       to_markdown, train_ahead)
+from classify.workflows.ahead import IN_MAIN_THREAD, NotAhead, train_ahead
+from classify.workflows.compare import LOCK, TABLE, merge_rows, read_rows, row_for, stage_table, to_markdown
 from featurecache.command import Command
 from featurecache.files import interruptible
 
 
 def run_and_record(cache, cfg, out_dir: Path, table: dict[str, Path], track: str | None,
                    trained: Future | None = None) -> None:
-    """Train one run (or take it from `trained`, where `train_ahead` trains it), then write its files
-    and its table row together, and the index page."""
+    """Train one run (or take it and its figures from `trained`, where `train_ahead` trains it, unless
+    that resolves to `NotAhead`), then write its files and its table row together, and the index page."""
     from classify.runs.outputs import Staged, run_paths, stage_run, write_error
     from classify.reporting.report import write_index
     from classify.runs.tracking import log_run
@@ -36,12 +36,17 @@ def run_and_record(cache, cfg, out_dir: Path, table: dict[str, Path], track: str
 
     click.echo(f"compare: {cfg.model} on {cache.path} (seed {cfg.seed}) ...", err=True)
     echo_config(cfg, has_views(cache.attrs))
-    result = trained.result() if trained is not None else train_and_evaluate(cache, cfg)
+    taken = trained.result() if trained is not None else NotAhead()
+    if isinstance(taken, NotAhead):
+        if taken.why:
+            click.echo(f"compare: {cfg.model} was not trained ahead: {taken.why}; training it here", err=True)
+        taken = train_and_evaluate(cache, cfg), None
+    result, figures = taken
     for line in notes(cfg, result.trained.details):
         click.echo(line)
     try:
         with Staged() as staged:  # this run's files and its row land together, or neither does
-            record, _ = stage_run(staged, cache, cfg, result, run_paths(out_dir, cache, cfg))
+            record, _ = stage_run(staged, cache, cfg, result, run_paths(out_dir, cache, cfg), figures)
             # read, merge, replace under the lock: no row of a compare running beside this one is lost
             with locked(out_dir / LOCK, str(table["csv"])):
                 stage_table(staged, table, merge_rows(read_rows(table["csv"]),
@@ -89,6 +94,9 @@ def cli(features: tuple[str, ...], models: tuple[str, ...], seeds: int, track: s
             for cache in caches for model in models
             for seed in range(options["seed"], options["seed"] + seeds)]   # --seeds N: N runs, seeds S..S+N-1
     ahead = train_ahead(runs)
+    if ahead:
+        click.echo(f"compare: {', '.join(runs[i][1].model for i in ahead)} train ahead in {ahead.where}, beside "
+                   "the main thread's", err=True)
     if ahead and any(cfg.model in IN_MAIN_THREAD for _, cfg in runs):
         from featurecache.tfimport import tensorflow
 

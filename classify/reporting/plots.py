@@ -10,7 +10,9 @@ figure is the saved one. Agg canvas; no display needed.
 
 from __future__ import annotations
 
+import io
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +22,11 @@ from matplotlib.figure import Figure
 DPI = 110
 GALLERY_MIN_PX = 96        # the shorter side of a gallery picture at least, unless the model's input is smaller
 GALLERY_PX = 160           # gallery picture box (pixels a side) when the model's input is not known
+# held while a figure is built and drawn where another thread may draw too (compare draws runs trained
+# ahead in their own thread): matplotlib's settings (rcParams, font families) are one per process
+DRAWING = threading.RLock()
 
-__all__ = ["DPI", "new_figure", "save", "wrap", "curves_figure", "curves", "confusion_figure", "confusion",
+__all__ = ["DPI", "DRAWING", "new_figure", "save", "png", "wrap", "curves_figure", "curves", "confusion_figure", "confusion",
            "gallery_side", "gallery_figure", "gallery", "comparison_figure", "comparison", "learning_curve_figure",
            "learning_curve", "active_figure", "robustness_figure", "adversarial_figure"]
 
@@ -33,9 +38,22 @@ def new_figure(width: float, height: float, layout: str | None = "constrained") 
     return fig
 
 
-def save(fig: Figure, path: Path) -> None:
-    """Save at the figure's own size: what the overlap check measured is what is written."""
+def save(fig: Figure, path) -> None:
+    """Save at the figure's own size (to a path or a binary file): what the overlap check measured is
+    what is written. The layout is computed once, then fixed: `savefig` would walk every artist once
+    more just to lay them out."""
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
+        fig.set_layout_engine("none")
     fig.savefig(path, format="png", dpi=DPI)
+
+
+def png(fig: Figure) -> bytes:
+    """The figure as PNG bytes, saved as `save` saves it."""
+    buffer = io.BytesIO()
+    save(fig, buffer)
+    return buffer.getvalue()
 
 
 def wrap(text: str, width_in: float, fontsize: float = 12) -> str:
@@ -140,13 +158,28 @@ def gallery_side(image_size) -> int:
     return int(min(224, max(size, GALLERY_MIN_PX * 4 // 3)))
 
 
+def picture(image: np.ndarray, side_px: int) -> np.ndarray:
+    """`image` ((h, w, 3) uint8) scaled to fit a box of `side_px` pixels a side, keeping its shape:
+    small pictures enlarged by whole pixels (a 32 px image stays sharp), large ones reduced smoothly."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    scale = side_px / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if size == (w, h):
+        return np.ascontiguousarray(image)
+    resample = Image.NEAREST if scale >= 3 else Image.LANCZOS if scale < 1 else Image.BICUBIC
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(size, resample))
+
+
 def gallery_figure(items: list[dict], name: str, columns: int = 6, side_px: int = GALLERY_PX) -> Figure:
     """Misclassified test images, each captioned true -> predicted (probability), in boxes of
     `side_px` pixels a side.
 
-    Laid out by hand in figure coordinates (inches below, converted), without constrained layout:
-    measuring every text again took half a second a gallery, longer than training a model on a
-    small cache. The layout leaves each caption its own band, so nothing overlaps."""
+    Laid out by hand in figure coordinates (inches below, converted), without constrained layout,
+    each picture placed at its own pixels (`figimage`: scaled once by PIL, no axes): measuring every
+    text again, and an axes per picture, took longer than training a model on a small cache. The
+    layout leaves each caption its own band, so nothing overlaps."""
     columns = max(1, min(columns, len(items)))
     rows = -(-len(items) // columns)
     image = side_px / DPI                                  # inches a side
@@ -160,12 +193,13 @@ def gallery_figure(items: list[dict], name: str, columns: int = 6, side_px: int 
     left = (width - cell_w * columns) / 2
     for k, item in enumerate(items):
         r, c = divmod(k, columns)
-        bottom = (foot + (rows - 1 - r) * cell) / height
-        x0 = (left + c * cell_w + (cell_w - image) / 2) / width
-        ax = fig.add_axes((x0, bottom, image / width, image / height))
-        ax.imshow(item["image"])
-        ax.set_axis_off()
-        fig.text((left + (c + 0.5) * cell_w) / width, bottom + (image + 0.04) / height,
+        bottom = foot + (rows - 1 - r) * cell              # inches from the bottom of the picture's box
+        centre = left + (c + 0.5) * cell_w
+        pic = picture(item["image"], side_px)
+        ph, pw = pic.shape[:2]                             # centred in its box, whole pixels
+        fig.figimage(pic, xo=round(centre * DPI - pw / 2), yo=round(bottom * DPI + (side_px - ph) / 2),
+                     origin="upper")
+        fig.text(centre / width, (bottom + image + 0.04) / height,
                  f"true {item['true']}\npred {item['predicted']} ({item['probability']:.2f})",
                  fontsize=8, ha="center", va="bottom")
     fig.text(0.5, 1 - 0.1 / height, head_text, fontsize=11, ha="center", va="top")
@@ -244,7 +278,8 @@ def reliability(bins: dict, path: Path, title: str) -> None:
 
 
 def comparison(rows: list[dict], path: Path) -> None:
-    save(comparison_figure(rows), path)
+    with DRAWING:   # compare draws it while runs ahead may be drawing theirs
+        save(comparison_figure(rows), path)
 
 
 # --------------------------------------------------------------------------- learning and active-learning curves

@@ -20,6 +20,7 @@ no new run folder). Paths inside run records are absolute; readers find the file
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import io
@@ -28,7 +29,6 @@ import os
 import unicodedata
 from pathlib import Path
 
-import numpy as np
 
 from classify.reporting import plots
 
@@ -45,7 +45,7 @@ from featurecache.errors import SettingError
 from featurecache.files import Staged, check_writable, os_error, remove_stale_temps, room_error, versions
 
 __all__ = ["csv_text", "Staged", "check_out_dir", "check_name", "cache_id", "run_id", "digest", "run_paths", "resolve",
-           "drawable_names", "save_model", "stage_run", "write_run", "write_json"]
+           "drawable_names", "Figures", "draw_run", "save_model", "stage_run", "write_run", "write_json"]
 
 
 def csv_text(rows: list[dict], columns: list[str] | None = None) -> str:
@@ -261,39 +261,63 @@ def reliability_title(title: str, result: RunResult) -> str:
     return f"{title}: {ece}"
 
 
-def stage_run(staged: Staged, cache: Cache, cfg: ClassifyConfig, result: RunResult,
-              paths: dict[str, Path]) -> tuple[RunRecord, str | None]:
-    """Write every file of a run aside in `staged` (renamed into place when it commits; a run folder
-    it makes is removed again if it does not). Returns (run record, why no gallery or None)."""
+@dataclasses.dataclass
+class Figures:
+    """A run's figures as PNG bytes, keyed like its paths ("curves", "confusion", ...), drawn before
+    its files are written: compare draws the runs it trains ahead in their thread, beside the MLP's
+    training, and the main thread only writes the bytes."""
+
+    png: dict[str, bytes]
+    gallery_note: str | None   # why there is no gallery, or None
+    names_note: str | None     # how class names that no font draws were written, or None
+
+
+def draw_run(cache: Cache, cfg: ClassifyConfig, result: RunResult) -> Figures:
+    """Draw a run's figures into memory (nothing is written). One thread draws at a time
+    (`plots.DRAWING`): class names in other scripts switch matplotlib's font families while it draws."""
     import matplotlib
 
-    remove_stale_temps(paths["model"].parent)   # what a killed run left in this run's folder
     title = f"{cfg.model} on {cache.path.stem}"
     items, gallery_note = gallery_items(cache, result.proba)
     labels, families, names_note = drawable_names(cache.class_names)
     (title,), _, _ = drawable_names([title])
     label_of = dict(zip(cache.class_names, labels))
     items = [{**item, "true": label_of[item["true"]], "predicted": label_of[item["predicted"]]} for item in items]
-    with matplotlib.rc_context({"font.family": families} if families else {}):
+    png = {}
+    with plots.DRAWING, matplotlib.rc_context({"font.family": families} if families else {}):
         if result.trained.history:
-            plots.curves(result.trained.history, staged.aside(paths["curves"]), title)
-        plots.confusion(result.confusion, labels, staged.aside(paths["confusion"]),
-                        f"{title}: test accuracy {result.metrics['accuracy']:.3f}")
+            png["curves"] = plots.png(plots.curves_figure(result.trained.history, title))
+        png["confusion"] = plots.png(plots.confusion_figure(
+            result.confusion, labels, f"{title}: test accuracy {result.metrics['accuracy']:.3f}"))
         if items:
-            plots.gallery(items, staged.aside(paths["gallery"]), f"{title}: most confident mistakes",
-                          side_px=plots.gallery_side(cache.attrs.get("image_size")))
-        plots.reliability(reliability(cache.test.labels, result.proba), staged.aside(paths["reliability"]), reliability_title(title, result))
+            png["gallery"] = plots.png(plots.gallery_figure(
+                items, f"{title}: most confident mistakes", side_px=plots.gallery_side(cache.attrs.get("image_size"))))
+        png["reliability"] = plots.png(plots.reliability_figure(
+            reliability(cache.test.labels, result.proba), reliability_title(title, result)))
+    return Figures(png, gallery_note, names_note)
+
+
+def stage_run(staged: Staged, cache: Cache, cfg: ClassifyConfig, result: RunResult,
+              paths: dict[str, Path], figures: Figures | None = None) -> tuple[RunRecord, str | None]:
+    """Write every file of a run aside in `staged` (renamed into place when it commits; a run folder
+    it makes is removed again if it does not), its figures drawn now unless `figures` holds them
+    (`draw_run`). Returns (run record, why no gallery or None)."""
+    remove_stale_temps(paths["model"].parent)   # what a killed run left in this run's folder
+    figures = figures or draw_run(cache, cfg, result)
+    for key, data in figures.png.items():
+        staged.aside(paths[key]).write_bytes(data)
+    names_note = figures.names_note
     staged.aside(paths["report_txt"]).write_text(result.report_text + (f"\nnote: {names_note}\n" if names_note else ""))
     write_json(staged.aside(paths["report_json"]), result.report)
     model_tmp = staged.aside(paths["model"])
     save_model(result.trained, model_tmp)
-    record = run_record(cache, cfg, result, paths, gallery_note)
+    record = run_record(cache, cfg, result, paths, figures.gallery_note)
     record.class_names_note = names_note
     record.model_sha256 = saved.sha256(model_tmp)
     staged.aside(paths["run"]).write_text(record.json())
     if "latest" in paths:
         write_json(staged.aside(paths["latest"]), {"run": paths["run"].name, "run_id": record.run_id})
-    return record, gallery_note
+    return record, figures.gallery_note
 
 
 def save_model(trained, path: Path) -> None:

@@ -28,9 +28,6 @@ import csv
 import datetime as dt
 import io
 import json
-import os
-import threading
-from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -165,42 +162,3 @@ def stage_table(staged, table: dict[str, Path], rows: list[dict]) -> None:
     staged.aside(table["csv"]).write_text(to_csv(rows))
     staged.aside(table["md"]).write_text(to_markdown(rows))
     plots.comparison(labelled(rows), staged.aside(table["png"]))
-
-
-IN_MAIN_THREAD = ("mlp",)   # Keras trains in the main thread, where Ctrl-C and SIGTERM stop it
-
-
-def fits_twice(cache, cfg) -> bool:
-    """Whether two runs' copies of the cache's feature matrices fit --max-memory at once (a run on a
-    streamed cache holds a memory budget of its own, so it never trains beside another)."""
-    from classify.training.data import IN_MEMORY_COPIES, memory_budget
-
-    if cache.train.features is None:
-        return False
-    held = sum(a.nbytes for s in (cache.train, cache.test) for a in (s.features, s.views) if a is not None)
-    return 2 * IN_MEMORY_COPIES * held <= memory_budget(cfg.max_memory)
-
-
-def train_ahead(runs: list[tuple]) -> dict[int, Future]:
-    """Train the runs (cache, cfg) that may go beside the main thread's (not IN_MAIN_THREAD, in-memory,
-    on a machine of two cores or more) one after another, in their order, in a daemon thread: a
-    compare stopped part-way exits without waiting for it. Returns their futures by index in `runs`;
-    the main thread still writes every run's files and row in order, as they come."""
-    from classify.training.train import train_and_evaluate
-
-    if (os.cpu_count() or 1) < 2 or len(runs) < 2:
-        return {}
-    ahead = {i: Future() for i, (cache, cfg) in enumerate(runs)
-             if cfg.model not in IN_MAIN_THREAD and fits_twice(cache, cfg)}
-
-    def work() -> None:
-        for i, future in ahead.items():
-            future.set_running_or_notify_cancel()
-            try:
-                future.set_result(train_and_evaluate(*runs[i]))
-            except BaseException as e:   # raised where the main thread takes this run's result
-                future.set_exception(e)
-
-    if ahead:
-        threading.Thread(target=work, name="compare-train-ahead", daemon=True).start()
-    return ahead
