@@ -73,9 +73,9 @@ def calibration(cache: Path, out_dir: Path, log: Path) -> dict:
 
 
 def fewshot(cache: Path, out_dir: Path, log: Path) -> list[dict]:
-    """classify.workflows.fewshot's rows (model, shots, seeds, mean, std, low, high) for FEWSHOT_MODELS."""
+    """`featurecache fewshot`'s rows (model, shots, seeds, mean, std, low, high) for FEWSHOT_MODELS."""
     args = [a for m in FEWSHOT_MODELS for a in ("--model", m)]
-    run_step([sys.executable, "-m", "classify.workflows.fewshot", "--features", str(cache), "--out-dir", str(out_dir),
+    run_step([sys.executable, "-m", "featurecache", "fewshot", "--features", str(cache), "--out-dir", str(out_dir),
               "--shots", "1,5,10,20", "--seeds", "5", *args], log)
     (path,) = sorted(out_dir.glob("*-fewshot-*.json"))[-1:]
     return json.loads(path.read_text())["rows"]

@@ -59,7 +59,14 @@ def test_report_ratios_and_verdicts():
     assert compute["seed"] == pytest.approx(304) and compute["ours"] == pytest.approx(10 + 1 + 3 + 5 + 0.3)
     assert t["lr_accuracy"]["value"] == pytest.approx(0.3) and t["lr_accuracy"]["met"]
     assert t["memory"]["value"] == pytest.approx(1.2) and t["memory"]["met"]
+    assert t["compare_subset"]["value"] == 10.0 and t["compare_subset"]["met"]   # the compare process's wall time
+    assert "6,000-image cache at 32 px" in t["compare_subset"]["note"]
     assert report["notes"] == []  # load was low: no "other work was running" note
+    steps = _steps()
+    steps["classify_auto"]["wall_s"] = 12.5
+    slow = {x["target"]: x for x in build_report(steps, sizes=[32, 64], base=32, memory_sizes=[32, 128], epochs=10,
+                                                  quick=False)["targets"]}
+    assert slow["compare_subset"]["value"] == 12.5 and not slow["compare_subset"]["met"]
 
 
 def test_table_says_met_or_missed_and_files_are_written(tmp_path):
@@ -94,6 +101,7 @@ def test_missing_classifiers_are_reported_as_missed():
     report = build_report(steps, sizes=[32, 64], base=32, memory_sizes=[32, 128], epochs=10, quick=False)
     t = {x["target"]: x for x in report["targets"]}
     assert t["end_to_end"]["value"] is None and not t["end_to_end"]["met"]
+    assert t["compare_subset"]["value"] is None and not t["compare_subset"]["met"]
     assert not t["lr_accuracy"]["met"] and "n/a" in format_table(report)
 
 

@@ -228,3 +228,28 @@ def test_the_project_error_is_not_a_click_exception():
     assert not issubclass(UserError, click.ClickException)
     e = SettingError("train_size=5000 is more than the 300 training rows; pass at most 300")
     assert isinstance(e, ValueError) and e.setting == "train_size" and str(e).startswith("train_size=5000")
+
+
+def test_every_module_the_benches_makefile_and_docs_run_with_python_m_runs():
+    """`python -m X` in a bench step, a make target or the docs: X is a module with a `__main__` block, or a
+    package with a __main__.py (a module moved without its entry point runs nothing and exits 0)."""
+    import importlib.util
+    import re
+
+    named = {}
+    for path in [*ROOT.glob("bench/*.py"), ROOT / "Makefile", ROOT / "README.md", *ROOT.glob("docs/*.md")]:
+        text = path.read_text()
+        for mod in re.findall(r'"-m", "([A-Za-z_][\w.]*)"', text) + re.findall(r"python -m ([A-Za-z_][\w.]*)", text):
+            named.setdefault(mod, path.name)
+    named = {m: p for m, p in named.items() if m.split(".")[0] in ("bench", "classify", "extract", "featurecache")}
+    assert "featurecache" in named and any(m.startswith("bench.") for m in named)
+    broken = []
+    for mod, where in sorted(named.items()):
+        spec = importlib.util.find_spec(mod)
+        if spec is None or spec.origin is None:
+            broken.append(f"{mod} (in {where}): no such module")
+            continue
+        main = Path(spec.origin).with_name("__main__.py") if spec.submodule_search_locations else Path(spec.origin)
+        if not main.exists() or 'if __name__ == "__main__"' not in main.read_text() and main.name != "__main__.py":
+            broken.append(f"{mod} (in {where}): nothing runs under python -m")
+    assert broken == []
