@@ -455,3 +455,57 @@ def layout_problems(fig, min_image_px: int = 0) -> list[str]:
             if min(box.width, box.height) < min_image_px - SLACK:
                 problems.append(f"a picture is {box.width:.0f}x{box.height:.0f} px, under {min_image_px}")
     return problems
+
+
+class Run:
+    """`python -m MODULE ARGS` in a child process, its stderr collected as it comes; in a session of its
+    own with `new_session` (so a signal can go to its whole process group, as a terminal's Ctrl-C does)."""
+
+    def __init__(self, module: str, args: list, new_session: bool = False):
+        import subprocess
+        import sys
+        import threading
+
+        self.proc = subprocess.Popen([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=new_session)
+        self.err: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True)
+        self.reader.start()
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        import time
+
+        end = time.monotonic() + timeout
+        while not any(text in line for line in self.err):
+            assert self.proc.poll() is None, "".join(self.err)
+            assert time.monotonic() < end, f"no {text!r} after {timeout} s: " + "".join(self.err)
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 300) -> tuple[int, str]:
+        """Wait for the process to end: (exit code, stderr)."""
+        rc = self.proc.wait(timeout=timeout)
+        self.reader.join(timeout=10)
+        self.proc.stdout.close()
+        return rc, "".join(self.err)
+
+    def stop(self, signum: int) -> tuple[int, str]:
+        self.proc.send_signal(signum)
+        return self.finish(120)
+
+
+def alone_run(cache, model: str, folder, *extra) -> dict:
+    """`classify --model MODEL` on `cache` by itself, into `folder`: its run record, as a dict."""
+    import json
+
+    from classify.cli import cli
+
+    result = invoke(cli, ["--model", model, "--features", cache, "--out-dir", folder, *extra])
+    assert result.exit_code == 0, result.output
+    return json.loads(next(Path(folder).glob(f"*-{model}-*-run.json")).read_text())
+
+
+def assert_same_run(a: dict, b: dict, keys=("accuracy", "accuracy_ci", "macro_f1", "ece", "val_accuracy")) -> None:
+    """Two run records of one run: the same identity, validation rows and numbers."""
+    assert a["run_id"] == b["run_id"] and a["val_images"] == b["val_images"]
+    for key in keys:
+        assert a["metrics"][key] == b["metrics"][key], (a["model"], key)

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 
-from classify.cli import cli as classify_cli
 from classify.options import make_config
 from classify.training.train import load_for_training
 from classify.commands import compare
-from conftest import blob_cache, invoke
+from conftest import alone_run, assert_same_run, blob_cache, invoke
 
 
 def test_runs_trained_ahead_equal_runs_trained_alone(tmp_path):
@@ -33,11 +32,5 @@ def test_runs_trained_ahead_equal_runs_trained_alone(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.output.index("compare: lr on") < result.output.index("compare: rf on")   # recorded in order
     for model in ("lr", "rf"):
-        alone = tmp_path / f"alone-{model}"
-        args = ["--model", model, "--features", cache, "--out-dir", alone] + (["--n-estimators", "50"] if model == "rf" else [])
-        assert invoke(classify_cli, args).exit_code == 0
-        a = json.loads(next(out.glob(f"*-{model}-*-run.json")).read_text())
-        b = json.loads(next(alone.glob(f"*-{model}-*-run.json")).read_text())
-        assert a["run_id"] == b["run_id"] and a["val_images"] == b["val_images"]
-        for key in ("accuracy", "accuracy_ci", "macro_f1", "ece", "val_accuracy"):
-            assert a["metrics"][key] == b["metrics"][key], (model, key)
+        b = alone_run(cache, model, tmp_path / f"alone-{model}", *(["--n-estimators", "50"] if model == "rf" else []))
+        assert_same_run(json.loads(next(out.glob(f"*-{model}-*-run.json")).read_text()), b)

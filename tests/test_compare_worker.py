@@ -8,16 +8,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from classify.cli import cli as classify_cli
-from conftest import ROOT, assert_rows_match_their_runs, blob_cache, invoke, table_rows
+from conftest import Run, alone_run, assert_rows_match_their_runs, assert_same_run, blob_cache, table_rows
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the worker process is forked on Linux only")
 BUSY_RF = ["--n-estimators", "20000"]   # a forest that keeps the worker busy for many seconds
@@ -46,33 +43,17 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-class Compare:
-    """`featurecache compare` in a session of its own, stderr collected as it comes."""
+def compare(args: list) -> Run:
+    """`featurecache compare ARGS` in a session of its own."""
+    return Run("featurecache", ["compare", *args], new_session=True)
 
-    def __init__(self, args: list):
-        self.proc = subprocess.Popen([sys.executable, "-m", "featurecache", "compare", *map(str, args)], cwd=ROOT,
-                                     text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        self.err: list[str] = []
-        threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True).start()
 
-    def wait_for(self, text: str, timeout: float = 120) -> None:
-        end = time.monotonic() + timeout
-        while not any(text in line for line in self.err):
-            assert self.proc.poll() is None, "".join(self.err)
-            assert time.monotonic() < end, f"no {text!r} after {timeout} s: " + "".join(self.err)
-            time.sleep(0.05)
-
-    def worker(self) -> int:
-        self.wait_for("train ahead in a worker process")
-        found = children(self.proc.pid)
-        assert len(found) == 1, found
-        return found[0]
-
-    def finish(self, timeout: float = 300) -> tuple[int, str]:
-        rc = self.proc.wait(timeout=timeout)
-        self.proc.stdout.close()
-        time.sleep(0.2)
-        return rc, "".join(self.err)
+def worker_of(run: Run) -> int:
+    """The pid of the compare's worker process, once it has said it started one."""
+    run.wait_for("train ahead in a worker process")
+    found = children(run.proc.pid)
+    assert len(found) == 1, found
+    return found[0]
 
 
 def gone(pid: int, timeout: float = 15) -> bool:
@@ -87,20 +68,16 @@ def gone(pid: int, timeout: float = 15) -> bool:
 def test_runs_trained_in_the_worker_equal_runs_trained_alone(tmp_path):
     cache = blob_cache(tmp_path / "blobs.h5", n_train=400, n_test=120, spread=1.0)
     out = tmp_path / "compare"
-    rc, err = Compare(["--features", cache, "--model", "lr", "--model", "rf", "--n-estimators", "50",
+    rc, err = compare(["--features", cache, "--model", "lr", "--model", "rf", "--n-estimators", "50",
                        "--out-dir", out]).finish()
     assert rc == 0, err
     assert "compare: lr, rf train ahead in a worker process" in err
     for model in ("lr", "rf"):
-        alone = tmp_path / f"alone-{model}"
-        args = ["--model", model, "--features", cache, "--out-dir", alone] + (["--n-estimators", "50"] if model == "rf" else [])
-        assert invoke(classify_cli, args).exit_code == 0
+        b = alone_run(cache, model, tmp_path / f"alone-{model}", *(["--n-estimators", "50"] if model == "rf" else []))
         a = json.loads(next(out.glob(f"*-{model}-*-run.json")).read_text())
-        b = json.loads(next(alone.glob(f"*-{model}-*-run.json")).read_text())
-        assert a["run_id"] == b["run_id"] and a["history"] == b["history"] and a["chosen"] == b["chosen"]
-        for key in ("accuracy", "accuracy_ci", "macro_f1", "ece", "val_accuracy"):
-            assert a["metrics"][key] == b["metrics"][key], (model, key)
-        folder_a, folder_b = out / a["folder"], alone / b["folder"]
+        assert_same_run(a, b)
+        assert a["history"] == b["history"] and a["chosen"] == b["chosen"]
+        folder_a, folder_b = out / a["folder"], tmp_path / f"alone-{model}" / b["folder"]
         for kind in ("confusion", "curves", "reliability"):   # drawn in the worker, the same pixels
             name = f"{a['folder']}-{kind}.png"
             assert (folder_a / name).read_bytes() == (folder_b / name).read_bytes(), kind
@@ -110,8 +87,8 @@ def test_runs_trained_in_the_worker_equal_runs_trained_alone(tmp_path):
 
 def test_a_worker_killed_part_way_leaves_its_runs_to_the_main_thread(tiny_cache, tmp_path):
     out = tmp_path / "reports"
-    run = Compare(["--features", tiny_cache, "--model", "lr", "--model", "rf", "--n-estimators", "3000", "--out-dir", out])
-    worker = run.worker()
+    run = compare(["--features", tiny_cache, "--model", "lr", "--model", "rf", "--n-estimators", "3000", "--out-dir", out])
+    worker = worker_of(run)
     os.kill(worker, signal.SIGKILL)
     rc, err = run.finish()
     assert rc == 0, err
@@ -123,9 +100,9 @@ def test_a_worker_killed_part_way_leaves_its_runs_to_the_main_thread(tiny_cache,
 
 def test_ctrl_c_stops_the_compare_and_its_worker_with_one_line(tiny_cache, tmp_path):
     out = tmp_path / "reports"
-    run = Compare(["--features", tiny_cache, "--model", "lr", "--model", "mlp", "--model", "rf", *BUSY_RF, *LONG_MLP,
+    run = compare(["--features", tiny_cache, "--model", "lr", "--model", "mlp", "--model", "rf", *BUSY_RF, *LONG_MLP,
                    "--out-dir", out])
-    worker = run.worker()
+    worker = worker_of(run)
     run.wait_for("compare: mlp on")   # lr written, the forest growing in the worker, epochs under way here
     time.sleep(3)
     assert alive(worker)
@@ -141,9 +118,9 @@ def test_ctrl_c_stops_the_compare_and_its_worker_with_one_line(tiny_cache, tmp_p
 
 
 def test_a_compare_killed_outright_takes_its_worker_with_it(tiny_cache, tmp_path):
-    run = Compare(["--features", tiny_cache, "--model", "rf", "--model", "mlp", *BUSY_RF, *LONG_MLP,
+    run = compare(["--features", tiny_cache, "--model", "rf", "--model", "mlp", *BUSY_RF, *LONG_MLP,
                    "--out-dir", tmp_path / "reports"])
-    worker = run.worker()
+    worker = worker_of(run)
     time.sleep(1)
     assert alive(worker)
     run.proc.kill()

@@ -9,42 +9,16 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 from classify.commands import compare
 from classify.cli import cli
-from conftest import ROOT, assert_rows_match_their_runs, invoke, snapshot, table_rows
+from conftest import Run, assert_rows_match_their_runs, invoke, snapshot, table_rows
 
 pytestmark = pytest.mark.slow
 LONG_MLP = ["--epochs", "2000", "--patience", "2000", "--hidden", "64"]  # minutes of epochs: stopped long before the end
-
-
-class Run:
-    """A command in a child process whose stderr is collected as it comes."""
-
-    def __init__(self, module: str, args: list):
-        self.proc = subprocess.Popen([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.err: list[str] = []
-        self.reader = threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True)
-        self.reader.start()
-
-    def wait_for(self, text: str, timeout: float = 120) -> None:
-        end = time.monotonic() + timeout
-        while not any(text in line for line in self.err):
-            assert self.proc.poll() is None, "".join(self.err)
-            assert time.monotonic() < end, f"no {text!r} after {timeout} s: " + "".join(self.err)
-            time.sleep(0.1)
-
-    def stop(self, signum: int) -> tuple[int, str]:
-        self.proc.send_signal(signum)
-        rc = self.proc.wait(timeout=120)
-        self.reader.join(timeout=10)
-        self.proc.stdout.close()
-        return rc, "".join(self.err)
 
 
 def assert_interrupted(rc: int, err: str, signum: int) -> None:
