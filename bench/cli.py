@@ -48,6 +48,12 @@ def classifiers(cache: Path, work: Path, tag: str) -> dict:
     return {**step, "models": read_classify_runs(out_dir)}
 
 
+def compare_again(cache: Path, work: Path, times: int = 2) -> dict:
+    """`featurecache compare` on the cache `times` more times, each in a fresh process: {"wall_s": [...]}."""
+    walls = [classifiers(cache, work, f"compare_again_{k}")["wall_s"] for k in range(times)]
+    return {"wall_s": walls}
+
+
 def lr_only(cache: Path, work: Path, tag: str) -> dict:
     out_dir = work / f"{tag}-reports"
     step = run_step([sys.executable, "-m", "featurecache", "compare", "--model", "lr", "--features", str(cache),
@@ -136,6 +142,8 @@ def training_steps(step: Recorder, data: str, base: int, epochs: int, lim: list[
          ["--data-dir", data, "--size", str(base), "--epochs", str(epochs), *lim], work, f"seed_train_{base}")
     try:
         step("classify_auto", classifiers, work / f"cifar10-{base}px-auto.h5", work, "classify_auto")
+        if not full:   # compare's time, a dozen seconds that vary by one or two: its median of three runs
+            step("compare_again", compare_again, work / f"cifar10-{base}px-auto.h5", work)
         if full:
             step("classify_mlp", one_model, work / f"cifar10-{base}px-auto.h5", work, "mlp")
         else:

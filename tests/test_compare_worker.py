@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Run, alone_run, assert_rows_match_their_runs, assert_same_run, blob_cache, table_rows
+from conftest import ROOT, Run, alone_run, assert_rows_match_their_runs, assert_same_run, blob_cache, table_rows
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the worker process is forked on Linux only")
 BUSY_RF = ["--n-estimators", "20000"]   # a forest that keeps the worker busy for many seconds
@@ -126,3 +126,38 @@ def test_a_compare_killed_outright_takes_its_worker_with_it(tiny_cache, tmp_path
     run.proc.kill()
     run.finish()
     assert gone(worker), "the worker outlived its compare"
+
+
+WORKER_SCRIPT = """
+import json, sys
+from conftest import blob_cache
+from classify.options import make_config
+from classify.training.train import load_for_training
+from classify.workflows.ahead import NotAhead, train_ahead
+
+cache = blob_cache(__import__("pathlib").Path(sys.argv[1]))
+cfgs = [make_config(model="lr", features=str(cache), adversarial="fgsm"),   # fails: the blobs have no pictures
+        make_config(model="rf", features=str(cache), n_estimators=30),
+        make_config(model="mlp", features=str(cache))]
+runs = [(load_for_training(cache, cfg), cfg) for cfg in cfgs]
+ahead = train_ahead(runs, process=True)
+failed, (rf, figures) = ahead[0].result(timeout=120), ahead[1].result(timeout=120)
+print(json.dumps({"where": ahead.where, "indices": sorted(ahead), "failed": repr(failed),
+                  "tensorflow": "tensorflow" in sys.modules, "rf_accuracy": rf.metrics["accuracy"],
+                  "rf_format": rf.trained.format, "figures": sorted(figures.png),
+                  "proba_again": bool((rf.trained.predict_proba(runs[1][0].test.features) == rf.proba).all())}))
+"""
+
+
+def test_a_run_that_fails_in_the_worker_comes_back_to_be_trained_here(tmp_path):
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", WORKER_SCRIPT, str(tmp_path / "blobs.h5")], cwd=ROOT / "tests",
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["where"] == "a worker process" and out["indices"] == [0, 1]   # the MLP stays in the main thread
+    assert out["failed"] == "NotAhead(why=None)"    # no reason given: the main thread's own try raises the error
+    assert not out["tensorflow"]                    # the worker trained the forest without it
+    assert out["rf_format"] == "forest" and out["rf_accuracy"] > 0.9 and "confusion" in out["figures"]
+    assert out["proba_again"]   # the model rebuilt from the worker's bytes predicts what it predicted there

@@ -95,8 +95,7 @@ def cli(features: tuple[str, ...], models: tuple[str, ...], seeds: int, track: s
             for seed in range(options["seed"], options["seed"] + seeds)]   # --seeds N: N runs, seeds S..S+N-1
     ahead = train_ahead(runs)
     if ahead:
-        click.echo(f"compare: {', '.join(runs[i][1].model for i in ahead)} train ahead in {ahead.where}, beside "
-                   "the main thread's", err=True)
+        click.echo(f"compare: {', '.join(runs[i][1].model for i in ahead)} train ahead in {ahead.where}", err=True)
     if ahead and any(cfg.model in IN_MAIN_THREAD for _, cfg in runs):
         from featurecache.tfimport import tensorflow
 

@@ -26,9 +26,9 @@ import functools
 import io
 import json
 import os
+import tempfile
 import unicodedata
 from pathlib import Path
-
 
 from classify.reporting import plots
 
@@ -45,7 +45,7 @@ from featurecache.errors import SettingError
 from featurecache.files import Staged, check_writable, os_error, remove_stale_temps, room_error, versions
 
 __all__ = ["csv_text", "Staged", "check_out_dir", "check_name", "cache_id", "run_id", "digest", "run_paths", "resolve",
-           "drawable_names", "Figures", "draw_run", "save_model", "stage_run", "write_run", "write_json"]
+           "drawable_names", "Figures", "draw_run", "model_bytes", "save_model", "stage_run", "write_run", "write_json"]
 
 
 def csv_text(rows: list[dict], columns: list[str] | None = None) -> str:
@@ -264,8 +264,8 @@ def reliability_title(title: str, result: RunResult) -> str:
 @dataclasses.dataclass
 class Figures:
     """A run's figures as PNG bytes, keyed like its paths ("curves", "confusion", ...), drawn before
-    its files are written: compare draws the runs it trains ahead in their thread, beside the MLP's
-    training, and the main thread only writes the bytes."""
+    its files are written: compare draws the runs it trains ahead where they train (a worker process
+    or a thread, classify.workflows.ahead), and the main thread only writes the bytes."""
 
     png: dict[str, bytes]
     gallery_note: str | None   # why there is no gallery, or None
@@ -320,14 +320,25 @@ def stage_run(staged: Staged, cache: Cache, cfg: ClassifyConfig, result: RunResu
     return record, figures.gallery_note
 
 
+def model_bytes(trained, suffix: str) -> bytes:
+    """The model file `save_model` writes, as bytes: an HDF5 model built in memory, another kind
+    written to a temporary folder and read back."""
+    if suffix == ".h5":
+        buffer = io.BytesIO()
+        trained.save(buffer)  # h5py.File writes to a file-like object as well as to a path
+        return buffer.getvalue()
+    with tempfile.TemporaryDirectory(prefix="featurecache-model-") as tmp:
+        path = Path(tmp) / f"model{suffix}"
+        trained.save(path)
+        return path.read_bytes()
+
+
 def save_model(trained, path: Path) -> None:
     """Save a fitted model. HDF5 models are built in memory and written with one plain write: HDF5
     that runs out of room part-way fails in its destructors (tracebacks, even a crash at exit), while
     a plain write fails with one OSError (ENOSPC, EFBIG) that becomes one line."""
     if path.suffix == ".h5":
-        buffer = io.BytesIO()
-        trained.save(buffer)  # h5py.File writes to a file-like object as well as to a path
-        path.write_bytes(buffer.getvalue())
+        path.write_bytes(model_bytes(trained, ".h5"))
     else:
         trained.save(path)
 

@@ -121,12 +121,16 @@ def in_process(runs: list[tuple], ahead: dict[int, Future]) -> None:
 
     def receive() -> None:
         pending = dict(ahead)
-        try:
-            while pending:
+        while pending:
+            try:
                 i, payload = receiver.recv()
-                pending.pop(i).set_result(NotAhead() if payload is None else rebuilt(runs[i][0], runs[i][1], payload))
-        except Exception:   # the worker ended part-way (killed, out of memory): a message cut short
-            pass
+            except Exception:   # the worker ended (killed, out of memory), perhaps part-way through a message
+                break
+            future = pending.pop(i)
+            try:
+                future.set_result(NotAhead() if payload is None else rebuilt(runs[i][0], runs[i][1], payload))
+            except Exception:
+                future.set_result(NotAhead())
         receiver.close()
         worker.join()
         for future in pending.values():
@@ -156,12 +160,20 @@ def work_in_process(runs: list[tuple], indices: list[int], sender, parent: int) 
         except Exception:
             payload = None
         try:
-            sender.send((i, payload))
-        except (BrokenPipeError, ConnectionResetError):
+            send(sender, (i, payload))
+        except OSError:   # the main process is gone, or stopped listening
             return
-        except Exception:   # a result that does not pickle: the main thread trains that run itself
-            sender.send((i, None))
     sender.close()
+
+
+def send(sender, message: tuple) -> None:
+    """Send (i, payload); a payload that does not pickle goes as None (the main thread trains that run)."""
+    try:
+        sender.send(message)
+    except OSError:
+        raise
+    except Exception:
+        sender.send((message[0], None))
 
 
 def die_with(parent: int) -> None:
@@ -180,14 +192,11 @@ def die_with(parent: int) -> None:
 def portable(cache, cfg) -> dict:
     """A finished run as data that pickles: the result without its model's functions, the figures,
     and the model file's bytes (written by the model's own save)."""
-    from classify.runs.outputs import save_model
+    from classify.runs.outputs import model_bytes
     from classify.training.specs import SPECS
 
     result, figures = finished(cache, cfg)
-    with tempfile.TemporaryDirectory(prefix="featurecache-ahead-") as tmp:
-        path = Path(tmp) / f"model{SPECS[cfg.model].suffix}"
-        save_model(result.trained, path)
-        model = path.read_bytes()
+    model = model_bytes(result.trained, SPECS[cfg.model].suffix)
     t = result.trained
     return {"result": dataclasses.replace(result, trained=None), "figures": figures, "model": model,
             "format": t.format, "history": t.history, "details": t.details}
