@@ -2,8 +2,9 @@
 active-learning curves, accuracy under attack and adversarial examples.
 
 Each figure has a `*_figure` function that draws it from plain data and returns the matplotlib
-Figure (what tests measure: every text's box inside the canvas, no two boxes overlapping), and a
-function of the old name that draws it and saves it to the path it is given. Figures use
+Figure (what tests measure: every text's box inside the canvas, no two boxes overlapping); `png`
+gives a figure's PNG bytes (a run's four figures: `classify.runs.outputs.draw_run`), and the other
+figures have a function of their own name that draws and saves them to the path it is given. Figures use
 constrained layout and are saved at their own size (no tight bounding box), so the checked
 figure is the saved one. Agg canvas; no display needed.
 """
@@ -22,12 +23,12 @@ from matplotlib.figure import Figure
 DPI = 110
 GALLERY_MIN_PX = 96        # the shorter side of a gallery picture at least, unless the model's input is smaller
 GALLERY_PX = 160           # gallery picture box (pixels a side) when the model's input is not known
-# held while a figure is built and drawn where another thread may draw too (compare draws runs trained
-# ahead in their own thread): matplotlib's settings (rcParams, font families) are one per process
+# held while a figure is built and drawn where another thread may draw too (compare, where it trains runs
+# ahead in a thread): matplotlib's settings (rcParams, font families) are one per process
 DRAWING = threading.RLock()
 
-__all__ = ["DPI", "DRAWING", "new_figure", "save", "png", "wrap", "curves_figure", "curves", "confusion_figure", "confusion",
-           "gallery_side", "gallery_figure", "gallery", "comparison_figure", "comparison", "learning_curve_figure",
+__all__ = ["DPI", "DRAWING", "new_figure", "save", "png", "wrap", "curves_figure", "confusion_figure",
+           "gallery_side", "gallery_figure", "comparison_figure", "comparison", "learning_curve_figure",
            "learning_curve", "active_figure", "robustness_figure", "adversarial_figure"]
 
 
@@ -114,10 +115,6 @@ def curves_figure(history: dict, name: str) -> Figure:
     return fig
 
 
-def curves(history: dict, path: Path, title: str) -> None:
-    save(curves_figure(history, title), path)
-
-
 # --------------------------------------------------------------------------- confusion matrix
 
 
@@ -139,10 +136,6 @@ def confusion_figure(matrix: np.ndarray, class_names: list[str], name: str) -> F
     ax.set_ylabel("true")
     headline(fig, name, 10)
     return fig
-
-
-def confusion(matrix: np.ndarray, class_names: list[str], path: Path, title: str) -> None:
-    save(confusion_figure(matrix, class_names, title), path)
 
 
 # --------------------------------------------------------------------------- gallery
@@ -206,10 +199,6 @@ def gallery_figure(items: list[dict], name: str, columns: int = 6, side_px: int 
     return fig
 
 
-def gallery(items: list[dict], path: Path, title: str, columns: int = 6, side_px: int = GALLERY_PX) -> None:
-    save(gallery_figure(items, title, columns, side_px), path)
-
-
 # --------------------------------------------------------------------------- comparison
 
 
@@ -271,10 +260,6 @@ def reliability_figure(bins: dict, name: str) -> Figure:
     fig.legend(loc="outside lower center", ncols=3, fontsize=8)
     headline(fig, name, 10)
     return fig
-
-
-def reliability(bins: dict, path: Path, title: str) -> None:
-    save(reliability_figure(bins, title), path)
 
 
 def comparison(rows: list[dict], path: Path) -> None:

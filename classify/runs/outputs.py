@@ -303,7 +303,8 @@ def stage_run(staged: Staged, cache: Cache, cfg: ClassifyConfig, result: RunResu
     it makes is removed again if it does not), its figures drawn now unless `figures` holds them
     (`draw_run`). Returns (run record, why no gallery or None)."""
     remove_stale_temps(paths["model"].parent)   # what a killed run left in this run's folder
-    figures = figures or draw_run(cache, cfg, result)
+    if figures is None:
+        figures = draw_run(cache, cfg, result)
     for key, data in figures.png.items():
         staged.aside(paths[key]).write_bytes(data)
     names_note = figures.names_note
